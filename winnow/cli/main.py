@@ -1,0 +1,33 @@
+"""The `winnow` command: thin wrappers that parse options and call the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from winnow.cli import demo, predict, runs, train
+
+COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="winnow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except (ValueError, TypeError) as error:
+        print(f"winnow {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

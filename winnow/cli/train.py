@@ -1,0 +1,32 @@
+"""`winnow train DATA ...`: train a classifier, or continue one with --resume."""
+
+from __future__ import annotations
+
+import argparse
+
+from winnow.cli.options import add_config_flags, build_config, flag_overrides
+from winnow.training.trainer import train
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("train", help="train a classifier on a folder or CSV manifest")
+    parser.add_argument("data", nargs="*", help="ImageFolder tree, split tree or CSV manifest(s)")
+    parser.add_argument("--config", help="YAML file with config keys")
+    parser.add_argument("--resume", metavar="RUN", help="continue the run folder RUN where it stopped")
+    add_config_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        result = train(None, resume=args.resume, overrides=flag_overrides(args))
+    else:
+        result = train(build_config(args))
+    print(f"run: {result.path}  status: {result.status}  best {result.config.select_metric} "
+          f"{_fmt(result.best_metric)} (epoch {result.best_epoch})")
+    if result.test_metrics:
+        print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result.test_metrics.items()))
+    return 0 if result.status == "finished" else 1
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,62 @@
+"""The torch Dataset: decode (or read from cache), preprocess, augment with a per-sample seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from winnow.data.cache import DecodedCache
+from winnow.data.imageio import read_image
+from winnow.data.preprocess import Preprocess
+
+
+class ImageDataset(Dataset):
+    """Images with integer targets.
+
+    Keys are an index, or `(index, seed)` from `EpochSampler`: the seed makes the
+    random augmentation of each sample independent of worker count and resumable.
+
+    Args:
+        paths: image files.
+        targets: class index per file (-1 when unknown, e.g. at prediction).
+        preprocess: deterministic decode-time settings.
+        transform: `[C, S, S]` uint8 tensor -> float tensor.
+        cache: optional decoded cache for these paths.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        targets: list[int],
+        preprocess: Preprocess,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        cache: DecodedCache | None = None,
+    ) -> None:
+        if len(paths) != len(targets):
+            raise ValueError(f"paths and targets differ in length: {len(paths)} vs {len(targets)}")
+        self.paths, self.targets = paths, targets
+        self.preprocess, self.transform, self.cache = preprocess, transform, cache
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_uint8(self, index: int) -> np.ndarray:
+        """Preprocessed `[S, S, C]` uint8, from the cache when it holds the image."""
+        if self.cache is not None and (cached := self.cache.get(index)) is not None:
+            return cached
+        image = self.preprocess(read_image(self.paths[index], in_chans=self.preprocess.in_chans,
+                                           fill=self.preprocess.fill))
+        if self.cache is not None:
+            self.cache.put(index, image)
+        return image
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image = torch.from_numpy(self.load_uint8(index)).permute(2, 0, 1)
+        if seed is not None:
+            torch.manual_seed(seed)
+        return self.transform(image), self.targets[index]

@@ -1,0 +1,158 @@
+"""Decoding image files of any mode into uint8 arrays with a chosen channel count."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be used as an image; `reason` is a short machine-friendly tag."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str) -> None:
+        super().__init__(f"{path}: {reason}: {detail}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    width: int
+    height: int
+    mode: str
+
+
+def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
+    """Open a file and read its header only (fast): size and mode.
+
+    Raises:
+        ImageReadError: missing, empty, non-image, or larger than `max_pixels`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(path, "missing", "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty", "file has zero bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                header = ImageHeader(image.width, image.height, image.mode)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        header = _probe_tiff(path, error)
+    if header.width * header.height > max_pixels:
+        raise ImageReadError(
+            path, "too_large",
+            f"{header.width}x{header.height} pixels exceeds max_image_pixels={max_pixels} "
+            "(possible decompression bomb); raise max_image_pixels if the file is genuine",
+        )
+    return header
+
+
+def _probe_tiff(path: Path, pil_error: Exception) -> ImageHeader:
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        raise ImageReadError(path, "not_an_image", f"cannot identify image ({pil_error})")
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]
+            height, width = page.shape[:2]
+            return ImageHeader(int(width), int(height), f"tiff:{page.dtype}")
+    except Exception as error:  # tifffile raises many types for broken files
+        raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can read it ({error})")
+
+
+def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
+    """Decode a file into uint8 `[H, W, in_chans]`.
+
+    Handles 1-bit, L, P (with transparency), LA, RGB, RGBA, CMYK, 16-bit and float
+    images; honours EXIF orientation; falls back to tifffile for TIFFs that PIL
+    rejects. Transparent pixels become the `fill` gray level; high-depth data is
+    scaled by its real range (min..max), not clipped.
+    """
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            array = _pil_to_array(image, fill)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
+        if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+            raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
+        array = _read_tiff(Path(path))
+    return to_channels(array, in_chans)
+
+
+def _pil_to_array(image: Image.Image, fill: int) -> np.ndarray:
+    mode = image.mode
+    if mode in HIGH_DEPTH_MODES:
+        return scale_to_uint8(np.asarray(image))
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("PA", "La"):
+        image = image.convert("RGBA" if mode == "PA" else "LA")
+    elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"):
+        image = image.convert("L" if mode == "1" else "RGB")
+    if image.mode in ("RGBA", "LA"):
+        return _composite(np.asarray(image), fill)
+    return np.asarray(image.convert("L") if image.mode not in ("L", "RGB") else image)
+
+
+def _composite(array: np.ndarray, fill: int) -> np.ndarray:
+    """Blend a colour+alpha array over a uniform `fill` background."""
+    color, alpha = array[..., :-1].astype(np.float32), array[..., -1:].astype(np.float32) / 255
+    blended = color * alpha + fill * (1 - alpha)
+    blended = np.rint(blended).astype(np.uint8)
+    return blended[..., 0] if blended.shape[-1] == 1 else blended
+
+
+def _read_tiff(path: Path) -> np.ndarray:
+    try:
+        array = tifffile.imread(path)
+    except Exception as error:  # tifffile raises many types for broken files
+        raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can decode it ({error})")
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar [C, H, W] -> [H, W, C]
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.dtype != np.uint8:
+        array = scale_to_uint8(array)
+    return array
+
+
+def scale_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Map high-depth data to uint8 by its real range, so 12-bit data in 16-bit files is not dark."""
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    if not finite.any():
+        return np.zeros(array.shape, dtype=np.uint8)
+    low, high = array[finite].min(), array[finite].max()
+    scaled = (np.where(finite, array, low) - low) / max(high - low, 1e-12)
+    return np.rint(scaled * 255).astype(np.uint8)
+
+
+def to_channels(array: np.ndarray, in_chans: int) -> np.ndarray:
+    """Convert `[H, W]` or `[H, W, C]` uint8 to `[H, W, in_chans]` deterministically.
+
+    RGB -> gray uses ITU-R 601 luma weights (as PIL's "L"); gray -> RGB repeats the plane.
+    """
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] == in_chans:
+        return np.ascontiguousarray(array)
+    if in_chans == 1:
+        luma = array[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.rint(luma).clip(0, 255).astype(np.uint8)[..., None]
+    if in_chans == 3 and array.shape[-1] == 1:
+        return np.repeat(array, 3, axis=-1)
+    raise ValueError(f"cannot convert an image with {array.shape[-1]} channels to in_chans={in_chans}")
+
+
+def is_grayscale_mode(mode: str) -> bool:
+    """True for header modes that carry one intensity channel."""
+    return mode in ("1", "L", "LA", "La", "I", "F") or mode.startswith(("I;16", "tiff:"))

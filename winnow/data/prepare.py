@@ -1,0 +1,144 @@
+"""From a config to validated splits, classes, preprocessing settings and data loaders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from winnow.config import Config
+from winnow.data.cache import DecodedCache, cache_bytes
+from winnow.data.dataset import ImageDataset
+from winnow.data.preprocess import Preprocess
+from winnow.data.samplers import EpochSampler, class_mix, sampler_weights
+from winnow.data.sources import Samples
+from winnow.data.splits import assign_splits, check_groups_disjoint
+from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
+from winnow.data.validation import bad_input_message, check_labels, scan
+
+log = logging.getLogger("winnow")
+STATS_SAMPLE = 256
+
+
+@dataclass
+class DataSpec:
+    """What a model needs to read images like its training data (saved as preprocessing.json)."""
+
+    classes: list[str]
+    in_chans: int
+    img_size: int
+    fill: int
+    autolevel: bool
+    automask: bool
+    mean: list[float]
+    std: list[float]
+
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.img_size, self.in_chans, self.fill, self.autolevel, self.automask)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def natural_sorted(labels: set[str]) -> list[str]:
+    """Sort labels numerically when they are all integers ("2" before "10"), else as text."""
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return sorted(labels, key=int)
+    return sorted(labels)
+
+
+def resolve_samples(config: Config) -> Samples:
+    if not config.data:
+        raise ValueError("no training data: pass DATA (a folder or a CSV manifest) or set `data` in the config")
+    return assign_splits(config.data, val=config.val, test=config.test, val_fraction=config.val_fraction,
+                         test_fraction=config.test_fraction, seed=config.seed)
+
+
+def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tuple[str, str]], float]:
+    """Scan every file; stop on bad files unless `skip_bad`. Returns good samples, bad list, gray share."""
+    report = scan(samples, max_pixels=config.max_image_pixels)
+    if report.bad and not config.skip_bad:
+        raise ValueError(bad_input_message(report))
+    if report.bad:
+        log.warning("skipping %s", report.summary())
+    good = samples.subset(report.good)
+    check_labels(good)
+    check_groups_disjoint(good)
+    return good, report.bad, report.grayscale_share()
+
+
+def build_spec(samples: Samples, config: Config, *, grayscale_share: float) -> DataSpec:
+    """Classes from train, channel count from the data, normalisation stats."""
+    train = samples.where_split("train")
+    in_chans = config.in_chans if config.in_chans != "auto" else (1 if grayscale_share >= 0.9 else 3)
+    spec = DataSpec(natural_sorted(set(train.labels)), in_chans, config.img_size, config.fill,
+                    config.autolevel, config.automask, [0.0] * in_chans, [1.0] * in_chans)
+    mode = config.normalize
+    if mode == "auto":
+        mode = "imagenet" if config.pretrained else "dataset"
+    if mode == "imagenet":
+        spec.mean, spec.std = imagenet_stats(in_chans)
+    elif mode == "dataset":
+        spec.mean, spec.std = _dataset_stats(train.paths, spec.preprocess())
+    return spec
+
+
+def _dataset_stats(paths: list[str], preprocess: Preprocess) -> tuple[list[float], list[float]]:
+    step = max(1, len(paths) // STATS_SAMPLE)
+    dataset = ImageDataset(paths[::step], [0] * len(paths[::step]), preprocess, lambda x: x)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])
+    return channel_stats(images)
+
+
+def targets_of(samples: Samples, classes: list[str]) -> list[int]:
+    index = {name: i for i, name in enumerate(classes)}
+    return [index.get(label, -1) for label in samples.labels]
+
+
+def use_cache(config: Config, n_images: int, preprocess: Preprocess) -> bool:
+    """`cache` true/false as set; None means on when the decoded set fits the memory budget."""
+    if config.cache is not None:
+        return config.cache
+    return cache_bytes(n_images, preprocess) <= config.cache_memory_mb * 2**20
+
+
+def make_dataset(samples: Samples, spec: DataSpec, config: Config, *, train: bool,
+                 cache_dir: Path | None) -> ImageDataset:
+    preprocess = spec.preprocess()
+    if train:
+        transform = train_transform(
+            spec.mean, spec.std, fill=config.fill, hflip=config.hflip, vflip=config.vflip,
+            rotate=config.rotate, scale_jitter=config.scale_jitter, brightness=config.brightness,
+            contrast=config.contrast, randaugment=config.randaugment, random_erasing=config.random_erasing)
+    else:
+        transform = eval_transform(spec.mean, spec.std)
+    cache = None
+    if cache_dir is not None and use_cache(config, len(samples), preprocess):
+        cache = DecodedCache(cache_dir, samples.paths, preprocess)
+    return ImageDataset(samples.paths, targets_of(samples, spec.classes), preprocess, transform, cache=cache)
+
+
+def train_loader(dataset: ImageDataset, config: Config, *, rank: int = 0, world_size: int = 1,
+                 pin_memory: bool = False) -> DataLoader:
+    """Loader over an `EpochSampler` (call `loader.sampler.set_epoch(e)` each epoch)."""
+    num_classes = max(dataset.targets) + 1
+    weights = sampler_weights(config.sampler, dataset.targets, num_classes)
+    mix = class_mix(dataset.targets, weights, num_classes)
+    log.info("sampler %s: expected class mix per epoch %s", config.sampler,
+             ", ".join(f"{share:.1%}" for share in mix))
+    sampler = EpochSampler(len(dataset), weights=weights, seed=config.seed, rank=rank, world_size=world_size)
+    return _loader(dataset, config, sampler=sampler, pin_memory=pin_memory, drop_last=len(dataset) > config.batch_size)
+
+
+def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = False) -> DataLoader:
+    return _loader(dataset, config, sampler=None, pin_memory=pin_memory, drop_last=False)
+
+
+def _loader(dataset: ImageDataset, config: Config, *, sampler, pin_memory: bool, drop_last: bool) -> DataLoader:
+    workers = config.workers
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, shuffle=False,
+                      num_workers=workers, pin_memory=pin_memory, drop_last=drop_last,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)

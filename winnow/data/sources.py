@@ -1,0 +1,150 @@
+"""Reading datasets: ImageFolder trees, split trees and CSV manifests into one sample table."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+IMAGE_SUFFIXES = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
+)
+SPLIT_NAMES = ("train", "val", "test")
+VALID_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass
+class Samples:
+    """A table of images: parallel lists, one row per image."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
+    groups: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def append(self, path: str, label: str, split: str | None = None, group: str | None = None) -> None:
+        self.paths.append(path)
+        self.labels.append(label)
+        self.splits.append(split)
+        self.groups.append(group)
+
+    def extend(self, other: "Samples") -> None:
+        for row in other.rows():
+            self.append(*row)
+
+    def rows(self) -> list[tuple[str, str, str | None, str | None]]:
+        return list(zip(self.paths, self.labels, self.splits, self.groups))
+
+    def subset(self, indices: list[int]) -> "Samples":
+        picked = Samples()
+        for i in indices:
+            picked.append(self.paths[i], self.labels[i], self.splits[i], self.groups[i])
+        return picked
+
+    def where_split(self, split: str) -> "Samples":
+        return self.subset([i for i, s in enumerate(self.splits) if s == split])
+
+    def with_split(self, split: str) -> "Samples":
+        return Samples(list(self.paths), list(self.labels), [split] * len(self), list(self.groups))
+
+
+def read_source(source: str | Path) -> Samples:
+    """Read one dataset: a CSV manifest, a split tree or an ImageFolder tree."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() == ".csv":
+        return read_manifest(source)
+    if not source.exists():
+        raise ValueError(f"data source {source} does not exist; pass a folder of class folders or a CSV manifest")
+    if not source.is_dir():
+        raise ValueError(f"data source {source} is neither a .csv manifest nor a folder")
+    if any((source / name).is_dir() for name in SPLIT_NAMES) and (source / "train").is_dir():
+        return read_split_tree(source)
+    return read_image_folder(source)
+
+
+def read_sources(sources: list[str]) -> Samples:
+    """Concatenate several sources (e.g. several manifests)."""
+    samples = Samples()
+    for source in sources:
+        samples.extend(read_source(source))
+    return samples
+
+
+def read_image_folder(root: Path, *, split: str | None = None) -> Samples:
+    """Read `root/<class>/*` into samples; an empty class folder is an error."""
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ValueError(f"{root} has no class folders; expected {root}/<class>/<image files>")
+    samples = Samples()
+    empty = []
+    for class_dir in class_dirs:
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _looks_like_image(p))
+        if not files:
+            empty.append(class_dir.name)
+        for file in files:
+            samples.append(str(file.resolve()), class_dir.name, split, None)
+    if empty:
+        raise ValueError(
+            f"{root}: empty class folder(s) {empty} hold no image files ({', '.join(IMAGE_SUFFIXES)}); "
+            "add images or remove the folders"
+        )
+    return samples
+
+
+def _looks_like_image(path: Path) -> bool:
+    # Files without a suffix are kept so the scan can report them instead of silently dropping them.
+    return path.suffix.lower() in IMAGE_SUFFIXES or path.suffix == "" and not path.name.startswith(".")
+
+
+def read_split_tree(root: Path) -> Samples:
+    """Read `root/train|val|test/<class>/*`."""
+    samples = Samples()
+    for name in SPLIT_NAMES:
+        if (root / name).is_dir():
+            samples.extend(read_image_folder(root / name, split=name))
+    return samples
+
+
+def read_manifest(path: Path) -> Samples:
+    """Read a CSV with columns `path,label` and optional `split`, `group`.
+
+    Relative paths are resolved against the manifest's folder.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = {"path", "label"} - set(columns)
+        if missing:
+            raise ValueError(
+                f"manifest {path}: missing column(s) {sorted(missing)}; got columns {columns}. "
+                "A manifest needs a header row with path,label and optional split,group"
+            )
+        samples = Samples()
+        for line_number, row in enumerate(reader, start=2):
+            samples.append(*_manifest_row(path, line_number, row))
+    if not len(samples):
+        raise ValueError(f"manifest {path} has a header but no rows")
+    return samples
+
+
+def _manifest_row(path: Path, line_number: int, row: dict) -> tuple[str, str, str | None, str | None]:
+    file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
+    if not file or not label:
+        raise ValueError(f"manifest {path}, line {line_number}: empty path or label in {row}")
+    resolved = Path(file) if Path(file).is_absolute() else path.parent / file
+    split = _normalise_split(path, line_number, (row.get("split") or "").strip())
+    group = (row.get("group") or "").strip() or None
+    return str(resolved.resolve()), label, split, group
+
+
+def _normalise_split(path: Path, line_number: int, split: str) -> str | None:
+    if not split:
+        return None
+    if split.lower() not in VALID_SPLIT_ALIASES:
+        raise ValueError(
+            f"manifest {path}, line {line_number}: split {split!r} is not one of train, val, test"
+        )
+    return VALID_SPLIT_ALIASES[split.lower()]

@@ -1,0 +1,102 @@
+"""A fast scan of every file before training: bad inputs stop the run or are skipped and listed."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from winnow.data.imageio import ImageHeader, ImageReadError, is_grayscale_mode, probe
+from winnow.data.sources import Samples
+from winnow.runs.atomic import atomic_write_text
+
+SHOW_FIRST = 5
+
+
+@dataclass
+class ScanReport:
+    """What the scan found: good sample indices, bad files with reasons, image modes."""
+
+    good: list[int] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    modes: Counter = field(default_factory=Counter)
+
+    def grayscale_share(self) -> float:
+        gray = sum(n for mode, n in self.modes.items() if is_grayscale_mode(mode))
+        return gray / max(1, sum(self.modes.values()))
+
+    def summary(self) -> str:
+        reasons = Counter(reason.split(":")[0] for _, reason in self.bad)
+        first = "; ".join(f"{path} ({reason})" for path, reason in self.bad[:SHOW_FIRST])
+        return f"{len(self.bad)} bad file(s) {dict(reasons)}; first: {first}"
+
+
+def scan(samples: Samples, *, max_pixels: int, workers: int = 8) -> ScanReport:
+    """Open every file's header (in threads) and check duplicates; nothing is decoded fully."""
+    report = ScanReport()
+    duplicates = _duplicate_rows(samples)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        headers = list(pool.map(lambda p: _safe_probe(p, max_pixels), samples.paths))
+    for index, (path, header) in enumerate(zip(samples.paths, headers)):
+        if index in duplicates:
+            report.bad.append((path, "duplicate: path listed more than once"))
+        elif isinstance(header, ImageReadError):
+            report.bad.append((path, f"{header.reason}: {str(header).split(': ', 2)[-1]}"))
+        else:
+            report.good.append(index)
+            report.modes[header.mode] += 1
+    return report
+
+
+def _safe_probe(path: str, max_pixels: int) -> ImageHeader | ImageReadError:
+    try:
+        return probe(path, max_pixels=max_pixels)
+    except ImageReadError as error:
+        return error
+
+
+def _duplicate_rows(samples: Samples) -> set[int]:
+    """Indices of the second and later rows naming an already-seen path."""
+    seen: set[str] = set()
+    repeated = set()
+    for index, path in enumerate(samples.paths):
+        if path in seen:
+            repeated.add(index)
+        seen.add(path)
+    return repeated
+
+
+def check_labels(samples: Samples) -> None:
+    """Every val/test label must exist in train, and train must hold at least two classes."""
+    train_labels = {label for label, split in zip(samples.labels, samples.splits) if split == "train"}
+    if len(train_labels) < 2:
+        raise ValueError(
+            f"the training split holds {len(train_labels)} class(es) {sorted(train_labels)}; "
+            "a classifier needs at least two classes with images in train"
+        )
+    for split in ("val", "test"):
+        unknown = sorted({l for l, s in zip(samples.labels, samples.splits) if s == split} - train_labels)
+        if unknown:
+            raise ValueError(
+                f"{split} holds label(s) {unknown} that are absent from train; "
+                f"add training images for them or remove them from {split}"
+            )
+
+
+def write_bad_files(bad: list[tuple[str, str]], path: Path) -> None:
+    """Write `bad_files.csv` (path,reason) atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["path", "reason"])
+    writer.writerows(bad)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def bad_input_message(report: ScanReport) -> str:
+    return (
+        f"{report.summary()}. Fix or remove these files, or pass --skip-bad to train without them "
+        "(they are then listed in bad_files.csv in the run folder)"
+    )

@@ -1,0 +1,1 @@
+"""Inference: load a run and predict on images."""

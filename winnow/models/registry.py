@@ -1,0 +1,50 @@
+"""Model registry: any timm model name, plus winnow's own families registered by prefix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+import timm
+import torch
+
+from winnow.models.pretrained import load_pretrained
+
+# winnow's own families, picked as "<family>:<timm backbone>"; filled by explicit imports.
+FAMILIES: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def check_model_name(name: str) -> None:
+    """Raise a helpful error for a name that neither timm nor winnow knows."""
+    family, _, backbone = name.partition(":")
+    if backbone:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown model family {family!r} in {name!r}; valid families: "
+                             f"{', '.join(sorted(FAMILIES)) or '(none)'}")
+        return check_model_name(backbone)
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(f"unknown model {name!r}; close timm names: {close or 'none'}. "
+                         "Any name from timm.list_models() is valid")
+
+
+def create_model(name: str, *, num_classes: int, in_chans: int, drop_rate: float = 0.0,
+                 pretrained: str | None = None) -> torch.nn.Module:
+    """Build a classifier with the timm interface.
+
+    Args:
+        name: a timm model name, or "<family>:<timm name>" for winnow's families.
+        num_classes: output classes (head size).
+        in_chans: input channels (1 for grayscale, 3 for colour).
+        drop_rate: dropout before the classifier.
+        pretrained: local weights file, "hub", or None for random initialisation.
+    """
+    check_model_name(name)
+    family, _, backbone = name.partition(":")
+    if backbone:
+        model = FAMILIES[family](backbone, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    else:
+        model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    if pretrained:
+        load_pretrained(model, pretrained)
+    return model

@@ -1,0 +1,115 @@
+"""The plain training loop: one epoch of training, one pass of evaluation."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from timm.utils import ModelEmaV3
+
+from winnow.training.device import Accelerator
+from winnow.training.progress import Progress
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during an epoch; `steps_done` batches were fully applied (an update boundary)."""
+
+    def __init__(self, steps_done: int) -> None:
+        super().__init__(f"interrupted after {steps_done} steps")
+        self.steps_done = steps_done
+
+
+@dataclass
+class StepOptions:
+    """How each optimisation step is taken."""
+
+    accumulate: int = 1
+    grad_clip: float | None = None
+    scaler: torch.amp.GradScaler | None = None
+    ema: ModelEmaV3 | None = None
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler, accel: Accelerator, options: StepOptions, *, epoch: int,
+                    progress: Progress, start_step: int = 0) -> dict[str, float]:
+    """Train for one epoch (from batch `start_step` when resuming mid-epoch).
+
+    Returns:
+        mean `train_loss` and `img_per_s` over the batches run here.
+
+    Raises:
+        NonFiniteLossError: the loss was NaN/inf (weights of this step are not applied).
+        TrainingInterrupted: Ctrl-C; says how many batches were applied.
+    """
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    steps_per_epoch = start_step + len(loader)
+    updates_done = epoch * math.ceil(steps_per_epoch / options.accumulate) + start_step // options.accumulate
+    applied = start_step
+    optimizer.zero_grad(set_to_none=True)
+    try:
+        for step, (images, targets) in enumerate(loader, start=start_step):
+            images, targets = accel.to_device(images), targets.to(accel.device, non_blocking=True)
+            with accel.autocast():
+                loss = loss_fn(model(images), targets)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
+            _backward(loss / options.accumulate, options.scaler)
+            if (step + 1) % options.accumulate == 0 or step + 1 == steps_per_epoch:
+                updates_done += 1
+                _optimizer_step(model, optimizer, options, scheduler, updates_done)
+                applied = step + 1
+            total_loss += loss.item() * len(targets)
+            seen += len(targets)
+            progress.update(len(targets), loss=loss.item(), img_per_s=seen / (time.perf_counter() - start))
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(applied) from None
+    return {"train_loss": total_loss / max(seen, 1), "img_per_s": seen / (time.perf_counter() - start)}
+
+
+def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, options: StepOptions,
+                    scheduler, updates_done: int) -> None:
+    if options.scaler is not None:
+        options.scaler.unscale_(optimizer)
+    if options.grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+    if options.scaler is not None:
+        options.scaler.step(optimizer)
+        options.scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if options.ema is not None:
+        options.ema.update(model, step=updates_done)
+    if scheduler is not None:
+        scheduler.step_update(updates_done)
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator,
+                          loss_fn: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """Softmax probabilities `[N, K]`, targets `[N]` and mean loss (nan without loss_fn)."""
+    model.eval()
+    probabilities, targets_all, total_loss = [], [], 0.0
+    for images, targets in loader:
+        images = accel.to_device(images)
+        with accel.autocast():
+            logits = model(images).float()
+        if loss_fn is not None:
+            total_loss += loss_fn(logits, targets.to(accel.device)).item() * len(targets)
+        probabilities.append(logits.softmax(dim=1).cpu())
+        targets_all.append(targets)
+    probs = torch.cat(probabilities).numpy()
+    return probs, torch.cat(targets_all).numpy(), total_loss / len(probs) if loss_fn else float("nan")
