@@ -162,6 +162,15 @@ def test_skip_bad_writes_bad_files_csv(tmp_path, image_folder):
     assert "broken.png" in bad and "not_an_image" in bad
 
 
+def test_truncated_file_is_caught_before_training(tmp_path, image_folder):
+    data = (image_folder / "bar" / "bar_000.png").read_bytes()
+    (image_folder / "bar" / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"1 bad file\(s\) \{'corrupt': 1\}.*cut.png"):
+        winnow.train(fast_config(tmp_path, image_folder, epochs=1))
+    run = winnow.train(fast_config(tmp_path, image_folder, epochs=1, skip_bad=True))
+    assert "cut.png" in (run.path / "bad_files.csv").read_text()
+
+
 @pytest.mark.parametrize("spec", ["backbone", "until=layer3"])
 def test_freeze_keeps_frozen_weights_and_bn_stats(tmp_path, image_folder, spec):
     config = fast_config(tmp_path, image_folder, epochs=1, freeze=spec)

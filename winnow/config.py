@@ -18,6 +18,7 @@ AMP_MODES = ("auto", "bf16", "fp16", "off")
 CHANNEL_MODES = ("auto", 1, 3)
 SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_balanced_accuracy", "val_loss")
 NORMALIZE_MODES = ("auto", "dataset", "imagenet", "none")
+VERIFY_MODES = ("auto", "header", "full")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Config:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     skip_bad: bool = False
+    verify: str = "auto"
     max_image_pixels: int = 178_956_970
     cache: bool | None = None
     cache_memory_mb: int = 2048
@@ -91,6 +93,9 @@ class Config:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("data", "val", "test"):
+            value = getattr(self, name)
+            setattr(self, name, [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value])
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +166,7 @@ def validate(config: Config) -> None:
     _choice("in_chans", config.in_chans, CHANNEL_MODES)
     _choice("select_metric", config.select_metric, SELECT_METRICS)
     _choice("normalize", config.normalize, NORMALIZE_MODES)
+    _choice("verify", config.verify, VERIFY_MODES)
     _positive("epochs", config.epochs)
     _positive("batch_size", config.batch_size)
     _positive("img_size", config.img_size)

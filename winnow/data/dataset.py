@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset
 
 from winnow.data.cache import DecodedCache
-from winnow.data.imageio import read_image
+from winnow.data.imageio import ImageReadError, read_image
 from winnow.data.preprocess import Preprocess
 
 
@@ -48,8 +48,12 @@ class ImageDataset(Dataset):
         """Preprocessed `[S, S, C]` uint8, from the cache when it holds the image."""
         if self.cache is not None and (cached := self.cache.get(index)) is not None:
             return cached
-        image = self.preprocess(read_image(self.paths[index], in_chans=self.preprocess.in_chans,
-                                           fill=self.preprocess.fill))
+        try:
+            decoded = read_image(self.paths[index], in_chans=self.preprocess.in_chans, fill=self.preprocess.fill)
+        except ImageReadError as error:
+            raise ImageReadError(error.path, error.reason, f"{error.detail}. The header scan passed it; "
+                                 "train with --verify full (and --skip-bad) to catch such files first") from error
+        image = self.preprocess(decoded)
         if self.cache is not None:
             self.cache.put(index, image)
         return image

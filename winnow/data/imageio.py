@@ -19,8 +19,7 @@ class ImageReadError(ValueError):
 
     def __init__(self, path: str | Path, reason: str, detail: str) -> None:
         super().__init__(f"{path}: {reason}: {detail}")
-        self.path = str(path)
-        self.reason = reason
+        self.path, self.reason, self.detail = str(path), reason, detail
 
 
 @dataclass(frozen=True)
@@ -46,8 +45,11 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 header = ImageHeader(image.width, image.height, image.mode)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
+    except (UnidentifiedImageError, OSError) as error:
         header = _probe_tiff(path, error)
+    _reject_16bit_color_png(path)
     if header.width * header.height > max_pixels:
         raise ImageReadError(
             path, "too_large",
@@ -55,6 +57,15 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
             "(possible decompression bomb); raise max_image_pixels if the file is genuine",
         )
     return header
+
+
+def _reject_16bit_color_png(path: Path) -> None:
+    """Pillow decodes 16-bit-per-channel colour PNGs to their high byte only: refuse them clearly."""
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6):
+        raise ImageReadError(path, "unsupported", "16-bit colour PNG cannot be decoded without losing "
+                             "depth; save it as a 16-bit TIFF or an 8-bit PNG")
 
 
 def _probe_tiff(path: Path, pil_error: Exception) -> ImageHeader:
@@ -77,15 +88,27 @@ def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
     rejects. Transparent pixels become the `fill` gray level; high-depth data is
     scaled by its real range (min..max), not clipped.
     """
+    path = Path(path)
+    _reject_16bit_color_png(path)
     try:
         with Image.open(path) as image:
+            if _pil_loses_depth(path, image):
+                return to_channels(_read_tiff(path), in_chans)
             image = ImageOps.exif_transpose(image)
             array = _pil_to_array(image, fill)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
-        if Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        if path.suffix.lower() not in TIFF_SUFFIXES:
             raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
-        array = _read_tiff(Path(path))
+        array = _read_tiff(path)
     return to_channels(array, in_chans)
+
+
+def _pil_loses_depth(path: Path, image: Image.Image) -> bool:
+    """True for >8-bit colour TIFFs, which PIL opens as 8-bit RGB."""
+    if path.suffix.lower() not in TIFF_SUFFIXES or image.mode in HIGH_DEPTH_MODES:
+        return False
+    bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
+    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
 
 
 def _pil_to_array(image: Image.Image, fill: int) -> np.ndarray:
@@ -116,13 +139,11 @@ def _read_tiff(path: Path) -> np.ndarray:
         array = tifffile.imread(path)
     except Exception as error:  # tifffile raises many types for broken files
         raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can decode it ({error})")
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+    if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
         array = np.moveaxis(array, 0, -1)  # planar [C, H, W] -> [H, W, C]
-    if array.ndim == 3 and array.shape[-1] == 4:
-        array = array[..., :3]
-    if array.dtype != np.uint8:
-        array = scale_to_uint8(array)
-    return array
+    if array.ndim == 3 and array.shape[-1] in (2, 4):
+        array = array[..., :-1]  # drop the alpha sample; microscopy TIFF alpha is rarely meaningful
+    return array if array.dtype == np.uint8 else scale_to_uint8(array)
 
 
 def scale_to_uint8(array: np.ndarray) -> np.ndarray:

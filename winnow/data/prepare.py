@@ -21,6 +21,7 @@ from winnow.data.validation import bad_input_message, check_labels, scan
 
 log = logging.getLogger("winnow")
 STATS_SAMPLE = 256
+FULL_VERIFY_MAX_IMAGES = 50_000  # verify=auto decodes every file up to this many images
 
 
 @dataclass
@@ -58,8 +59,13 @@ def resolve_samples(config: Config) -> Samples:
 
 
 def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tuple[str, str]], float]:
-    """Scan every file; stop on bad files unless `skip_bad`. Returns good samples, bad list, gray share."""
-    report = scan(samples, max_pixels=config.max_image_pixels)
+    """Scan every file; stop on bad files unless `skip_bad`. Returns good samples, bad list, gray share.
+
+    `verify=full` (and `auto` up to FULL_VERIFY_MAX_IMAGES images) decodes every file, so a
+    truncated file cannot stop training mid-epoch; `header` only reads headers.
+    """
+    full = config.verify == "full" or config.verify == "auto" and len(samples) <= FULL_VERIFY_MAX_IMAGES
+    report = scan(samples, max_pixels=config.max_image_pixels, full=full)
     if report.bad and not config.skip_bad:
         raise ValueError(bad_input_message(report))
     if report.bad:

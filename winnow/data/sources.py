@@ -60,7 +60,7 @@ def read_source(source: str | Path) -> Samples:
         raise ValueError(f"data source {source} does not exist; pass a folder of class folders or a CSV manifest")
     if not source.is_dir():
         raise ValueError(f"data source {source} is neither a .csv manifest nor a folder")
-    if any((source / name).is_dir() for name in SPLIT_NAMES) and (source / "train").is_dir():
+    if (source / "train").is_dir() and any((source / name).is_dir() for name in VALID_SPLIT_ALIASES):
         return read_split_tree(source)
     return read_image_folder(source)
 
@@ -102,9 +102,9 @@ def _looks_like_image(path: Path) -> bool:
 def read_split_tree(root: Path) -> Samples:
     """Read `root/train|val|test/<class>/*`."""
     samples = Samples()
-    for name in SPLIT_NAMES:
-        if (root / name).is_dir():
-            samples.extend(read_image_folder(root / name, split=name))
+    for folder, split in VALID_SPLIT_ALIASES.items():
+        if (root / folder).is_dir():
+            samples.extend(read_image_folder(root / folder, split=split))
     return samples
 
 

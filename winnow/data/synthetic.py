@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
+
+from winnow.runs.atomic import atomic_write_text
 
 CLASSES = ("chromosome", "blood_cell", "debris")
 CLASS_FRACTIONS = (0.7, 0.2, 0.1)
@@ -140,14 +140,7 @@ def _write_manifest(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_COLUMNS)
     writer.writerows(rows)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as tmp:
-            tmp.write(buffer.getvalue())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, buffer.getvalue())
 
 
 # --- rendering --------------------------------------------------------------

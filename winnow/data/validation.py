@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from winnow.data.imageio import ImageHeader, ImageReadError, is_grayscale_mode, probe
+from winnow.data.imageio import ImageHeader, ImageReadError, is_grayscale_mode, probe, read_image
 from winnow.data.sources import Samples
 from winnow.runs.atomic import atomic_write_text
 
@@ -34,26 +34,34 @@ class ScanReport:
         return f"{len(self.bad)} bad file(s) {dict(reasons)}; first: {first}"
 
 
-def scan(samples: Samples, *, max_pixels: int, workers: int = 8) -> ScanReport:
-    """Open every file's header (in threads) and check duplicates; nothing is decoded fully."""
+def scan(samples: Samples, *, max_pixels: int, full: bool = False, workers: int = 8) -> ScanReport:
+    """Check every file (in threads) and flag duplicate paths.
+
+    Args:
+        max_pixels: larger images are reported as possible decompression bombs.
+        full: decode every file completely (catches truncated bodies), not only its header.
+    """
     report = ScanReport()
     duplicates = _duplicate_rows(samples)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        headers = list(pool.map(lambda p: _safe_probe(p, max_pixels), samples.paths))
+        headers = list(pool.map(lambda p: _safe_probe(p, max_pixels, full), samples.paths))
     for index, (path, header) in enumerate(zip(samples.paths, headers)):
         if index in duplicates:
             report.bad.append((path, "duplicate: path listed more than once"))
         elif isinstance(header, ImageReadError):
-            report.bad.append((path, f"{header.reason}: {str(header).split(': ', 2)[-1]}"))
+            report.bad.append((path, f"{header.reason}: {header.detail}"))
         else:
             report.good.append(index)
             report.modes[header.mode] += 1
     return report
 
 
-def _safe_probe(path: str, max_pixels: int) -> ImageHeader | ImageReadError:
+def _safe_probe(path: str, max_pixels: int, full: bool) -> ImageHeader | ImageReadError:
     try:
-        return probe(path, max_pixels=max_pixels)
+        header = probe(path, max_pixels=max_pixels)
+        if full:
+            read_image(path, in_chans=1)
+        return header
     except ImageReadError as error:
         return error
 

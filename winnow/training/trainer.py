@@ -107,7 +107,9 @@ def _open_run(config: Config, resume: str | Path | None, overrides: dict,
 
 
 def _default_name(config: Config) -> str:
-    data_name = Path(config.data[0]).stem if config.data else "data"
+    first = Path(config.data[0]) if config.data else Path("data")
+    # "manifest.csv" says nothing: name the run after the folder that holds it
+    data_name = first.parent.name if first.stem == "manifest" else first.stem
     return f"{data_name}-{config.model.replace(':', '-').replace('/', '-')}"
 
 

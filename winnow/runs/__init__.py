@@ -1,0 +1,1 @@
+"""Run folders: atomic writes, provenance, the run layout and the list of runs."""
