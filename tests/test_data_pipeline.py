@@ -15,8 +15,7 @@ from data_factory import save
 from winnow.data.cache import DecodedCache, cache_bytes, cache_key
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess, autolevel, automask, otsu_threshold, resize_pad
-from winnow.data.samplers import (EpochSampler, class_balanced_weights, class_mix, sampler_weights,
-                                  uniform_weights)
+from winnow.data.samplers import build_sampler
 from winnow.data.transforms import (channel_stats, eval_transform, imagenet_stats, train_transform)
 
 # --------------------------------------------------------------------- preprocess
@@ -242,7 +241,7 @@ def test_dataset_length_mismatch(files):
 
 
 def _batches(dataset: ImageDataset, workers: int) -> list[torch.Tensor]:
-    sampler = EpochSampler(len(dataset), seed=5)
+    sampler = build_sampler("random", [0] * len(dataset), 1, batch_size=4, seed=5)
     sampler.set_epoch(1)
     loader = DataLoader(dataset, batch_size=4, sampler=sampler, num_workers=workers)
     return [torch.cat([x.flatten(1), y[:, None].float()], 1) for x, y in loader]
@@ -259,79 +258,6 @@ def test_dataloader_workers_and_cache_give_identical_batches(tmp_path, files):
     assert cache.filled_count() == len(files), "workers fill the shared cache"
     from_cache = _batches(_dataset(files, transform, DecodedCache(tmp_path / "cache", files, PRE)), workers=0)
     assert all(torch.equal(a, b) for a, b in zip(reference, from_cache))
-
-
-# --------------------------------------------------------------------- samplers
-
-
-def test_epoch_sampler_reproducible_per_epoch():
-    def draws(epoch: int, seed: int = 3, weights=None) -> list[tuple[int, int]]:
-        sampler = EpochSampler(50, weights=weights, seed=seed)
-        sampler.set_epoch(epoch)
-        return list(sampler)
-
-    first = draws(2)
-    assert first == draws(2)
-    assert len(first) == 50 and sorted(i for i, _ in first) == list(range(50)), "a permutation without weights"
-    assert len({s for _, s in first}) == 50, "one distinct seed per draw"
-    assert [i for i, _ in draws(3)] != [i for i, _ in first]
-    assert {s for _, s in draws(3)}.isdisjoint({s for _, s in first}), "epochs draw fresh augmentation seeds"
-    assert [i for i, _ in draws(2, seed=4)] != [i for i, _ in first]
-    weights = torch.ones(50, dtype=torch.float64)
-    assert draws(1, weights=weights) == draws(1, weights=weights)
-
-
-def test_balanced_sampler_mix_is_uniform():
-    targets = [0] * 90 + [1] * 9 + [2] * 1
-    weights = sampler_weights("balanced", targets, 3)
-    np.testing.assert_allclose(class_mix(targets, weights, 3), [1 / 3] * 3)
-    np.testing.assert_allclose(class_mix(targets, None, 3), [0.9, 0.09, 0.01])
-    sampler = EpochSampler(len(targets), weights=weights, seed=0)
-    drawn = []
-    for epoch in range(40):
-        sampler.set_epoch(epoch)
-        drawn += [targets[i] for i, _ in sampler]
-    shares = np.bincount(drawn, minlength=3) / len(drawn)
-    np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.03)
-
-
-def test_weight_functions():
-    targets = [0, 0, 0, 1]
-    assert uniform_weights(targets, 2) is None and sampler_weights("random", targets, 2) is None
-    weights = class_balanced_weights(targets, 2)
-    np.testing.assert_allclose(weights.numpy(), [1 / 3, 1 / 3, 1 / 3, 1.0])
-
-
-def test_sampler_weights_unknown_name_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown sampler 'nope'; valid samplers: balanced, random"):
-        sampler_weights("nope", [0, 1], 2)
-
-
-@pytest.mark.parametrize("weighted", [False, True])
-def test_ranks_partition_the_epoch(weighted):
-    n = 40
-    weights = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64) if weighted else None
-    full = EpochSampler(n, weights=weights, seed=7)
-    ranks = [EpochSampler(n, weights=weights, seed=7, rank=r, world_size=2) for r in range(2)]
-    for sampler in (full, *ranks):
-        sampler.set_epoch(3)
-    parts = [list(s) for s in ranks]
-    assert [len(p) for p in parts] == [20, 20] == [len(s) for s in ranks]
-    positions = [[i for i, _ in p] for p in parts]
-    # the two ranks interleave the one epoch draw: together they are exactly the epoch
-    assert sorted(positions[0] + positions[1]) == sorted(full.epoch_indices().tolist())
-    if not weighted:
-        assert not set(positions[0]) & set(positions[1]), "ranks overlap"
-        assert sorted(positions[0] + positions[1]) == list(range(n))
-    seeds = [s for p in parts for _, s in p]
-    assert len(set(seeds)) == n, "no two draws across ranks share an augmentation seed"
-
-
-def test_ranks_pad_when_not_divisible():
-    ranks = [EpochSampler(7, seed=1, rank=r, world_size=3) for r in range(3)]
-    draws = [[i for i, _ in s] for s in ranks]
-    assert [len(d) for d in draws] == [3, 3, 3]
-    assert set(sum(draws, [])) == set(range(7))
 
 
 # --------------------------------------------------------------------- transforms

@@ -73,7 +73,7 @@ def test_split_tree(tmp_path):
     samples = read_source(root)
     assert Counter(zip(samples.splits, samples.labels)) == {
         ("train", "a"): 3, ("train", "b"): 2, ("val", "a"): 1, ("val", "b"): 1, ("test", "a"): 2}
-    assert all(f"/{split}/{label}/" in path for path, label, split, _ in samples.rows())
+    assert all(f"/{split}/{label}/" in path for path, label, split, _, _ in samples.rows())
 
 
 def test_split_tree_without_test(tmp_path):
@@ -214,7 +214,7 @@ def test_assign_splits_group_aware(tmp_path):
     for seed in range(3):
         samples = assign_splits([manifest], seed=seed)
         sides: dict[str, set] = {}
-        for _, _, split, group in samples.rows():
+        for _, _, split, group, _ in samples.rows():
             sides.setdefault(group, set()).add(split)
         assert len(sides) == 30
         assert all(len(s) == 1 for s in sides.values()), "a group landed on two sides"

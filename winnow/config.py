@@ -13,12 +13,12 @@ from winnow.runs.atomic import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adamw", "radam", "lookahead_radam")
 SCHEDULES = ("cosine", "step", "constant")
-CLASS_WEIGHTS = ("none", "balanced")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 CHANNEL_MODES = ("auto", 1, 3)
 SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_balanced_accuracy", "val_loss")
 NORMALIZE_MODES = ("auto", "dataset", "imagenet", "none")
 VERIFY_MODES = ("auto", "header", "full")
+HEAD_KINDS = ("multiclass", "binary", "multilabel", "multitask")
 
 
 @dataclass
@@ -55,15 +55,28 @@ class Config:
     normalize: str = "auto"
     # model
     model: str = "resnet18"
+    stem: str = "default"
+    head: str = "multiclass"
+    positive_class: str | None = None
+    threshold: float = 0.5
+    tasks: list[dict] = field(default_factory=list)
     pretrained: str | None = None
     freeze: str | None = None
     unfreeze_at: int | None = None
     drop_rate: float = 0.0
     # loss and sampling
-    loss: str = "ce"
+    loss: str = "auto"
+    loss_params: dict = field(default_factory=dict)
     label_smoothing: float = 0.0
-    class_weights: str = "none"
+    class_weights: str | list[float] = "none"
+    class_weights_epoch: int | None = None
+    effective_beta: float = 0.999
     sampler: str = "random"
+    sampler_params: dict = field(default_factory=dict)
+    sampler_epoch: int | None = None
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
     # optimisation
     epochs: int = 10
     batch_size: int = 64
@@ -161,12 +174,19 @@ def validate(config: Config) -> None:
     """Check ranges and choices, with messages that say how to fix them."""
     _choice("optimizer", config.optimizer, OPTIMIZERS)
     _choice("schedule", config.schedule, SCHEDULES)
-    _choice("class_weights", config.class_weights, CLASS_WEIGHTS)
     _choice("amp", config.amp, AMP_MODES)
     _choice("in_chans", config.in_chans, CHANNEL_MODES)
     _choice("select_metric", config.select_metric, SELECT_METRICS)
     _choice("normalize", config.normalize, NORMALIZE_MODES)
     _choice("verify", config.verify, VERIFY_MODES)
+    _choice("head", config.head, HEAD_KINDS)
+    if not 0 < config.threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {config.threshold}")
+    for name in ("mixup", "cutmix"):
+        if getattr(config, name) < 0:
+            raise ValueError(f"{name} must be an alpha >= 0 (0 disables it), got {getattr(config, name)}")
+    if not 0 <= config.mix_prob <= 1:
+        raise ValueError(f"mix_prob must be in [0, 1], got {config.mix_prob}")
     _positive("epochs", config.epochs)
     _positive("batch_size", config.batch_size)
     _positive("img_size", config.img_size)

@@ -6,6 +6,8 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any
 
+import yaml
+
 from winnow.config import Config, from_dict, load_yaml
 
 POSITIONAL = ("data",)  # given as positional DATA arguments instead
@@ -13,6 +15,8 @@ POSITIONAL = ("data",)  # given as positional DATA arguments instead
 
 def _parser_for(annotation: str):
     """argparse `type` for a field annotation written as a string."""
+    if "dict" in annotation or "list[float]" in annotation:
+        return _yaml_value  # e.g. --loss-params "{gamma: 2}" or --class-weights "[1, 2, 5]"
     if annotation.startswith("bool"):
         return None
     if annotation.startswith("int | str"):
@@ -22,6 +26,10 @@ def _parser_for(annotation: str):
     if annotation.startswith("float"):
         return float
     return str
+
+
+def _yaml_value(text: str) -> Any:
+    return yaml.safe_load(text)
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +43,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"(default: {default})"
         if str(f.type).startswith("bool"):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif str(f.type).startswith("list"):
+        elif str(f.type).startswith("list") and "dict" not in str(f.type):
             item = int if "int" in str(f.type) else str
             group.add_argument(flag, dest=f.name, nargs="+", type=item, default=None, help=help_text)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -13,11 +13,12 @@ from winnow.config import Config
 from winnow.data.cache import DecodedCache, cache_bytes
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
-from winnow.data.samplers import EpochSampler, class_mix, sampler_weights
+from winnow.data.samplers import build_sampler, describe_mix
 from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
 from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
 from winnow.data.validation import bad_input_message, check_labels, scan
+from winnow.tasks.spec import TaskSpec, build_tasks, encode_targets, task_entries, task_targets
 
 log = logging.getLogger("winnow")
 STATS_SAMPLE = 256
@@ -36,19 +37,13 @@ class DataSpec:
     automask: bool
     mean: list[float]
     std: list[float]
+    tasks: list[dict] = field(default_factory=list)
 
     def preprocess(self) -> Preprocess:
         return Preprocess(self.img_size, self.in_chans, self.fill, self.autolevel, self.automask)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def natural_sorted(labels: set[str]) -> list[str]:
-    """Sort labels numerically when they are all integers ("2" before "10"), else as text."""
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return sorted(labels, key=int)
-    return sorted(labels)
 
 
 def resolve_samples(config: Config) -> Samples:
@@ -71,21 +66,23 @@ def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tu
     if report.bad:
         log.warning("skipping %s", report.summary())
     good = samples.subset(report.good)
-    check_labels(good)
+    for entry in task_entries(config):
+        check_labels(good, column=entry["column"], multilabel=entry["head"] == "multilabel")
     check_groups_disjoint(good)
     return good, report.bad, report.grayscale_share()
 
 
 def build_spec(samples: Samples, config: Config, *, grayscale_share: float) -> DataSpec:
-    """Classes from train, channel count from the data, normalisation stats."""
+    """Tasks and classes from train, channel count from the data, normalisation stats."""
     train = samples.where_split("train")
+    tasks = build_tasks(config, train.column)
     in_chans = config.in_chans if config.in_chans != "auto" else (1 if grayscale_share >= 0.9 else 3)
-    spec = DataSpec(natural_sorted(set(train.labels)), in_chans, config.img_size, config.fill,
-                    config.autolevel, config.automask, [0.0] * in_chans, [1.0] * in_chans)
+    spec = DataSpec(tasks[0].head.classes, in_chans, config.img_size, config.fill, config.autolevel,
+                    config.automask, [0.0] * in_chans, [1.0] * in_chans, [t.to_dict() for t in tasks])
     mode = config.normalize
     if mode == "auto":
         mode = "imagenet" if config.pretrained else "dataset"
-    if mode == "imagenet":
+    if mode == "imagenet":  # pretrained weights expect these
         spec.mean, spec.std = imagenet_stats(in_chans)
     elif mode == "dataset":
         spec.mean, spec.std = _dataset_stats(train.paths, spec.preprocess())
@@ -99,11 +96,6 @@ def _dataset_stats(paths: list[str], preprocess: Preprocess) -> tuple[list[float
     return channel_stats(images)
 
 
-def targets_of(samples: Samples, classes: list[str]) -> list[int]:
-    index = {name: i for i, name in enumerate(classes)}
-    return [index.get(label, -1) for label in samples.labels]
-
-
 def use_cache(config: Config, n_images: int, preprocess: Preprocess) -> bool:
     """`cache` true/false as set; None means on when the decoded set fits the memory budget."""
     if config.cache is not None:
@@ -111,7 +103,7 @@ def use_cache(config: Config, n_images: int, preprocess: Preprocess) -> bool:
     return cache_bytes(n_images, preprocess) <= config.cache_memory_mb * 2**20
 
 
-def make_dataset(samples: Samples, spec: DataSpec, config: Config, *, train: bool,
+def make_dataset(samples: Samples, spec: DataSpec, config: Config, tasks: list[TaskSpec], *, train: bool,
                  cache_dir: Path | None) -> ImageDataset:
     preprocess = spec.preprocess()
     if train:
@@ -124,18 +116,24 @@ def make_dataset(samples: Samples, spec: DataSpec, config: Config, *, train: boo
     cache = None
     if cache_dir is not None and use_cache(config, len(samples), preprocess):
         cache = DecodedCache(cache_dir, samples.paths, preprocess)
-    return ImageDataset(samples.paths, targets_of(samples, spec.classes), preprocess, transform, cache=cache)
+    return ImageDataset(samples.paths, encode_targets(tasks, samples.column), preprocess, transform, cache=cache)
 
 
-def train_loader(dataset: ImageDataset, config: Config, *, rank: int = 0, world_size: int = 1,
-                 pin_memory: bool = False) -> DataLoader:
-    """Loader over an `EpochSampler` (call `loader.sampler.set_epoch(e)` each epoch)."""
-    num_classes = max(dataset.targets) + 1
-    weights = sampler_weights(config.sampler, dataset.targets, num_classes)
-    mix = class_mix(dataset.targets, weights, num_classes)
-    log.info("sampler %s: expected class mix per epoch %s", config.sampler,
-             ", ".join(f"{share:.1%}" for share in mix))
-    sampler = EpochSampler(len(dataset), weights=weights, seed=config.seed, rank=rank, world_size=world_size)
+def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *, rank: int = 0,
+                 world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+    """Loader over an `EpochSampler` (call `loader.sampler.set_epoch(e)` each epoch).
+
+    Samplers balance the first task's classes (multi-label: each image's rarest label).
+    """
+    head = tasks[0].head
+    classes = head.classes
+    targets = head.sampling_targets(task_targets(tasks, dataset.targets, tasks[0]))
+    sampler = build_sampler(config.sampler, targets, len(classes), batch_size=config.batch_size,
+                            seed=config.seed, params=config.sampler_params, switch_epoch=config.sampler_epoch,
+                            rank=rank, world_size=world_size)
+    log.info("%s", describe_mix(sampler, 0, classes=classes))
+    if config.sampler_epoch and config.sampler_epoch > 1:
+        log.info("%s", describe_mix(sampler, config.sampler_epoch - 1, classes=classes))
     return _loader(dataset, config, sampler=sampler, pin_memory=pin_memory, drop_last=len(dataset) > config.batch_size)
 
 

@@ -15,40 +15,60 @@ VALID_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validati
 
 @dataclass
 class Samples:
-    """A table of images: parallel lists, one row per image."""
+    """A table of images: parallel lists, one row per image.
+
+    `extras` holds any further manifest columns per row (e.g. label columns of other tasks).
+    """
 
     paths: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     groups: list[str | None] = field(default_factory=list)
+    extras: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.extras:
+            self.extras = [{} for _ in self.paths]
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def append(self, path: str, label: str, split: str | None = None, group: str | None = None) -> None:
+    def append(self, path: str, label: str, split: str | None = None, group: str | None = None,
+               extra: dict[str, str] | None = None) -> None:
         self.paths.append(path)
         self.labels.append(label)
         self.splits.append(split)
         self.groups.append(group)
+        self.extras.append(dict(extra or {}))
 
     def extend(self, other: "Samples") -> None:
         for row in other.rows():
             self.append(*row)
 
-    def rows(self) -> list[tuple[str, str, str | None, str | None]]:
-        return list(zip(self.paths, self.labels, self.splits, self.groups))
+    def rows(self) -> list[tuple[str, str, str | None, str | None, dict[str, str]]]:
+        return list(zip(self.paths, self.labels, self.splits, self.groups, self.extras))
+
+    def column(self, name: str) -> list[str]:
+        """Values of a column (`label` or an extra manifest column); missing values are ''."""
+        if name == "label":
+            return list(self.labels)
+        return [extra.get(name, "") for extra in self.extras]
+
+    def extra_columns(self) -> list[str]:
+        return sorted({key for extra in self.extras for key in extra})
 
     def subset(self, indices: list[int]) -> "Samples":
         picked = Samples()
         for i in indices:
-            picked.append(self.paths[i], self.labels[i], self.splits[i], self.groups[i])
+            picked.append(self.paths[i], self.labels[i], self.splits[i], self.groups[i], self.extras[i])
         return picked
 
     def where_split(self, split: str) -> "Samples":
         return self.subset([i for i, s in enumerate(self.splits) if s == split])
 
     def with_split(self, split: str) -> "Samples":
-        return Samples(list(self.paths), list(self.labels), [split] * len(self), list(self.groups))
+        return Samples(list(self.paths), list(self.labels), [split] * len(self), list(self.groups),
+                       [dict(e) for e in self.extras])
 
 
 def read_source(source: str | Path) -> Samples:
@@ -130,14 +150,18 @@ def read_manifest(path: Path) -> Samples:
     return samples
 
 
-def _manifest_row(path: Path, line_number: int, row: dict) -> tuple[str, str, str | None, str | None]:
+MANIFEST_COLUMNS = ("path", "label", "split", "group")
+
+
+def _manifest_row(path: Path, line_number: int, row: dict) -> tuple[str, str, str | None, str | None, dict]:
     file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
     if not file or not label:
         raise ValueError(f"manifest {path}, line {line_number}: empty path or label in {row}")
     resolved = Path(file) if Path(file).is_absolute() else path.parent / file
     split = _normalise_split(path, line_number, (row.get("split") or "").strip())
     group = (row.get("group") or "").strip() or None
-    return str(resolved.resolve()), label, split, group
+    extra = {k: (v or "").strip() for k, v in row.items() if k and k not in MANIFEST_COLUMNS}
+    return str(resolved.resolve()), label, split, group, extra
 
 
 def _normalise_split(path: Path, line_number: int, split: str) -> str | None:

@@ -77,12 +77,13 @@ def _hold_out(samples: Samples, indices: list[int], fraction: float, seed: int) 
 
 
 def save_splits(samples: Samples, path: Path) -> None:
-    """Write `splits.csv` (path,label,split,group) atomically."""
+    """Write `splits.csv` (path,label,split,group and any extra manifest columns) atomically."""
+    extras = samples.extra_columns()
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(SPLITS_COLUMNS)
-    for path_, label, split, group in samples.rows():
-        writer.writerow([path_, label, split, group or ""])
+    writer.writerow([*SPLITS_COLUMNS, *extras])
+    for path_, label, split, group, extra in samples.rows():
+        writer.writerow([path_, label, split, group or "", *[extra.get(k, "") for k in extras]])
     atomic_write_text(path, buffer.getvalue())
 
 
@@ -91,14 +92,15 @@ def load_splits(path: Path) -> Samples:
     samples = Samples()
     with open(path, newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            samples.append(row["path"], row["label"], row["split"] or None, row["group"] or None)
+            extra = {k: v for k, v in row.items() if k not in SPLITS_COLUMNS}
+            samples.append(row["path"], row["label"], row["split"] or None, row["group"] or None, extra)
     return samples
 
 
 def check_groups_disjoint(samples: Samples) -> None:
     """Raise when a group value appears in two splits (leaks correlated images)."""
     seen: dict[str, str] = {}
-    for _, _, split, group in samples.rows():
+    for _, _, split, group, _ in samples.rows():
         if group is None:
             continue
         if seen.setdefault(group, split) != split:

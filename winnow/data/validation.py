@@ -77,21 +77,33 @@ def _duplicate_rows(samples: Samples) -> set[int]:
     return repeated
 
 
-def check_labels(samples: Samples) -> None:
-    """Every val/test label must exist in train, and train must hold at least two classes."""
-    train_labels = {label for label, split in zip(samples.labels, samples.splits) if split == "train"}
-    if len(train_labels) < 2:
+def check_labels(samples: Samples, *, column: str = "label", multilabel: bool = False) -> None:
+    """Every val/test label of `column` must exist in train; train needs two classes (one for multi-label).
+
+    Multi-label values ("a|b") are checked label by label; empty values (unlabelled for this
+    column's task) are ignored.
+    """
+    per_split = {split: _label_set(samples, column, split, multilabel) for split in ("train", "val", "test")}
+    train_labels = per_split["train"]
+    if len(train_labels) < (1 if multilabel else 2):
         raise ValueError(
-            f"the training split holds {len(train_labels)} class(es) {sorted(train_labels)}; "
+            f"column {column!r}: the training split holds {len(train_labels)} class(es) {sorted(train_labels)}; "
             "a classifier needs at least two classes with images in train"
         )
     for split in ("val", "test"):
-        unknown = sorted({l for l, s in zip(samples.labels, samples.splits) if s == split} - train_labels)
+        unknown = sorted(per_split[split] - train_labels)
         if unknown:
             raise ValueError(
-                f"{split} holds label(s) {unknown} that are absent from train; "
+                f"column {column!r}: {split} holds label(s) {unknown} that are absent from train; "
                 f"add training images for them or remove them from {split}"
             )
+
+
+def _label_set(samples: Samples, column: str, split: str, multilabel: bool) -> set[str]:
+    values = [v for v, s in zip(samples.column(column), samples.splits) if s == split and v != ""]
+    if not multilabel:
+        return set(values)
+    return {part.strip() for v in values for part in v.split("|") if part.strip()}
 
 
 def write_bad_files(bad: list[tuple[str, str]], path: Path) -> None:

@@ -24,6 +24,8 @@ from winnow.runs.layout import RunPaths, read_json
 from winnow.training.checkpoint import load_checkpoint
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
+from winnow.tasks.outputs import probabilities
+from winnow.tasks.spec import TaskSpec
 from winnow.training.engine import predict_probabilities
 
 log = logging.getLogger("winnow")
@@ -31,24 +33,46 @@ log = logging.getLogger("winnow")
 
 @dataclass
 class Predictions:
-    """Predicted classes and probabilities `[N, K]` for the readable images; bad files listed apart."""
+    """Probabilities for the readable images; bad files listed apart.
+
+    `probabilities` is `[N, K]` for one task, `{task: [N, K]}` for several.
+    """
 
     paths: list[str]
-    classes: list[str]
-    probabilities: np.ndarray
+    tasks: list[TaskSpec]
+    probabilities: np.ndarray | dict[str, np.ndarray]
     bad: list[tuple[str, str]] = field(default_factory=list)
 
     @property
-    def predicted(self) -> list[str]:
-        return [self.classes[i] for i in self.probabilities.argmax(axis=1)] if len(self.paths) else []
+    def classes(self) -> list[str]:
+        return self.tasks[0].head.classes
+
+    @property
+    def predicted(self) -> list[str] | dict[str, list[str]]:
+        """Predicted labels (binary and multi-label heads apply their thresholds)."""
+        if len(self.tasks) == 1:
+            return self.tasks[0].head.predict(self.probabilities)
+        return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+
+    def columns(self) -> list[tuple[str, list]]:
+        """(header, values) pairs of the CSV after `path`."""
+        columns = []
+        for task in self.tasks:
+            prefix = f"{task.name}_" if len(self.tasks) > 1 else ""
+            probs = self.probabilities[task.name] if len(self.tasks) > 1 else self.probabilities
+            columns.append((f"{prefix}predicted", task.head.predict(probs)))
+            columns += [(f"{prefix}prob_{name}", [f"{p:.6f}" for p in probs[:, k]])
+                        for k, name in enumerate(task.head.classes)]
+        return columns
 
     def to_csv(self, path: str | Path) -> None:
-        """Write path, predicted class and one `prob_<class>` column per class, atomically."""
+        """Write path, predicted class and one `prob_<class>` column per class (per task), atomically."""
+        columns = self.columns()
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["path", "predicted", *[f"prob_{name}" for name in self.classes]])
-        for file, label, probs in zip(self.paths, self.predicted, self.probabilities):
-            writer.writerow([file, label, *[f"{p:.6f}" for p in probs]])
+        writer.writerow(["path", *[header for header, _ in columns]])
+        for i, file in enumerate(self.paths):
+            writer.writerow([file, *[values[i] for _, values in columns]])
         atomic_write_text(Path(path), buffer.getvalue())
 
 
@@ -85,7 +109,10 @@ class Predictor:
         self.spec = DataSpec(**read_json(RunPaths(self.run_dir).preprocessing))
         self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
         state = load_checkpoint(resolve_checkpoint(self.run_dir, checkpoint))
-        self.model = create_model(self.config.model, num_classes=len(self.spec.classes), in_chans=self.spec.in_chans)
+        self.tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
+        outputs = {t.name: t.head.num_outputs for t in self.tasks} if len(self.tasks) > 1 else self.tasks[0].head.num_outputs
+        self.model = create_model(self.config.model, num_classes=outputs, in_chans=self.spec.in_chans,
+                                  stem=self.config.stem)
         self.model.load_state_dict(state.get("eval_weights") or state["model"])
         self.model.to(self.accel.device).eval()
 
@@ -103,8 +130,11 @@ class Predictor:
         good = [paths[i] for i in report.good]
         dataset = ImageDataset(good, [-1] * len(good), self.spec.preprocess(), eval_transform(self.spec.mean, self.spec.std))
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
-        probs = predict_probabilities(self.model, loader, self.accel)[0] if good else np.zeros((0, len(self.classes)))
-        return Predictions(good, self.classes, probs, report.bad)
+        if not good:
+            raise ValueError(f"none of the {len(paths)} images can be read: {report.summary()}")
+        probs = predict_probabilities(self.model, loader, self.accel,
+                                      to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
+        return Predictions(good, self.tasks, probs, report.bad)
 
 
 def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> Predictor:

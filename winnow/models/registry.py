@@ -8,10 +8,20 @@ from collections.abc import Callable
 import timm
 import torch
 
+from winnow.models.families.bilinear import create_bilinear
+from winnow.models.families.cbam import create_cbam
+from winnow.models.families.gem import create_gem
+from winnow.models.families.base import pretrained_target
+from winnow.models.families.small_stem import apply_stem
+from winnow.models.multitask import MultiTaskModel
 from winnow.models.pretrained import load_pretrained
 
 # winnow's own families, picked as "<family>:<timm backbone>"; filled by explicit imports.
-FAMILIES: dict[str, Callable[..., torch.nn.Module]] = {}
+FAMILIES: dict[str, Callable[..., torch.nn.Module]] = {
+    "bilinear": create_bilinear,
+    "cbam": create_cbam,
+    "gem": create_gem,
+}
 
 
 def check_model_name(name: str) -> None:
@@ -28,23 +38,27 @@ def check_model_name(name: str) -> None:
                          "Any name from timm.list_models() is valid")
 
 
-def create_model(name: str, *, num_classes: int, in_chans: int, drop_rate: float = 0.0,
-                 pretrained: str | None = None) -> torch.nn.Module:
+def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int, drop_rate: float = 0.0,
+                 pretrained: str | None = None, stem: str | None = None) -> torch.nn.Module:
     """Build a classifier with the timm interface.
 
     Args:
         name: a timm model name, or "<family>:<timm name>" for winnow's families.
-        num_classes: output classes (head size).
+        num_classes: head size, or task name -> head size for a multi-task model.
         in_chans: input channels (1 for grayscale, 3 for colour).
         drop_rate: dropout before the classifier.
         pretrained: local weights file, "hub", or None for random initialisation.
+        stem: "default" or "small" (stride-1 stem for 32-96 px crops; ResNet family).
     """
     check_model_name(name)
+    heads = num_classes if isinstance(num_classes, dict) else None
+    size = 0 if heads else num_classes
     family, _, backbone = name.partition(":")
     if backbone:
-        model = FAMILIES[family](backbone, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+        model = FAMILIES[family](backbone, num_classes=size, in_chans=in_chans, drop_rate=drop_rate)
     else:
-        model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+        model = timm.create_model(name, num_classes=size, in_chans=in_chans, drop_rate=drop_rate)
     if pretrained:
-        load_pretrained(model, pretrained)
-    return model
+        load_pretrained(pretrained_target(model), pretrained)
+    model = apply_stem(model, stem)  # after loading: a new small stem has no pretrained weights
+    return MultiTaskModel(model, heads, drop_rate=drop_rate) if heads else model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +30,20 @@ class TrainingInterrupted(Exception):
 
 @dataclass
 class StepOptions:
-    """How each optimisation step is taken."""
+    """How each optimisation step is taken; `mixer` mixes (images, targets) batches."""
 
     accumulate: int = 1
     grad_clip: float | None = None
     scaler: torch.amp.GradScaler | None = None
     ema: ModelEmaV3 | None = None
+    mixer: Callable | None = None
+
+
+def to_device(targets, device: torch.device):
+    """Targets (a tensor, or {task: tensor}) onto the device."""
+    if isinstance(targets, dict):
+        return {name: value.to(device, non_blocking=True) for name, value in targets.items()}
+    return targets.to(device, non_blocking=True)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -57,7 +65,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
     optimizer.zero_grad(set_to_none=True)
     try:
         for step, (images, targets) in enumerate(loader, start=start_step):
-            images, targets = accel.to_device(images), targets.to(accel.device, non_blocking=True)
+            images, targets = accel.to_device(images), to_device(targets, accel.device)
+            if options.mixer is not None:
+                images, targets = options.mixer(images, targets)
             with accel.autocast():
                 loss = loss_fn(model(images), targets)
             if not torch.isfinite(loss):
@@ -67,9 +77,9 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
                 updates_done += 1
                 _optimizer_step(model, optimizer, options, scheduler, updates_done)
                 applied = step + 1
-            total_loss += loss.item() * len(targets)
-            seen += len(targets)
-            progress.update(len(targets), loss=loss.item(), img_per_s=seen / (time.perf_counter() - start))
+            total_loss += loss.item() * len(images)
+            seen += len(images)
+            progress.update(len(images), loss=loss.item(), img_per_s=seen / (time.perf_counter() - start))
     except KeyboardInterrupt:
         raise TrainingInterrupted(applied) from None
     return {"train_loss": total_loss / max(seen, 1), "img_per_s": seen / (time.perf_counter() - start)}
@@ -98,18 +108,42 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, options:
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator,
-                          loss_fn: nn.Module | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax probabilities `[N, K]`, targets `[N]` and mean loss (nan without loss_fn)."""
+def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator, loss_fn: nn.Module | None = None,
+                          *, to_probabilities: Callable = lambda logits: logits.float().softmax(dim=1)):
+    """Probabilities, targets and mean loss (nan without loss_fn) over a loader.
+
+    Probabilities are `[N, K]` arrays (or {task: array} for multi-task models); targets likewise.
+    """
     model.eval()
-    probabilities, targets_all, total_loss = [], [], 0.0
+    probabilities, targets_all, total_loss, seen = [], [], 0.0, 0
     for images, targets in loader:
         images = accel.to_device(images)
         with accel.autocast():
-            logits = model(images).float()
+            logits = model(images)
         if loss_fn is not None:
-            total_loss += loss_fn(logits, targets.to(accel.device)).item() * len(targets)
-        probabilities.append(logits.softmax(dim=1).cpu())
+            total_loss += _float_loss(loss_fn, logits, to_device(targets, accel.device)) * len(images)
+        probabilities.append(_to_cpu(to_probabilities(logits)))
         targets_all.append(targets)
-    probs = torch.cat(probabilities).numpy()
-    return probs, torch.cat(targets_all).numpy(), total_loss / len(probs) if loss_fn else float("nan")
+        seen += len(images)
+    return _concat(probabilities), _concat(targets_all), total_loss / seen if loss_fn and seen else float("nan")
+
+
+def _float_loss(loss_fn: nn.Module, logits, targets) -> float:
+    if isinstance(logits, dict):
+        logits = {name: value.float() for name, value in logits.items()}
+    else:
+        logits = logits.float()
+    return loss_fn(logits, targets).item()
+
+
+def _to_cpu(value):
+    if isinstance(value, dict):
+        return {name: tensor.float().cpu() for name, tensor in value.items()}
+    return value.float().cpu()
+
+
+def _concat(batches: list):
+    """Concatenate batches of tensors (or of {name: tensor}) into numpy arrays."""
+    if batches and isinstance(batches[0], dict):
+        return {name: torch.cat([b[name] for b in batches]).numpy() for name in batches[0]}
+    return torch.cat(batches).numpy() if batches else np.zeros((0,))

@@ -21,9 +21,7 @@ from winnow.data.prepare import (DataSpec, eval_loader, make_dataset, resolve_sa
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
-from winnow.evaluation.metrics import classification_metrics
 from winnow.losses import create_loss
-from winnow.losses.class_weights import class_weights
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
 from winnow.runs.layout import RunPaths, read_json, read_metrics, unique_run_dir, write_json, write_metrics
@@ -35,7 +33,10 @@ from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInt
                                     train_one_epoch)
 from winnow.training.optim import create_optimizer, create_schedule, current_lr
 from winnow.training.progress import Progress, summary_line
+from winnow.training.mixing import BatchMixer
 from winnow.training.state import TrainState, unwrap
+from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
+from winnow.tasks.spec import TaskSpec, build_tasks, task_targets
 
 log = logging.getLogger("winnow")
 RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "save_every", "cache", "cache_dir")
@@ -68,17 +69,20 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     _seed_everything(config.seed)
     accel = make_accelerator(config.device, config.amp, config.channels_last, dist_info)
     samples, spec = _prepare_data(config, paths, resumed=resume is not None, dist_info=dist_info)
-    loaders = _build_loaders(samples, spec, config, paths, accel, dist_info)
-    model = _build_model(config, spec, accel, dist_info)
-    loss_fn = create_loss(config.loss, label_smoothing=config.label_smoothing,
-                          weight=_loss_weights(config, loaders.train, spec, accel))
+    tasks = build_tasks(config, samples.where_split("train").column)
+    loaders = _build_loaders(samples, spec, config, tasks, accel, dist_info)
+    model = _build_model(config, tasks, spec, accel, dist_info)
+    loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets).to(accel.device)
     state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
+    mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
+        if config.mixup or config.cutmix else None
     if resume is not None:
         state.load_state_dict(load_checkpoint(paths.checkpoint("last")))
         state.history = [row for row in read_metrics(paths.metrics) if row["epoch"] <= state.epoch]
         log.info("resuming %s after epoch %d", paths.root, state.epoch)
-    status = _fit(state, loss_fn, loaders, config, accel, paths, spec, dist_info)
-    return _finish(state, loss_fn, loaders, config, accel, paths, status, dist_info)
+    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
+    status = _fit(state, loss_fn, loaders, context)
+    return _finish(state, loss_fn, loaders, context, status)
 
 
 def _open_run(config: Config, resume: str | Path | None, overrides: dict,
@@ -149,23 +153,41 @@ def _prepare_data(config: Config, paths: RunPaths, *, resumed: bool,
     return samples, spec
 
 
-def _build_loaders(samples: Samples, spec: DataSpec, config: Config, paths: RunPaths,
+@dataclass
+class FitContext:
+    """What the epoch loop needs besides the changing state."""
+
+    config: Config
+    tasks: list[TaskSpec]
+    accel: Accelerator
+    paths: RunPaths
+    spec: DataSpec
+    dist_info: DistInfo
+    mixer: BatchMixer | None = None
+
+    def to_probabilities(self, logits):
+        return probabilities(self.tasks, logits)
+
+
+def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list[TaskSpec],
                    accel: Accelerator, dist_info: DistInfo) -> Loaders:
     cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out) / ".cache"
     split_loader = {}
     for split in ("val", "test"):
         subset = samples.where_split(split)
-        split_loader[split] = eval_loader(make_dataset(subset, spec, config, train=False, cache_dir=cache_dir),
-                                          config, pin_memory=accel.is_cuda) if len(subset) else None
-    train_set = make_dataset(samples.where_split("train"), spec, config, train=True, cache_dir=cache_dir)
-    loader = train_loader(train_set, config, rank=dist_info.rank, world_size=dist_info.world_size,
+        dataset = make_dataset(subset, spec, config, tasks, train=False, cache_dir=cache_dir)
+        split_loader[split] = eval_loader(dataset, config, pin_memory=accel.is_cuda) if len(subset) else None
+    train_set = make_dataset(samples.where_split("train"), spec, config, tasks, train=True, cache_dir=cache_dir)
+    loader = train_loader(train_set, config, tasks, rank=dist_info.rank, world_size=dist_info.world_size,
                           pin_memory=accel.is_cuda)
     return Loaders(loader, split_loader["val"], split_loader["test"])
 
 
-def _build_model(config: Config, spec: DataSpec, accel: Accelerator, dist_info: DistInfo) -> torch.nn.Module:
-    model = create_model(config.model, num_classes=len(spec.classes), in_chans=spec.in_chans,
-                         drop_rate=config.drop_rate, pretrained=config.pretrained)
+def _build_model(config: Config, tasks: list[TaskSpec], spec: DataSpec, accel: Accelerator,
+                 dist_info: DistInfo) -> torch.nn.Module:
+    outputs = {t.name: t.head.num_outputs for t in tasks} if len(tasks) > 1 else tasks[0].head.num_outputs
+    model = create_model(config.model, num_classes=outputs, in_chans=spec.in_chans, drop_rate=config.drop_rate,
+                         pretrained=config.pretrained, stem=config.stem)
     model = model.to(accel.device)
     if accel.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -176,9 +198,18 @@ def _build_model(config: Config, spec: DataSpec, accel: Accelerator, dist_info: 
     return model
 
 
-def _loss_weights(config: Config, loader, spec: DataSpec, accel: Accelerator) -> torch.Tensor | None:
-    weights = class_weights(config.class_weights, loader.dataset.targets, len(spec.classes))
-    return weights.to(accel.device) if weights is not None else None
+def _build_loss(config: Config, tasks: list[TaskSpec], train_targets: list) -> torch.nn.Module:
+    """One registry loss per task (weights from that task's training class counts)."""
+    weights_epoch = config.class_weights_epoch - 1 if config.class_weights_epoch else None
+    losses = {}
+    for task in tasks:
+        counts = task.head.class_counts(task_targets(tasks, train_targets, task))
+        losses[task.name] = create_loss(task.loss, params=task.loss_params, class_counts=counts,
+                                        class_weights=task.class_weights, class_weights_epoch=weights_epoch,
+                                        effective_beta=config.effective_beta, label_smoothing=config.label_smoothing)
+    if len(tasks) == 1:
+        return losses[tasks[0].name]
+    return MultiTaskLoss(losses, {t.name: t.weight for t in tasks})
 
 
 def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int) -> TrainState:
@@ -193,27 +224,26 @@ def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, 
     return TrainState(model, optimizer, scheduler, scaler, ema)
 
 
-def _fit(state: TrainState, loss_fn, loaders: Loaders, config: Config, accel: Accelerator,
-         paths: RunPaths, spec: DataSpec, dist_info: DistInfo) -> str:
+def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
     """Epoch loop; returns the run status (finished, interrupted, diverged)."""
-    writer = _tensorboard(paths) if dist_info.is_main else None
-    options = StepOptions(config.accumulate, config.grad_clip, state.scaler, state.ema)
+    writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
+    options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer)
     try:
-        while state.epoch < config.epochs:
-            row = _run_epoch(state, loss_fn, loaders, config, accel, options, dist_info)
-            _after_epoch(state, row, config, paths, spec, writer, dist_info)
+        while state.epoch < ctx.config.epochs:
+            row = _run_epoch(state, loss_fn, loaders, ctx, options)
+            _after_epoch(state, row, ctx, writer)
     except (TrainingInterrupted, KeyboardInterrupt) as stop:
         # Ctrl-C in the training loop: resume continues at the next batch; elsewhere (validation)
         # every batch of the epoch was applied.
         steps = stop.steps_done if isinstance(stop, TrainingInterrupted) else len(loaders.train)
         state.step_in_epoch = steps
         log.warning("interrupted after %d batches of epoch %d: saving %s", steps, state.epoch + 1,
-                    paths.checkpoint("last"))
-        _save(state, "last", config, paths, spec, dist_info, interrupted=True)
+                    ctx.paths.checkpoint("last"))
+        _save(state, "last", ctx, interrupted=True)
         return "interrupted"
     except NonFiniteLossError as error:
         log.error("training stopped: %s. The last good checkpoint (%s) is kept; lower the learning "
-                  "rate, enable --grad-clip, or check the data", error, paths.checkpoint("last"))
+                  "rate, enable --grad-clip, or check the data", error, ctx.paths.checkpoint("last"))
         return "diverged"
     finally:
         if writer is not None:
@@ -221,63 +251,68 @@ def _fit(state: TrainState, loss_fn, loaders: Loaders, config: Config, accel: Ac
     return "finished"
 
 
-def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, config: Config, accel: Accelerator,
-               options: StepOptions, dist_info: DistInfo) -> dict[str, Any]:
-    epoch = state.epoch
+def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, options: StepOptions) -> dict[str, Any]:
+    config, epoch = ctx.config, state.epoch
     if config.freeze and config.unfreeze_at and epoch + 1 >= config.unfreeze_at:
         unfreeze_all(unwrap(state.model))
     start_step = state.step_in_epoch
     if start_step == 0:  # model-side randomness seeded per epoch so that resume is exact
         torch.manual_seed(config.seed * 1_000_003 + epoch)
     loaders.train.sampler.set_epoch(epoch, skip=start_step * config.batch_size)
+    loss_fn.set_epoch(epoch)
     set_train_mode(state.model)
     progress = Progress(len(loaders.train.sampler), description=f"epoch {epoch + 1}/{config.epochs}",
-                        enabled=config.progress and dist_info.is_main)
+                        enabled=config.progress and ctx.dist_info.is_main)
     lr, start = current_lr(state.optimizer), time.perf_counter()
     try:
         train_stats = train_one_epoch(state.model, loaders.train, loss_fn, state.optimizer, state.scheduler,
-                                      accel, options, epoch=epoch, progress=progress, start_step=start_step)
+                                      ctx.accel, options, epoch=epoch, progress=progress, start_step=start_step)
     finally:
         progress.close()
     row = {"epoch": epoch + 1, "train_loss": train_stats["train_loss"], "lr": lr,
            "img_per_s": train_stats["img_per_s"]}
     if loaders.val is not None:
-        probs, targets, val_loss = predict_probabilities(state.eval_model(), loaders.val, accel, loss_fn)
-        row.update({"val_loss": val_loss, **classification_metrics(probs, targets, prefix="val_")})
+        row.update(_evaluate(state.eval_model(), loaders.val, loss_fn, ctx, prefix="val_"))
     row["time_s"] = round(time.perf_counter() - start, 2)
     return row
 
 
-def _after_epoch(state: TrainState, row: dict, config: Config, paths: RunPaths, spec: DataSpec,
-                 writer, dist_info: DistInfo) -> None:
+def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *, prefix: str) -> dict[str, float]:
+    probs, targets, loss = predict_probabilities(model, loader, ctx.accel, loss_fn,
+                                                 to_probabilities=ctx.to_probabilities)
+    return {f"{prefix}loss": loss, **task_metrics(ctx.tasks, probs, targets, prefix=prefix)}
+
+
+def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
+    config = ctx.config
     state.epoch, state.step_in_epoch = row["epoch"], 0
     metric = row.get(config.select_metric)
     improved = metric is None or state.is_improvement(metric, lower_is_better=config.select_metric == "val_loss")
     if improved:
         state.best_metric, state.best_epoch = metric, state.epoch
-    _save(state, "last", config, paths, spec, dist_info)
+    _save(state, "last", ctx)
     if improved:
-        _save(state, "best", config, paths, spec, dist_info)
+        _save(state, "best", ctx)
     if config.save_every and state.epoch % config.save_every == 0:
-        _save(state, f"epoch{state.epoch:04d}", config, paths, spec, dist_info)
+        _save(state, f"epoch{state.epoch:04d}", ctx)
     state.history.append(row)
-    if dist_info.is_main:
-        write_metrics(paths.metrics, state.history)
+    if ctx.dist_info.is_main:
+        write_metrics(ctx.paths.metrics, state.history)
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(key, value, state.epoch)
-        _write_summary(state, config, paths, "running")
+        _write_summary(state, config, ctx.paths, "running")
     log.info(summary_line(row, epochs=config.epochs) + ("  *best*" if improved else ""))
 
 
-def _save(state: TrainState, name: str, config: Config, paths: RunPaths, spec: DataSpec,
-          dist_info: DistInfo, *, interrupted: bool = False) -> None:
-    if not dist_info.is_main:
+def _save(state: TrainState, name: str, ctx: FitContext, *, interrupted: bool = False) -> None:
+    if not ctx.dist_info.is_main:
         return
     weights = state.eval_model().state_dict() if state.ema is not None else None
-    save_checkpoint(paths.checkpoint(name), {
-        **state.state_dict(), "eval_weights": weights, "config": config.to_dict(), "data_spec": spec.to_dict(),
-        "provenance": provenance(), "model_name": config.model, "interrupted": interrupted})
+    save_checkpoint(ctx.paths.checkpoint(name), {
+        **state.state_dict(), "eval_weights": weights, "config": ctx.config.to_dict(),
+        "data_spec": ctx.spec.to_dict(), "provenance": provenance(), "model_name": ctx.config.model,
+        "interrupted": interrupted})
 
 
 def _tensorboard(paths: RunPaths):
@@ -296,23 +331,16 @@ def _write_summary(state: TrainState, config: Config, paths: RunPaths, status: s
         "test": test_metrics})
 
 
-def _finish(state: TrainState, loss_fn, loaders: Loaders, config: Config, accel: Accelerator,
-            paths: RunPaths, status: str, dist_info: DistInfo) -> Run:
+def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, status: str) -> Run:
     test_metrics = None
-    if loaders.test is not None and status == "finished" and paths.checkpoint("best").exists():
-        test_metrics = evaluate_checkpoint(state, paths.checkpoint("best"), loaders.test, loss_fn, accel)
+    if loaders.test is not None and status == "finished" and ctx.paths.checkpoint("best").exists():
+        model = unwrap(state.eval_model())
+        checkpoint = load_checkpoint(ctx.paths.checkpoint("best"))
+        model.load_state_dict(checkpoint["eval_weights"] or checkpoint["model"])
+        test_metrics = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
         log.info("test (best checkpoint, epoch %s): %s", state.best_epoch,
                  "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
-    if dist_info.is_main:
-        _write_summary(state, config, paths, status, test_metrics)
-    log.info("run folder: %s", paths.root)
-    return Run(paths.root, config, state.history, state.best_metric, state.best_epoch, test_metrics, status)
-
-
-def evaluate_checkpoint(state: TrainState, checkpoint_path: Path, loader, loss_fn, accel: Accelerator) -> dict:
-    """Metrics of a saved checkpoint's evaluation weights on a loader."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = unwrap(state.eval_model())
-    model.load_state_dict(checkpoint["eval_weights"] or checkpoint["model"])
-    probs, targets, loss = predict_probabilities(model, loader, accel, loss_fn)
-    return {"test_loss": loss, **classification_metrics(probs, targets, prefix="test_")}
+    if ctx.dist_info.is_main:
+        _write_summary(state, ctx.config, ctx.paths, status, test_metrics)
+    log.info("run folder: %s", ctx.paths.root)
+    return Run(ctx.paths.root, ctx.config, state.history, state.best_metric, state.best_epoch, test_metrics, status)

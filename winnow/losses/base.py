@@ -1,0 +1,62 @@
+"""The base class every winnow loss shares, and per-class weights that switch on at an epoch."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from torch import nn
+
+from winnow.losses.params import epoch_value
+
+
+class EpochAware(nn.Module):
+    """A module told which epoch is about to start; passes it on to its EpochAware children."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Prepare for the 0-based `epoch` about to start (deferred weights switch on here)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, Integral) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0 (the 0-based epoch about to start), got {epoch!r}")
+        for child in self.children():
+            if isinstance(child, EpochAware):
+                child.set_epoch(epoch)
+
+
+class WinnowLoss(EpochAware):
+    """A loss called as `loss(logits, targets) -> scalar tensor`, with `set_epoch(epoch)`.
+
+    Without `set_epoch` calls a loss behaves as in epoch 0.
+    """
+
+
+class DeferredWeights(EpochAware):
+    """Per-class weights `[K]` that apply from the 0-based epoch `start_epoch` on (always when None).
+
+    The weights are a non-persistent buffer: `.to(device)` moves them, and `current` also moves
+    them to the logits' device and dtype.
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None, *, start_epoch: int | None = None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight, persistent=False)
+        self.start_epoch = epoch_value("start_epoch", start_epoch)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.epoch = epoch
+
+    @property
+    def active(self) -> bool:
+        """Whether the weights apply in the current epoch."""
+        return self.weight is not None and (self.start_epoch is None or self.epoch >= self.start_epoch)
+
+    def current(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The weights `[K]` on `like`'s device and dtype, or None when they do not apply (yet)."""
+        return self.weight.to(device=like.device, dtype=like.dtype) if self.active else None
+
+    def extra_repr(self) -> str:
+        weight = None if self.weight is None else [round(w, 4) for w in self.weight.tolist()]
+        return f"weight={weight}, start_epoch={self.start_epoch}"

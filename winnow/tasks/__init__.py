@@ -1,0 +1,1 @@
+"""Tasks and heads: multiclass, binary, multilabel, and several heads on one backbone."""
