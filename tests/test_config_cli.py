@@ -70,3 +70,20 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), "x.png"]) == 2
     assert "not a winnow run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["baseline", "longtail", "finegrained", "fewshot"])
+def test_named_recipes_are_valid_configs(name):
+    from winnow.recipes import load_recipe
+
+    args = build_parser().parse_args(["train", "data.csv", "--recipe", name, "--epochs", "2"])
+    config = build_config(args, base=load_recipe(args.recipe))
+    assert config.epochs == 2 and config.data == ["data.csv"]
+    assert config.to_dict().items() >= {k: v for k, v in load_recipe(name).items() if k != "epochs"}.items()
+
+
+def test_unknown_recipe_lists_valid_ones():
+    from winnow.recipes import load_recipe
+
+    with pytest.raises(ValueError, match="unknown recipe 'fast'; valid recipes: baseline, longtail, finegrained, fewshot"):
+        load_recipe("fast")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from winnow.cli.options import add_config_flags, build_config, flag_overrides
+from winnow.recipes import RECIPES, load_recipe
 from winnow.training.trainer import train
 
 
@@ -12,6 +13,8 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("train", help="train a classifier on a folder or CSV manifest")
     parser.add_argument("data", nargs="*", help="ImageFolder tree, split tree or CSV manifest(s)")
     parser.add_argument("--config", help="YAML file with config keys")
+    parser.add_argument("--recipe", help=f"named recipe ({', '.join(RECIPES)}) or recipe YAML; "
+                        "--config and flags override it")
     parser.add_argument("--resume", metavar="RUN", help="continue the run folder RUN where it stopped")
     add_config_flags(parser)
 
@@ -20,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         result = train(None, resume=args.resume, overrides=flag_overrides(args))
     else:
-        result = train(build_config(args))
+        result = train(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
     print(f"run: {result.path}  status: {result.status}  best {result.config.select_metric} "
           f"{_fmt(result.best_metric)} (epoch {result.best_epoch})")
     if result.test_metrics:
