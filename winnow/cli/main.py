@@ -6,9 +6,11 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import demo, predict, runs, train
+from winnow.cli import calibrate, demo, predict, runs, select, train, tune
+from winnow.cli import eval as evaluate
 
-COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo}
+COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
+            "calibrate": calibrate, "select": select}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,21 @@
-"""`winnow.load(run_dir).predict(images)`: batched inference with a run's preprocessing."""
+"""`winnow.load(run_dir).predict(images)`: batched inference with a run's preprocessing.
+
+For single-task runs the run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and
+`winnow tune`) are applied when present: calibration to the logits, the tuned decision rule to the
+probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference.tta`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from winnow.config import read_saved
@@ -18,56 +24,110 @@ from winnow.data.prepare import DataSpec
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
 from winnow.data.validation import scan
+from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
+from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.registry import create_model
+from winnow.operating.store import (Calibrator, Decision, calibration_path, fingerprint, load_calibration,
+                                    load_thresholds, read_json_object, thresholds_path)
 from winnow.runs.atomic import atomic_write_text
 from winnow.runs.layout import RunPaths, read_json
+from winnow.tasks.heads import Head
+from winnow.tasks.outputs import probabilities
+from winnow.tasks.spec import TaskSpec
 from winnow.training.checkpoint import load_checkpoint
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
-from winnow.tasks.outputs import probabilities
-from winnow.tasks.spec import TaskSpec
 from winnow.training.engine import predict_probabilities
 
 log = logging.getLogger("winnow")
+AUGMENT_KEYS = ("fill", "hflip", "vflip", "rotate", "scale_jitter", "brightness", "contrast", "randaugment")
 
 
 @dataclass
 class Predictions:
     """Probabilities for the readable images; bad files listed apart.
 
-    `probabilities` is `[N, K]` for one task, `{task: [N, K]}` for several.
+    `probabilities` is `[N, K]` for one task (calibrated, and merged over TTA views, when the run has
+    calibration.json / TTA was asked for), `{task: [N, K]}` for several.
+
+    Attributes:
+        paths: Readable images `[N]`.
+        tasks: The run's tasks.
+        probabilities: See above.
+        bad: `(path, reason)` of unreadable files.
+        view_logits: Single task: uncalibrated softmax-form logits `[N, V, K]` (V = TTA views, 1 without
+            TTA; binary heads `[0, z]`); None for multi-task runs.
+        decision: The tuned decision rule (thresholds.json) behind `predicted`, or None.
+        calibration: The calibrator applied to the logits (calibration.json), or None.
+        source_index: Position of each row in the list of input images `[N]`.
+        tta: The test-time augmentation used.
     """
 
     paths: list[str]
     tasks: list[TaskSpec]
     probabilities: np.ndarray | dict[str, np.ndarray]
     bad: list[tuple[str, str]] = field(default_factory=list)
+    view_logits: np.ndarray | None = None
+    decision: Decision | None = None
+    calibration: Calibrator | None = None
+    source_index: list[int] = field(default_factory=list)
+    tta: TTA = field(default_factory=TTA)
 
     @property
     def classes(self) -> list[str]:
         return self.tasks[0].head.classes
 
     @property
+    def logits(self) -> np.ndarray:
+        """Uncalibrated softmax-form logits `[N, K]` (single task, no TTA), e.g. to fit a calibrator."""
+        if self.view_logits is None or self.view_logits.shape[1] != 1:
+            raise ValueError("logits: available for single-task predictions without TTA; "
+                             "predict with tta=None (multi-task runs have no single logit table)")
+        return self.view_logits[:, 0]
+
+    @property
+    def uncalibrated(self) -> np.ndarray:
+        """Probabilities `[N, K]` without calibration (merged over views like `probabilities`)."""
+        if self.view_logits is None:
+            raise ValueError("uncalibrated: available for single-task predictions only")
+        head = self.tasks[0].head
+        views = to_probabilities(head, self.view_logits)
+        return merge_views(views, self.tta.merge, rows_sum_to_one=head.kind != "multilabel")
+
+    @property
     def predicted(self) -> list[str] | dict[str, list[str]]:
-        """Predicted labels (binary and multi-label heads apply their thresholds)."""
+        """Predicted labels: the tuned decision rule when there is one, else the head's rule."""
         if len(self.tasks) == 1:
-            return self.tasks[0].head.predict(self.probabilities)
+            return decided_labels(self.tasks[0].head, self.decision, self.probabilities)
         return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+
+    def predicted_indices(self) -> np.ndarray:
+        """Class indices `[N]` of `predicted` (-1 = uncertain); single-task softmax heads."""
+        return decide(self.tasks[0].head, self.decision, self.probabilities)
 
     def columns(self) -> list[tuple[str, list]]:
         """(header, values) pairs of the CSV after `path`."""
+        if len(self.tasks) == 1:
+            return self._task_columns("", self.tasks[0].head, self.predicted, self.probabilities)
         columns = []
         for task in self.tasks:
-            prefix = f"{task.name}_" if len(self.tasks) > 1 else ""
-            probs = self.probabilities[task.name] if len(self.tasks) > 1 else self.probabilities
-            columns.append((f"{prefix}predicted", task.head.predict(probs)))
-            columns += [(f"{prefix}prob_{name}", [f"{p:.6f}" for p in probs[:, k]])
-                        for k, name in enumerate(task.head.classes)]
+            probs = self.probabilities[task.name]
+            columns += self._task_columns(f"{task.name}_", task.head, task.head.predict(probs), probs)
         return columns
 
-    def to_csv(self, path: str | Path) -> None:
-        """Write path, predicted class and one `prob_<class>` column per class (per task), atomically."""
-        columns = self.columns()
+    @staticmethod
+    def _task_columns(prefix: str, head: Head, predicted: list[str], probs: np.ndarray) -> list[tuple[str, list]]:
+        return [(f"{prefix}predicted", predicted)] + [
+            (f"{prefix}prob_{name}", [f"{p:.6f}" for p in probs[:, k]]) for k, name in enumerate(head.classes)]
+
+    def to_csv(self, path: str | Path, *, labels: list[str] | None = None) -> None:
+        """Write path, [label,] predicted class and one `prob_<class>` column per class (per task), atomically.
+
+        Args:
+            path: Output CSV.
+            labels: True labels `[N]`, written as a `label` column after `path` (evaluation).
+        """
+        columns = ([("label", labels)] if labels is not None else []) + self.columns()
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["path", *[header for header, _ in columns]])
@@ -76,10 +136,30 @@ class Predictions:
         atomic_write_text(Path(path), buffer.getvalue())
 
 
-def resolve_checkpoint(run_dir: Path, checkpoint: str) -> Path:
-    if checkpoint in ("best", "last"):
-        return RunPaths(run_dir).checkpoint(checkpoint)
-    return Path(checkpoint)
+def checkpoint_names(run_dir: str | Path) -> list[str]:
+    """Names of the checkpoints in RUN/checkpoints (best, last, epochNNNN, selected...)."""
+    folder = RunPaths(Path(run_dir)).checkpoints
+    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def resolve_checkpoint(run_dir: Path, checkpoint: str | Path) -> Path:
+    """A checkpoint name in RUN/checkpoints (best, last, selected, epoch0003...) or a `.pt` path.
+
+    Raises:
+        ValueError: The checkpoint does not exist; the message lists the run's checkpoints.
+    """
+    text = str(checkpoint)
+    if "/" in text or "\\" in text or text.endswith(".pt"):
+        if not Path(text).is_file():
+            raise ValueError(f"checkpoint {text} does not exist; pass an existing .pt file or a checkpoint "
+                             f"name of the run ({', '.join(checkpoint_names(run_dir)) or 'none found'})")
+        return Path(text)
+    path = RunPaths(Path(run_dir)).checkpoint(text)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {text!r} not found in {path.parent}; available: "
+                         f"{', '.join(checkpoint_names(run_dir)) or 'none (has the run finished an epoch?)'}; "
+                         "pass one of them or a .pt path")
+    return path
 
 
 def collect_images(inputs: list[str | Path]) -> list[str]:
@@ -98,9 +178,21 @@ def collect_images(inputs: list[str | Path]) -> list[str]:
 
 
 class Predictor:
-    """A trained model with its preprocessing, ready for inference."""
+    """A trained model with its preprocessing, ready for inference.
 
-    def __init__(self, run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> None:
+    Args:
+        run_dir: Run folder from `winnow train`.
+        checkpoint: A checkpoint name of the run (best, last, selected, epochNNNN) or a `.pt` path.
+        device: auto, cpu, cuda, cuda:1...
+        calibration: True: apply RUN/calibration.json when present; False: never; a path: that file.
+        thresholds: True: apply RUN/thresholds.json when present; False: never; a path: that file.
+
+    Raises:
+        ValueError: Not a run folder, missing checkpoint, or operating files made for other classes.
+    """
+
+    def __init__(self, run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",
+                 calibration: bool | str | Path = True, thresholds: bool | str | Path = True) -> None:
         self.run_dir = Path(run_dir)
         if not RunPaths(self.run_dir).preprocessing.exists():
             raise ValueError(f"{self.run_dir} is not a winnow run folder (no preprocessing.json); "
@@ -108,35 +200,121 @@ class Predictor:
         self.config = read_saved(RunPaths(self.run_dir).config)
         self.spec = DataSpec(**read_json(RunPaths(self.run_dir).preprocessing))
         self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
-        state = load_checkpoint(resolve_checkpoint(self.run_dir, checkpoint))
+        self.checkpoint_path = resolve_checkpoint(self.run_dir, checkpoint)
+        state = load_checkpoint(self.checkpoint_path)
+        self.epoch: int | None = state.get("epoch")
         self.tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
         outputs = {t.name: t.head.num_outputs for t in self.tasks} if len(self.tasks) > 1 else self.tasks[0].head.num_outputs
         self.model = create_model(self.config.model, num_classes=outputs, in_chans=self.spec.in_chans,
                                   stem=self.config.stem)
         self.model.load_state_dict(state.get("eval_weights") or state["model"])
         self.model.to(self.accel.device).eval()
+        self.calibration_file = self._operating_file(calibration, calibration_path(self.run_dir))
+        self.thresholds_file = self._operating_file(thresholds, thresholds_path(self.run_dir))
+        self.calibration = self._load(self.calibration_file, load_calibration, "calibration")
+        self.decision = self._load(self.thresholds_file, load_thresholds, "thresholds")
 
     @property
     def classes(self) -> list[str]:
         return self.spec.classes
 
-    def predict(self, images: list[str | Path] | str | Path, *, batch_size: int = 64, workers: int = 0) -> Predictions:
-        """Predict files, folders or manifests; unreadable files are listed in `Predictions.bad`."""
+    @property
+    def head(self) -> Head:
+        """The head of a single-task run.
+
+        Raises:
+            ValueError: A multi-task run.
+        """
+        if len(self.tasks) > 1:
+            raise ValueError(f"this run has {len(self.tasks)} tasks ({[t.name for t in self.tasks]}): evaluation, "
+                             "tuning, calibration and TTA of multitask runs are not supported yet")
+        return self.tasks[0].head
+
+    def predict(self, images: list[str | Path] | str | Path, *, batch_size: int = 64, workers: int = 0,
+                tta: str | int | None = None, tta_merge: str = "mean") -> Predictions:
+        """Predict files, folders or manifests; unreadable files are listed in `Predictions.bad`.
+
+        Args:
+            images: Image files, folders (searched recursively) or CSV manifests.
+            batch_size: Images per batch (each carries all its TTA views).
+            workers: DataLoader workers.
+            tta: None, "flips", "d4" or a number of random views (see `winnow.inference.tta`).
+            tta_merge: "mean" or "gmean" of the views' probabilities.
+        """
         paths = collect_images([images] if isinstance(images, (str, Path)) else list(images))
+        kept, bad = self._readable(paths)
+        good = [paths[i] for i in kept]
+        augmentation = parse_tta(tta, merge=tta_merge, seed=self.config.seed)
+        if len(self.tasks) > 1 and augmentation.mode == "none":
+            return Predictions(good, self.tasks, self._multitask_probabilities(good, batch_size, workers), bad,
+                               source_index=kept)
+        head = self.head
+        view_logits = softmax_logits(head, self._view_logits(good, augmentation, batch_size, workers))
+        views = to_probabilities(head, view_logits, calibration=self.calibration)
+        merged = merge_views(views, augmentation.merge, rows_sum_to_one=head.kind != "multilabel")
+        return Predictions(good, self.tasks, merged, bad, view_logits=view_logits, decision=self.decision,
+                           calibration=self.calibration, source_index=kept, tta=augmentation)
+
+    def _readable(self, paths: list[str]) -> tuple[list[int], list[tuple[str, str]]]:
         report = scan(Samples(paths, [""] * len(paths), [None] * len(paths), [None] * len(paths)),
                       max_pixels=self.config.max_image_pixels)
         if report.bad:
             log.warning("predict: skipping %s", report.summary())
-        good = [paths[i] for i in report.good]
-        dataset = ImageDataset(good, [-1] * len(good), self.spec.preprocess(), eval_transform(self.spec.mean, self.spec.std))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
-        if not good:
+        if not report.good:
             raise ValueError(f"none of the {len(paths)} images can be read: {report.summary()}")
-        probs = predict_probabilities(self.model, loader, self.accel,
-                                      to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
-        return Predictions(good, self.tasks, probs, report.bad)
+        return report.good, report.bad
 
+    def _dataset(self, paths: list[str], transform: Callable) -> ImageDataset:
+        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform)
 
-def load(run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto") -> Predictor:
-    """Load a run folder for inference (`checkpoint`: best, last or a path)."""
-    return Predictor(run_dir, checkpoint=checkpoint, device=device)
+    def _multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
+        dataset = self._dataset(paths, eval_transform(self.spec.mean, self.spec.std))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
+        return predict_probabilities(self.model, loader, self.accel,
+                                     to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
+
+    def _view_logits(self, paths: list[str], augmentation: TTA, batch_size: int, workers: int) -> np.ndarray:
+        """Raw model outputs `[N, V, K']` over the views of each image."""
+        augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
+        views = build_views(augmentation, self.spec.mean, self.spec.std, augment=augment)
+        dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
+                              seed=augmentation.seed if augmentation.mode == "random" else None)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda,
+                            collate_fn=collate_views)
+        return predict_probabilities(ViewModel(self.model, len(views)), loader, self.accel,
+                                     to_probabilities=lambda logits: logits)[0]
+
+    def _operating_file(self, setting: bool | str | Path, default: Path) -> Path | None:
+        if setting is False:
+            return None
+        if setting is True:
+            return default if default.is_file() else None
+        return Path(setting)
+
+    def _load(self, path: Path | None, loader: Callable, what: str) -> Any:
+        if path is None:
+            return None
+        if len(self.tasks) > 1:
+            raise ValueError(f"{what} for multitask runs is not supported yet; remove {path} or pass {what}=False")
+        fitted = loader(path, classes=self.classes)
+        for warning in self._staleness(read_json_object(path, what=what), path, what):
+            log.warning("%s", warning)
+        return fitted
+
+    def _staleness(self, saved: dict, path: Path, what: str) -> list[str]:
+        """Warnings when `path` was fitted on other weights, or (thresholds) on other calibration."""
+        command = "calibrate" if what == "calibration" else "tune"
+        found = []
+        if saved.get("checkpoint_fingerprint", fingerprint(self.checkpoint_path)) != fingerprint(self.checkpoint_path):
+            found.append(f"{path} was fitted on other weights than {self.checkpoint_path}; "
+                         f"re-run `winnow {command}` for this checkpoint")
+        calibrated = fingerprint(self.calibration_file)
+        if what == "thresholds" and saved.get("calibration_fingerprint", calibrated) != calibrated:
+            found.append(f"{path} was tuned on probabilities calibrated otherwise than now (calibration.json "
+                         "added, removed or refitted since); re-run `winnow tune`")
+        return found
+
+def load(run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",
+         calibration: bool | str | Path = True, thresholds: bool | str | Path = True) -> Predictor:
+    """Load a run folder for inference (arguments as `Predictor`)."""
+    return Predictor(run_dir, checkpoint=checkpoint, device=device, calibration=calibration, thresholds=thresholds)

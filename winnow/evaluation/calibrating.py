@@ -1,0 +1,86 @@
+"""`winnow calibrate RUN`: fit temperature or vector scaling on validation logits, save calibration.json.
+
+Logits are in softmax form (binary heads `[0, z]`, see `winnow.inference.postprocess`), taken
+without TTA and without any existing calibration. `predict`, `eval` and `tune` then apply it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from winnow.evaluation.datasets import EvalData, resolve_eval_data
+from winnow.evaluation.report_metrics import expected_calibration_error
+from winnow.evaluation.runner import checkpoint_label, predict_labelled
+from winnow.inference.postprocess import require_softmax_head, to_probabilities
+from winnow.inference.predictor import load
+from winnow.operating.store import (Calibrator, calibration_path, fingerprint, make_calibrator, save_calibration,
+                                    thresholds_path)
+
+
+@dataclass
+class CalibrationResult:
+    """A fitted calibrator with its effect on the fit data.
+
+    Attributes:
+        calibrator: Fitted `TemperatureScaling` or `VectorScaling`.
+        data: The data it was fitted on.
+        path: The calibration.json written.
+        nll_before, nll_after: Mean negative log-likelihood before and after.
+        ece_before, ece_after: Expected calibration error before and after.
+        warnings: e.g. thresholds.json now needs re-tuning.
+    """
+
+    calibrator: Calibrator
+    data: EvalData
+    path: Path
+    nll_before: float
+    nll_after: float
+    ece_before: float
+    ece_after: float
+    warnings: list[str]
+
+
+def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method: str = "temperature",
+                  checkpoint: str | Path = "best", device: str = "auto", batch_size: int = 64,
+                  workers: int = 0) -> CalibrationResult:
+    """Fit a calibrator on the run's logits of `data` (default: its val split) and save it.
+
+    Raises:
+        ValueError: Unknown method, labels outside the run's classes, or a multi-label / multitask run.
+    """
+    calibrator = make_calibrator(method)
+    predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=False, thresholds=False)
+    head = predictor.head
+    require_softmax_head(head, action="winnow calibrate")
+    eval_data = resolve_eval_data(run_dir, data, split="val")
+    predictions, targets, _ = predict_labelled(predictor, eval_data, batch_size=batch_size, workers=workers)
+    calibrator.fit(predictions.logits, targets)
+    after = to_probabilities(head, predictions.logits, calibration=calibrator)
+    result = CalibrationResult(calibrator, eval_data, calibration_path(run_dir), calibrator.nll_before_,
+                               calibrator.nll_after_, expected_calibration_error(predictions.probabilities, targets),
+                               expected_calibration_error(after, targets), _warnings(run_dir))
+    save_calibration(result.path, calibrator, classes=predictor.classes, context={
+        "checkpoint": checkpoint_label(checkpoint), "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),
+        "data": eval_data.source, "n_samples": len(targets), "nll_before": result.nll_before,
+        "nll_after": result.nll_after, "ece_before": result.ece_before, "ece_after": result.ece_after})
+    return result
+
+
+def _warnings(run_dir: str | Path) -> list[str]:
+    if not thresholds_path(run_dir).is_file():
+        return []
+    return [f"{thresholds_path(run_dir)} was tuned on the previous probabilities; re-run `winnow tune` "
+            "so that its threshold applies to the calibrated ones"]
+
+
+def calibration_summary(result: CalibrationResult) -> list[str]:
+    """Human-readable lines: NLL and ECE before/after, the fitted parameters, warnings."""
+    saved = result.calibrator.to_dict()
+    parameters = {key: value for key, value in saved.items() if key not in ("format", "method", "n_classes")}
+    lines = [f"{saved['method']} scaling fitted on {result.data.source} ({len(result.data.paths)} images): "
+             f"{parameters}",
+             f"NLL {result.nll_before:.4f} -> {result.nll_after:.4f}   "
+             f"ECE {result.ece_before:.4f} -> {result.ece_after:.4f}",
+             f"saved {result.path}"]
+    return lines + [f"warning: {warning}" for warning in result.warnings]

@@ -1,0 +1,148 @@
+"""`winnow eval RUN [DATA]` for one checkpoint: predict labelled data, score it, write the report files.
+
+Results go to `RUN/eval/<data>/<checkpoint>/` (`<checkpoint>-tta-<mode>-<merge>` with TTA):
+metrics.json, predictions.csv (path, label, predicted, prob_<class>...), confusion_matrix.png,
+pr_curves.png, roc_curves.png and reliability.png. The run's calibration.json and thresholds.json
+are applied when present (calibration first, then thresholds) and reported in metrics.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
+from winnow.evaluation.report_files import write_report_files
+from winnow.evaluation.scoring import score
+from winnow.inference.predictor import Predictions, Predictor, load
+from winnow.operating.store import fingerprint
+
+EVAL_DIR = "eval"
+
+
+@dataclass
+class Evaluation:
+    """One checkpoint evaluated on one data set.
+
+    Attributes:
+        directory: Folder of the report files.
+        metrics: Content of metrics.json.
+        predictions: Predictions of the readable images `[N, K]`.
+        targets: Their true class indices `[N]` (multi-label: multi-hot `[N, K]`).
+        labels: Their true labels `[N]`.
+    """
+
+    directory: Path
+    metrics: dict[str, Any]
+    predictions: Predictions
+    targets: np.ndarray
+    labels: list[str]
+
+
+def checkpoint_label(checkpoint: str | Path) -> str:
+    """Folder name of a checkpoint: its name (best, last...) or a path's stem."""
+    text = str(checkpoint)
+    return Path(text).stem if text.endswith(".pt") or "/" in text else text
+
+
+def eval_directory(run_dir: str | Path, data_name: str, checkpoint: str | Path, *, tta_label: str = "") -> Path:
+    """`RUN/eval/<data>/<checkpoint>[-tta-<label>]/`."""
+    name = checkpoint_label(checkpoint) + (f"-tta-{tta_label}" if tta_label else "")
+    return Path(run_dir) / EVAL_DIR / data_name / name
+
+
+def predict_labelled(predictor: Predictor, data: EvalData, *, tta: str | int | None = None, tta_merge: str = "mean",
+                     batch_size: int = 64, workers: int = 0) -> tuple[Predictions, np.ndarray, list[str]]:
+    """Predict labelled data; labels are checked against the run's classes before any inference.
+
+    Returns:
+        Predictions of the readable images, their targets `[N]` and their labels `[N]`.
+    """
+    targets = encode_labels(predictor.head, data.labels, data_name=data.name)
+    predictions = predictor.predict(data.paths, batch_size=batch_size, workers=workers, tta=tta, tta_merge=tta_merge)
+    rows = predictions.source_index
+    return predictions, targets[rows], [data.labels[i] for i in rows]
+
+
+def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str | Path = "best",
+             tta: str | int | None = None, tta_merge: str = "mean", calibration: bool | str | Path = True,
+             thresholds: bool | str | Path = True, device: str = "auto", batch_size: int = 64, workers: int = 0,
+             plots: bool = True) -> Evaluation:
+    """Evaluate one checkpoint of a run on labelled data (default: the run's test split).
+
+    Args:
+        run_dir: Run folder.
+        data: See `winnow.evaluation.datasets` (None: the run's test split).
+        checkpoint: Checkpoint name or `.pt` path.
+        tta, tta_merge: Test-time augmentation (see `winnow.inference.tta`).
+        calibration, thresholds: As `winnow.load` (True: the run's files when present).
+        device, batch_size, workers: Inference settings.
+        plots: Draw the figures.
+
+    Raises:
+        ValueError: Missing checkpoint, labels outside the run's classes, multitask run, bad files.
+    """
+    predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=calibration, thresholds=thresholds)
+    eval_data = resolve_eval_data(run_dir, data, split="test")
+    return evaluate_predictor(predictor, eval_data, checkpoint=checkpoint, tta=tta, tta_merge=tta_merge,
+                              batch_size=batch_size, workers=workers, plots=plots)
+
+
+def evaluate_predictor(predictor: Predictor, data: EvalData, *, checkpoint: str | Path, tta: str | int | None = None,
+                       tta_merge: str = "mean", batch_size: int = 64, workers: int = 0,
+                       plots: bool = True) -> Evaluation:
+    """`evaluate` with a loaded predictor and resolved data (`checkpoint` names the output folder)."""
+    predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
+                                                    batch_size=batch_size, workers=workers)
+    metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
+    directory = eval_directory(predictor.run_dir, data.name, checkpoint, tta_label=predictions.tta.label)
+    write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
+    return Evaluation(directory, metrics, predictions, targets, labels)
+
+
+def context(predictor: Predictor, data: EvalData, predictions: Predictions, checkpoint: str | Path) -> dict[str, Any]:
+    """What was evaluated: run, checkpoint, data, head, TTA and the operating files' fingerprints."""
+    return {
+        "run": str(predictor.run_dir),
+        "checkpoint": {"name": checkpoint_label(checkpoint), "path": str(predictor.checkpoint_path),
+                       "epoch": predictor.epoch, "fingerprint": fingerprint(predictor.checkpoint_path)},
+        "data": {"name": data.name, "source": data.source, "n_images": len(data.paths),
+                 "n_unreadable": len(predictions.bad), "unreadable": [list(item) for item in predictions.bad]},
+        "head": predictor.head.kind,
+        "tta": predictions.tta.label or None,
+        "files": {"calibration": fingerprint(predictor.calibration_file),
+                  "thresholds": fingerprint(predictor.thresholds_file)},
+    }
+
+
+def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
+    """Human-readable lines of a metrics.json."""
+    checkpoint, data = metrics["checkpoint"], metrics["data"]
+    lines = [f"checkpoint {checkpoint['name']} (epoch {checkpoint['epoch']}) on {data['source']}: "
+             f"{metrics['n_samples']} images" + (f", {data['n_unreadable']} unreadable" if data["n_unreadable"] else "")
+             + (f", TTA {metrics['tta']}" if metrics.get("tta") else "")]
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "subset_accuracy", "micro_f1",
+            "roc_auc_macro", "log_loss", "ece")
+    lines.append("  ".join(f"{key} {metrics[key]:.4f}" for key in keys if isinstance(metrics.get(key), float)))
+    lines.append(f"decision: {metrics['decision_rule']}")
+    if metrics.get("calibration"):
+        calibration = metrics["calibration"]
+        lines.append(f"calibration: {calibration['method']} scaling; ECE {calibration['ece_uncalibrated']:.4f} "
+                     f"uncalibrated -> {metrics['ece']:.4f}")
+    if metrics.get("operating_point"):
+        lines += operating_point_summary(metrics["operating_point"])
+    return lines
+
+
+def operating_point_summary(point: dict[str, Any]) -> list[str]:
+    """Lines for `ThresholdTuner.evaluate` output: achieved values, interval, whether the target held."""
+    interval = point["interval"]
+    low, high = (f"{value:.4f}" if value is not None else "undefined" for value in (interval["low"], interval["high"]))
+    achieved = "  ".join(f"{key} {value:.4f}" for key, value in point["achieved"].items())
+    lines = [f"operating point: {point['target']} at threshold {point['threshold']:.6g}: {achieved}",
+             f"  {interval['confidence']:.0%} bootstrap interval [{low}, {high}]; "
+             f"target {'held' if point['target_met'] else 'NOT met'} on these {point['n_samples']} images"]
+    return lines + [f"  warning: {warning}" for warning in point["warnings"]]

@@ -1,0 +1,193 @@
+"""`winnow select RUN --target T`: the checkpoint that meets an operating-point target best.
+
+Every checkpoint's predictions on the selection data (default: the run's val split) come from its
+per-checkpoint evaluation in `RUN/eval/<data>/<checkpoint>/predictions.csv`, run first when missing
+or stale (other weights or calibration). A `ThresholdTuner` is refitted per checkpoint; among those
+meeting the target the best objective wins (ties: the better conservative bound, then the later
+epoch). The winner is copied to `checkpoints/selected.pt` and the reasons written to
+`checkpoints/selected.json`.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from winnow.evaluation.checkpoints import evaluate_checkpoints, run_checkpoints
+from winnow.evaluation.datasets import EvalData, resolve_eval_data
+from winnow.evaluation.report_files import METRICS_FILE, PREDICTIONS_FILE, read_predictions
+from winnow.evaluation.runner import eval_directory
+from winnow.inference.postprocess import require_softmax_head
+from winnow.operating.store import calibration_path, fingerprint, read_json_object
+from winnow.operating.targets import Target, parse_target
+from winnow.operating.tuner import ThresholdTuner
+from winnow.runs.atomic import atomic_write
+from winnow.runs.layout import RunPaths, read_json, write_json
+from winnow.tasks.heads import Head
+from winnow.tasks.spec import TaskSpec
+
+SELECTED = "selected"
+
+
+@dataclass
+class Candidate:
+    """One checkpoint's refitted operating point (`tuner` None when the target is out of reach)."""
+
+    checkpoint: str
+    epoch: int | None
+    tuner: ThresholdTuner | None
+    reason: str = ""
+
+    def objective(self) -> float:
+        target = self.tuner.target_
+        value = self.tuner.achieved_[f"{target.objective_metric}({target.objective_cls})"]
+        return value if target.maximize else -value
+
+    def rank(self) -> tuple[float, float, int]:
+        bound = self.tuner.conservative_bound_
+        bound = -math.inf if math.isnan(bound) else (bound if self.tuner.target_.op == ">=" else -bound)
+        return self.objective(), bound, -1 if self.epoch is None else self.epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.tuner is None:
+            return {"checkpoint": self.checkpoint, "epoch": self.epoch, "feasible": False, "reason": self.reason}
+        return {"checkpoint": self.checkpoint, "epoch": self.epoch, "feasible": True,
+                "threshold": self.tuner.threshold_, "achieved": self.tuner.achieved_,
+                "interval": list(self.tuner.to_dict()["interval"]),
+                "conservative_bound": self.tuner.to_dict()["conservative_bound"]}
+
+
+def run_head(run_dir: str | Path) -> Head:
+    """The head of a single-task run, from preprocessing.json.
+
+    Raises:
+        ValueError: Not a run folder, or a multitask run.
+    """
+    path = RunPaths(Path(run_dir)).preprocessing
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json)")
+    tasks = read_json(path)["tasks"]
+    if len(tasks) != 1:
+        raise ValueError(f"{run_dir} is a multitask run: checkpoint selection is not supported yet for it")
+    return TaskSpec.from_saved(tasks[0]).head
+
+
+def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | None = None, device: str = "auto",
+                      batch_size: int = 64, workers: int = 0, n_bootstrap: int = 1000, confidence: float = 0.95,
+                      min_support: int = 20) -> dict[str, Any]:
+    """Choose, copy and record the checkpoint that meets `target` best (see the module docstring).
+
+    Returns:
+        The content of selected.json.
+
+    Raises:
+        ValueError: Malformed target, unknown class, or no checkpoint reaches the target.
+    """
+    head = run_head(run_dir)
+    require_softmax_head(head, action="winnow select")
+    parsed = parse_target(target, head.classes)
+    eval_data = resolve_eval_data(run_dir, data, split="val")
+    tables = checkpoint_tables(run_dir, eval_data, head.classes, device=device, batch_size=batch_size,
+                               workers=workers)
+    settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
+    candidates = [fit_candidate(name, epoch, target, probabilities, targets, head.classes, **settings)
+                  for name, (epoch, probabilities, targets) in tables.items()]
+    chosen = best_candidate(candidates, parsed, eval_data, run_dir)
+    paths = RunPaths(Path(run_dir))
+    copy_file(paths.checkpoint(chosen.checkpoint), paths.checkpoint(SELECTED))
+    record = selection_record(target, parsed, eval_data, chosen, candidates, paths.checkpoint(chosen.checkpoint))
+    write_json(paths.checkpoints / f"{SELECTED}.json", record)
+    return record
+
+
+def checkpoint_tables(run_dir: str | Path, data: EvalData, classes: list[str], *, device: str, batch_size: int,
+                      workers: int) -> dict[str, tuple[int | None, np.ndarray, np.ndarray]]:
+    """`{checkpoint: (epoch, probabilities [N, K], targets [N])}` from the per-checkpoint evaluation."""
+    names = run_checkpoints(run_dir)
+    if not all(is_fresh(run_dir, data, name) for name in names):
+        evaluate_checkpoints(run_dir, data, device=device, batch_size=batch_size, workers=workers, plots=False)
+    tables = {}
+    for name in names:
+        directory = eval_directory(run_dir, data.name, name)
+        epoch = read_json_object(directory / METRICS_FILE, what="metrics")["checkpoint"]["epoch"]
+        tables[name] = (epoch, *read_predictions(directory / PREDICTIONS_FILE, classes))
+    return tables
+
+
+def is_fresh(run_dir: str | Path, data: EvalData, checkpoint: str) -> bool:
+    """Whether the saved evaluation of `checkpoint` on `data` matches the current weights and calibration."""
+    directory = eval_directory(run_dir, data.name, checkpoint)
+    if not (directory / METRICS_FILE).is_file() or not (directory / PREDICTIONS_FILE).is_file():
+        return False
+    metrics = read_json_object(directory / METRICS_FILE, what="metrics")
+    weights = fingerprint(RunPaths(Path(run_dir)).checkpoint(checkpoint))
+    return (metrics.get("checkpoint", {}).get("fingerprint") == weights
+            and metrics.get("files", {}).get("calibration") == fingerprint(calibration_path(run_dir))
+            and metrics.get("data", {}).get("source") == data.source)
+
+
+def fit_candidate(name: str, epoch: int | None, target: str, probabilities: np.ndarray, targets: np.ndarray,
+                  classes: list[str], **settings: Any) -> Candidate:
+    """Refit the threshold on one checkpoint's predictions; an unreachable target gives a reason instead."""
+    try:
+        return Candidate(name, epoch, ThresholdTuner(target, **settings).fit(probabilities, targets, classes))
+    except ValueError as error:
+        return Candidate(name, epoch, None, str(error).split(";")[0])
+
+
+def best_candidate(candidates: list[Candidate], target: Target, data: EvalData, run_dir: str | Path) -> Candidate:
+    """The feasible candidate of highest rank.
+
+    Raises:
+        ValueError: No checkpoint reaches the target; the message gives each one's best value.
+    """
+    feasible = [candidate for candidate in candidates if candidate.tuner is not None]
+    if not feasible:
+        reasons = "\n  ".join(f"{c.checkpoint}: {c.reason}" for c in candidates)
+        raise ValueError(f"no checkpoint of {run_dir} reaches {target} on {data.source}:\n  {reasons}\n"
+                         "relax the target, train longer, or add labelled data for the class")
+    return max(feasible, key=Candidate.rank)
+
+
+def copy_file(source: Path, destination: Path) -> None:
+    """Copy `source` to `destination` atomically."""
+    with open(source, "rb") as handle:
+        atomic_write(destination, lambda out: shutil.copyfileobj(handle, out))
+
+
+def selection_record(text: str, target: Target, data: EvalData, chosen: Candidate, candidates: list[Candidate],
+                     source: Path) -> dict[str, Any]:
+    """The content of selected.json: the target, the winner, its threshold and values, and every candidate."""
+    objective = f"{target.objective_metric}({target.objective_cls})"
+    n_feasible = sum(candidate.tuner is not None for candidate in candidates)
+    value = chosen.tuner.achieved_[objective]
+    return {"target": text, "parsed_target": str(target),
+            "data": {"name": data.name, "source": data.source, "n_images": len(data.paths)},
+            "selected": chosen.checkpoint, "epoch": chosen.epoch, "source_checkpoint": str(source),
+            "objective": {"metric": objective, "value": value},
+            **{key: item for key, item in chosen.to_dict().items() if key not in ("checkpoint", "epoch", "feasible")},
+            "warnings": chosen.tuner.warnings_,
+            "why": (f"{n_feasible} of {len(candidates)} checkpoints meet {target.metric}({target.cls}) {target.op} "
+                    f"{target.value:g} on {data.source}; {chosen.checkpoint} has the best {objective} ({value:.4f})"),
+            "candidates": [candidate.to_dict() for candidate in candidates]}
+
+
+def selection_summary(record: dict[str, Any], run_dir: str | Path) -> list[str]:
+    """Human-readable lines of a selected.json."""
+    achieved = "  ".join(f"{key} {value:.4f}" for key, value in record["achieved"].items())
+    low, high = record["interval"]
+    lines = [f"selected {record['selected']} (epoch {record['epoch']}): {record['why']}",
+             f"threshold {record['threshold']:.6g}: {achieved}",
+             f"{record['parsed_target'].split()[0]} bootstrap interval [{_fmt(low)}, {_fmt(high)}]",
+             f"copied to {RunPaths(Path(run_dir)).checkpoint(SELECTED)}; use it with --checkpoint selected "
+             f"(tune its threshold: winnow tune {run_dir} --checkpoint selected --target \"{record['target']}\")"]
+    return lines + [f"warning: {warning}" for warning in record["warnings"]]
+
+
+def _fmt(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.4f}"

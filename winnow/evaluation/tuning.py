@@ -1,0 +1,80 @@
+"""`winnow tune RUN --target T`: fit the operating threshold on validation predictions, save thresholds.json.
+
+The probabilities are the ones `predict` will produce: calibrated when the run has calibration.json,
+merged over TTA views when `tta` is given. thresholds.json holds `ThresholdTuner.to_dict()` plus the
+checkpoint, data and calibration it was tuned with, so that later use on other weights warns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from winnow.evaluation.datasets import EvalData, resolve_eval_data
+from winnow.evaluation.runner import checkpoint_label, predict_labelled
+from winnow.inference.postprocess import require_softmax_head
+from winnow.inference.predictor import load
+from winnow.operating.store import fingerprint, save_thresholds, thresholds_path
+from winnow.operating.targets import parse_target
+from winnow.operating.tuner import ThresholdTuner
+
+
+@dataclass
+class TuneResult:
+    """A fitted tuner and where it was saved.
+
+    Attributes:
+        tuner: The fitted `ThresholdTuner`.
+        data: The tuning data.
+        path: The thresholds.json written.
+        context: What was saved beside the tuner (checkpoint, data, calibration...).
+    """
+
+    tuner: ThresholdTuner
+    data: EvalData
+    path: Path
+    context: dict[str, Any]
+
+
+def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None, checkpoint: str | Path = "best",
+             tta: str | int | None = None, tta_merge: str = "mean", n_bootstrap: int = 1000,
+             confidence: float = 0.95, min_support: int = 20, device: str = "auto", batch_size: int = 64,
+             workers: int = 0) -> TuneResult:
+    """Fit a `ThresholdTuner` for `target` on the run's predictions of `data` (default: its val split).
+
+    Raises:
+        ValueError: Malformed target or unknown class (before any inference), labels outside the run's
+            classes, an unreachable target, or a multi-label / multitask run.
+    """
+    predictor = load(run_dir, checkpoint=checkpoint, device=device, thresholds=False)
+    require_softmax_head(predictor.head, action="winnow tune")
+    parse_target(target, predictor.classes)
+    eval_data = resolve_eval_data(run_dir, data, split="val")
+    predictions, targets, _ = predict_labelled(predictor, eval_data, tta=tta, tta_merge=tta_merge,
+                                               batch_size=batch_size, workers=workers)
+    tuner = ThresholdTuner(target, n_bootstrap=n_bootstrap, confidence=confidence, min_support=min_support)
+    tuner.fit(predictions.probabilities, targets, predictor.classes)
+    context = {"checkpoint": checkpoint_label(checkpoint),
+               "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),
+               "data": eval_data.source, "n_samples": len(targets), "tta": predictions.tta.label or None,
+               "calibrated": predictor.calibration is not None,
+               "calibration_fingerprint": fingerprint(predictor.calibration_file)}
+    path = thresholds_path(run_dir)
+    save_thresholds(path, tuner, context=context)
+    return TuneResult(tuner, eval_data, path, context)
+
+
+def tune_summary(result: TuneResult) -> list[str]:
+    """Human-readable lines: threshold, achieved values, interval and lower bound, warnings."""
+    tuner, target = result.tuner, result.tuner.target_
+    key = f"{target.metric}({target.cls})"
+    low, high = tuner.interval_
+    lines = [f"target {target} on {result.data.source} ({result.context['n_samples']} images, checkpoint "
+             f"{result.context['checkpoint']}{', calibrated' if result.context['calibrated'] else ''})",
+             f"threshold {tuner.threshold_:.6g}: predict {target.cls!r} when prob_{target.cls} >= threshold",
+             f"{key} = {tuner.achieved_[key]:.4f}, {tuner.confidence:.0%} bootstrap CI [{low:.4f}, {high:.4f}], "
+             f"{'lower' if target.op == '>=' else 'upper'} bound {tuner.conservative_bound_:.4f}",
+             "  ".join(f"{name} {value:.4f}" for name, value in tuner.achieved_.items() if name != key),
+             f"saved {result.path}"]
+    return lines + [f"warning: {warning}" for warning in tuner.warnings_]

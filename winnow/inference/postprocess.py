@@ -1,0 +1,83 @@
+"""From raw outputs of a single-task model to probabilities and decisions.
+
+Logits are first put in softmax form `[..., K]`: unchanged for multi-class heads, `[0, z]` for a
+binary head's single logit `z` (its softmax is `[1 - sigmoid(z), sigmoid(z)]`), so that one
+calibrator (temperature or vector scaling, fitted on these) serves both. Multi-label heads keep one
+independent logit per label and are not calibrated.
+
+Order at prediction: logits -> calibration (calibration.json) -> probabilities -> decision rule
+(thresholds.json, else the head's own rule: argmax, or the binary threshold).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, softmax
+
+from winnow.operating.store import Calibrator, Decision
+from winnow.operating.tuner import PerClassThresholds, ThresholdTuner
+from winnow.tasks.heads import Head
+
+SOFTMAX_KINDS = ("multiclass", "binary")  # heads whose probabilities sum to one (calibratable, tunable)
+
+
+def require_softmax_head(head: Head, *, action: str) -> None:
+    """Raise a clear error when `action` (e.g. "winnow tune") needs a multi-class or binary head."""
+    if head.kind not in SOFTMAX_KINDS:
+        raise ValueError(f"{action} supports multiclass and binary heads, got a {head.kind} head; "
+                         "not supported yet for this head")
+
+
+def softmax_logits(head: Head, logits: np.ndarray) -> np.ndarray:
+    """Raw outputs `[..., K']` -> softmax-form logits `[..., K]` (binary: `[..., 1]` -> `[..., 2]`)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if head.kind != "binary":
+        return logits
+    return np.concatenate([np.zeros_like(logits), logits], axis=-1)
+
+
+def to_probabilities(head: Head, logits: np.ndarray, *, calibration: Calibrator | None = None) -> np.ndarray:
+    """Softmax-form logits `[..., K]` -> probabilities `[..., K]`, calibrated first when given.
+
+    Raises:
+        ValueError: A calibrator given for a multi-label head.
+    """
+    if head.kind == "multilabel":
+        if calibration is not None:
+            raise ValueError("calibration of multilabel heads is not supported yet; remove calibration.json")
+        return expit(logits)
+    flat = logits.reshape(-1, logits.shape[-1])
+    if calibration is not None:
+        flat = calibration.transform(flat)
+    return softmax(flat, axis=1).reshape(logits.shape)
+
+
+def decide(head: Head, decision: Decision | None, probabilities: np.ndarray) -> np.ndarray:
+    """Class indices `[N]` (-1 = uncertain) of a softmax head: the decision rule, else the head's rule."""
+    if decision is not None:
+        return decision.predict(probabilities)
+    if head.kind == "binary":
+        return (probabilities[:, 1] >= head.threshold).astype(np.int64)
+    return probabilities.argmax(axis=1)
+
+
+def decided_labels(head: Head, decision: Decision | None, probabilities: np.ndarray) -> list[str]:
+    """Predicted labels `[N]` ("uncertain" for rejected rows; "a|b" for multi-label heads)."""
+    if head.kind == "multilabel":
+        return head.predict(probabilities)
+    if decision is not None:
+        return decision.predict_labels(probabilities)
+    return [head.classes[k] for k in decide(head, None, probabilities).tolist()]
+
+
+def describe_decision(head: Head, decision: Decision | None) -> str:
+    """One line saying which rule makes the predicted labels."""
+    if isinstance(decision, ThresholdTuner):
+        return (f"predicted {decision.target_.cls!r} when prob_{decision.target_.cls} >= {decision.threshold_:.6g} "
+                f"(thresholds.json, target {decision.target_})")
+    if isinstance(decision, PerClassThresholds):
+        return f"per-class thresholds {dict(decision.thresholds)} (thresholds.json; none passing: uncertain)"
+    if head.kind in ("binary", "multilabel"):
+        return f"the head's default threshold {head.threshold:g} (no thresholds.json; run `winnow tune` to set one)"
+    return "argmax of the probabilities (no thresholds.json)"
+

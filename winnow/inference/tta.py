@@ -1,0 +1,179 @@
+"""Test-time augmentation (TTA): several views of each image, probabilities merged per image.
+
+Modes (`--tta`):
+
+- ``flips``: identity, horizontal flip, vertical flip, both (4 views).
+- ``d4``: the 8 symmetries of the square: rotations by 0/90/180/270 degrees, with and without a transpose.
+- an integer ``N``: N random views drawn with the run's training augmentations (flips, affine, colour
+  jitter; no random erasing). Each view of image `i` is seeded from `(seed, i, view)`, so results do
+  not depend on the batch size or the number of workers.
+
+Merges (`--tta-merge`): ``mean`` of the probabilities, or ``gmean``, their geometric mean
+renormalised (per row for softmax heads; per label, against the complement, for multi-label heads).
+
+Each image is decoded once; its views travel as one `[V, C, S, S]` item and the batch is flattened to
+`[B * V, C, S, S]` for the model (`ViewModel` folds the logits back to `[B, V, K]`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.special import expit, softmax
+from torch import nn
+from torch.utils.data import Dataset, default_collate
+from torchvision.transforms import v2
+
+from winnow.data.dataset import ImageDataset
+from winnow.data.transforms import eval_transform, train_transform
+
+MODES = ("flips", "d4")
+MERGES = ("mean", "gmean")
+EPS = 1e-12
+
+View = Callable[[torch.Tensor], torch.Tensor]  # uint8 [C, S, S] -> normalised float [C, S, S]
+
+
+@dataclass(frozen=True)
+class TTA:
+    """A parsed `--tta` value.
+
+    Attributes:
+        mode: "none", "flips", "d4" or "random".
+        n_random: Views of the "random" mode.
+        merge: "mean" or "gmean".
+        seed: Seed of the random views.
+    """
+
+    mode: str = "none"
+    n_random: int = 0
+    merge: str = "mean"
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """Short name for folder names and reports, e.g. "flips-mean", "8random-gmean"; "" without TTA."""
+        if self.mode == "none":
+            return ""
+        return f"{self.n_random}random-{self.merge}" if self.mode == "random" else f"{self.mode}-{self.merge}"
+
+
+def parse_tta(value: str | int | None, *, merge: str = "mean", seed: int = 0) -> TTA:
+    """Read `--tta` (flips, d4, a positive integer, or None/"none" for no TTA) and `--tta-merge`.
+
+    Raises:
+        ValueError: Unknown mode or merge, or a view count below 1.
+    """
+    if merge not in MERGES:
+        raise ValueError(f"tta merge: expected one of {list(MERGES)}, got {merge!r}")
+    text = "none" if value is None else str(value).strip().lower()
+    if text in ("none", ""):
+        return TTA(merge=merge, seed=seed)
+    if text in MODES:
+        return TTA(text, merge=merge, seed=seed)
+    if text.isdigit() and int(text) >= 1:
+        return TTA("random", int(text), merge, seed)
+    raise ValueError(f"tta: expected flips, d4 or a number of random views >= 1 (e.g. 8), got {value!r}")
+
+
+def build_views(tta: TTA, mean: list[float], std: list[float], *, augment: dict | None = None) -> list[View]:
+    """The views of `tta` as callables uint8 `[C, S, S]` -> normalised float `[C, S, S]`.
+
+    Args:
+        tta: Parsed TTA.
+        mean, std: Normalisation of the run (preprocessing.json).
+        augment: Keyword arguments of `train_transform` (fill, hflip, rotate, ...) for random views.
+    """
+    normalize = eval_transform(mean, std)
+    if tta.mode == "random":
+        unit = [0.0] * len(mean), [1.0] * len(mean)
+        jitter = train_transform(*unit, **{**(augment or {}), "random_erasing": 0.0})  # float in [0, 1]
+        return [v2.Compose([jitter, v2.Normalize(mean, std)])] * tta.n_random
+    geometric = {"none": [_identity], "flips": flip_ops(), "d4": d4_ops()}[tta.mode]
+    return [_then(op, normalize) for op in geometric]
+
+
+def flip_ops() -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """Identity, horizontal, vertical, both, on `[..., H, W]` tensors."""
+    return [_identity, lambda x: x.flip(-1), lambda x: x.flip(-2), lambda x: x.flip(-2, -1)]
+
+
+def d4_ops() -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """The 8 dihedral transforms of a square `[..., S, S]` tensor."""
+    rotations = [lambda x, k=k: torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    return rotations + [lambda x, r=r: r(x.transpose(-2, -1)) for r in rotations]
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _then(first: Callable, second: Callable) -> View:
+    return lambda x: second(first(x))
+
+
+class ViewDataset(Dataset):
+    """Every view of one image per item: `([V, C, S, S] float, target)`.
+
+    Args:
+        base: Dataset supplying preprocessed uint8 images (`load_uint8`) and targets.
+        views: Callables uint8 `[C, S, S]` -> float `[C, S, S]`.
+        seed: Seed of random views; None for deterministic views (no reseeding).
+    """
+
+    def __init__(self, base: ImageDataset, views: list[View], *, seed: int | None = None) -> None:
+        self.base, self.views, self.seed = base, views, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(self.base.load_uint8(index)).permute(2, 0, 1)
+        return torch.stack([self._view(image, index, v) for v in range(len(self.views))]), self.base.targets[index]
+
+    def _view(self, image: torch.Tensor, index: int, v: int) -> torch.Tensor:
+        if self.seed is None:
+            return self.views[v](image)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + index) * len(self.views) + v)
+            return self.views[v](image)
+
+
+def collate_views(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Items `([V, C, S, S], target)` -> images `[B * V, C, S, S]` (image-major) and targets `[B]`."""
+    images = torch.stack([item[0] for item in batch])
+    return images.flatten(0, 1), default_collate([item[1] for item in batch])
+
+
+class ViewModel(nn.Module):
+    """Runs `model` on `[B * V, C, S, S]` and returns logits `[B, V, K]`."""
+
+    def __init__(self, model: nn.Module, n_views: int) -> None:
+        super().__init__()
+        self.model, self.n_views = model, n_views
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        logits = self.model(images)
+        return logits.reshape(-1, self.n_views, logits.shape[-1])
+
+
+def merge_views(probabilities: np.ndarray, how: str, *, rows_sum_to_one: bool = True) -> np.ndarray:
+    """Merge per-view probabilities `[N, V, K]` into `[N, K]`.
+
+    Args:
+        probabilities: Probabilities of each view.
+        how: "mean", or "gmean" (geometric mean, renormalised).
+        rows_sum_to_one: Softmax rows (renormalise across K); False for independent per-label scores.
+    """
+    if how not in MERGES:
+        raise ValueError(f"tta merge: expected one of {list(MERGES)}, got {how!r}")
+    if how == "mean":
+        return probabilities.mean(axis=1)
+    log_mean = np.log(np.clip(probabilities, EPS, None)).mean(axis=1)
+    if rows_sum_to_one:
+        return softmax(log_mean, axis=1)
+    complement = np.log(np.clip(1 - probabilities, EPS, None)).mean(axis=1)
+    return expit(log_mean - complement)
