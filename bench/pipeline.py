@@ -28,6 +28,7 @@ from winnow.training.distributed import DistInfo
 from winnow.training.engine import StepOptions, train_one_epoch
 from winnow.training.optim import create_optimizer
 from winnow.training.progress import Progress
+from winnow.tasks.spec import build_tasks
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared/data/chromosomes-qband/manifest.csv"
 
@@ -65,7 +66,7 @@ class RandomBatches:
 
 def measure(model, loader, config: Config, accel, *, steps: int, warmup: int) -> float:
     """img/s of the training step over `steps` batches after `warmup` batches."""
-    loss_fn = create_loss("ce")
+    loss_fn = create_loss("ce", class_counts=[1] * model.num_classes)
     optimizer = create_optimizer(model, config)
     options = StepOptions()
     quiet = Progress(0, description="", enabled=False)
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     samples, _, gray = validate_samples(resolve_samples(config), config)
     spec = build_spec(samples, config, grayscale_share=gray)
     train = samples.where_split("train")
+    tasks = build_tasks(config, train.column)
     print(f"{len(train)} training images, {len(spec.classes)} classes, {args.img_size}px, in_chans={spec.in_chans}, "
           f"model {args.model}, batch {args.batch_size}, workers {args.workers}, device {accel.device}, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
@@ -110,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for label, cache in (("cache off", False), ("cache on", True)):
-        dataset = make_dataset(train, spec, config.replace(cache=cache), train=True, cache_dir=cache_dir)
-        loader = train_loader(dataset, config.replace(cache=cache), pin_memory=accel.is_cuda)
+        dataset = make_dataset(train, spec, config.replace(cache=cache), tasks, train=True, cache_dir=cache_dir)
+        loader = train_loader(dataset, config.replace(cache=cache), tasks, pin_memory=accel.is_cuda)
         if cache:  # fill the cache first: steady-state epochs read only the cache
             for i in range(len(dataset)):
                 dataset.load_uint8(i)

@@ -101,7 +101,7 @@ def test_manifest_relative_and_absolute_paths(tmp_path):
 def test_manifest_relative_paths_do_not_depend_on_cwd(tmp_path, monkeypatch):
     data = tmp_path / "data"
     save(data / "one.png", _gray())
-    manifest = write_csv(data / "m.csv", ["path", "label"], [["one.png", "a"]])
+    write_csv(data / "m.csv", ["path", "label"], [["one.png", "a"]])
     monkeypatch.chdir(tmp_path)
     assert read_manifest(Path("data/m.csv")).paths == [str((data / "one.png").resolve())]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-import torch.nn.functional as F
 
 from winnow.models.families import (BilinearPool, GeneralizedMeanPool2d, apply_small_stem, apply_stem,
                                     bilinear_pool, pretrained_target)

@@ -62,5 +62,6 @@ class ImageDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         image = torch.from_numpy(self.load_uint8(index)).permute(2, 0, 1)
         if seed is not None:
-            torch.manual_seed(seed)
+            # the CPU generator only: torch.manual_seed also seeds every CUDA device (100x slower)
+            torch.default_generator.manual_seed(seed)
         return self.transform(image), self.targets[index]

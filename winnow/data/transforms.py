@@ -35,20 +35,25 @@ def train_transform(
     randaugment: bool = False,
     random_erasing: float = 0.0,
 ) -> v2.Compose:
-    """Augmentations that keep the padded background at `fill`, then normalisation."""
+    """Augmentations that keep the padded background at `fill`, then normalisation.
+
+    Geometric and colour steps run on float32 (faster than on uint8 in torchvision); RandAugment
+    needs uint8 and runs first.
+    """
     steps: list[torch.nn.Module] = []
     if hflip:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if vflip:
         steps.append(v2.RandomVerticalFlip(vflip))
-    if rotate or scale_jitter:
-        scale = (1 - scale_jitter, 1 + scale_jitter)
-        steps.append(v2.RandomAffine(degrees=rotate, scale=scale, fill=fill))
-    if brightness or contrast:
-        steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
     if randaugment:
         steps.append(v2.RandAugment(fill=fill))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    if rotate or scale_jitter:
+        scale = (1 - scale_jitter, 1 + scale_jitter)
+        steps.append(v2.RandomAffine(degrees=rotate, scale=scale, fill=fill / 255))
+    if brightness or contrast:
+        steps.append(v2.ColorJitter(brightness=brightness, contrast=contrast))
+    steps.append(v2.Normalize(mean, std))
     if random_erasing:
         steps.append(v2.RandomErasing(random_erasing, value=0))
     return v2.Compose(steps)

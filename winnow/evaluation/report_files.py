@@ -12,7 +12,8 @@ import numpy as np
 
 from winnow.evaluation.plots import confusion_matrix_png, pr_curves_png, reliability_png, roc_curves_png
 from winnow.inference.predictor import Predictions
-from winnow.operating.tuner import PerClassThresholds, ThresholdTuner
+from winnow.operating.decisions import PerClassThresholds
+from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.atomic import atomic_write_text
 from winnow.runs.layout import write_json
 

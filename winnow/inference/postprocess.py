@@ -15,7 +15,8 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from winnow.operating.store import Calibrator, Decision
-from winnow.operating.tuner import PerClassThresholds, ThresholdTuner
+from winnow.operating.decisions import PerClassThresholds
+from winnow.operating.tuner import ThresholdTuner
 from winnow.tasks.heads import Head
 
 SOFTMAX_KINDS = ("multiclass", "binary")  # heads whose probabilities sum to one (calibratable, tunable)

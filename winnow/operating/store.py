@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from winnow.calibration.scaling import TemperatureScaling, VectorScaling
-from winnow.operating.tuner import PerClassThresholds, ThresholdTuner, decision_from_dict
+from winnow.operating.decisions import PerClassThresholds, decision_from_dict
+from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.layout import write_json
 
 CALIBRATION_FILE = "calibration.json"

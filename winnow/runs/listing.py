@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from winnow.runs.layout import RunPaths, read_json
+from winnow.data.sources import dataset_name
+from winnow.runs.layout import read_json
 
 COLUMNS = ("name", "model", "data", "epochs", "best", "best_epoch", "test_acc", "time", "status")
 
@@ -21,7 +22,7 @@ def run_rows(root: str | Path) -> list[dict[str, str]]:
 def _row(summary: dict) -> dict[str, str]:
     best = summary.get("best_metric")
     test = summary.get("test") or {}
-    data = ",".join(Path(d).name for d in summary.get("data", []))
+    data = ",".join(dataset_name(d) for d in summary.get("data", []))
     return {
         "name": summary["name"], "model": summary["model"], "data": data,
         "epochs": f"{summary['epochs_done']}/{summary['epochs']}",

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from winnow.config import Config, read_saved, save_yaml
 from winnow.data.prepare import (DataSpec, eval_loader, make_dataset, resolve_samples, train_loader,
                                  validate_samples, build_spec)
-from winnow.data.sources import Samples
+from winnow.data.sources import Samples, dataset_name
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
 from winnow.losses import create_loss
@@ -111,9 +111,7 @@ def _open_run(config: Config, resume: str | Path | None, overrides: dict,
 
 
 def _default_name(config: Config) -> str:
-    first = Path(config.data[0]) if config.data else Path("data")
-    # "manifest.csv" says nothing: name the run after the folder that holds it
-    data_name = first.parent.name if first.stem == "manifest" else first.stem
+    data_name = dataset_name(config.data[0]) if config.data else "data"
     return f"{data_name}-{config.model.replace(':', '-').replace('/', '-')}"
 
 
