@@ -12,6 +12,7 @@ from pathlib import Path
 from winnow.data.imageio import ImageHeader, ImageReadError, is_grayscale_mode, probe, read_image
 from winnow.data.sources import Samples
 from winnow.runs.atomic import atomic_write_text
+from winnow.tasks.heads import label_parts
 
 SHOW_FIRST = 5
 
@@ -101,9 +102,7 @@ def check_labels(samples: Samples, *, column: str = "label", multilabel: bool = 
 
 def _label_set(samples: Samples, column: str, split: str, multilabel: bool) -> set[str]:
     values = [v for v, s in zip(samples.column(column), samples.splits) if s == split and v != ""]
-    if not multilabel:
-        return set(values)
-    return {part.strip() for v in values for part in v.split("|") if part.strip()}
+    return {part for v in values for part in label_parts("multilabel" if multilabel else "multiclass", v)}
 
 
 def write_bad_files(bad: list[tuple[str, str]], path: Path) -> None:

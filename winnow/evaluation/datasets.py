@@ -16,7 +16,7 @@ import numpy as np
 from winnow.data.sources import SPLIT_NAMES, Samples, read_source
 from winnow.data.splits import load_splits
 from winnow.runs.layout import RunPaths
-from winnow.tasks.heads import Head, split_labels
+from winnow.tasks.heads import Head, label_parts
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def encode_labels(head: Head, labels: list[str], *, data_name: str) -> np.ndarra
     Raises:
         ValueError: Labels that are not classes of the run, listed with the run's classes.
     """
-    names = [part for label in labels for part in (split_labels(label) if head.kind == "multilabel" else [label])]
+    names = [part for label in labels for part in label_parts(head.kind, label)]
     unknown = sorted(set(names) - set(head.classes))
     if unknown:
         raise ValueError(f"data {data_name!r} has label(s) {unknown[:20]} that are not classes of the run "

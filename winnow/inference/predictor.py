@@ -33,8 +33,8 @@ from winnow.runs.atomic import atomic_write_text
 from winnow.runs.layout import RunPaths, read_json
 from winnow.tasks.heads import Head
 from winnow.tasks.outputs import probabilities
-from winnow.tasks.spec import TaskSpec
-from winnow.training.checkpoint import load_checkpoint
+from winnow.tasks.spec import TaskSpec, model_outputs
+from winnow.training.checkpoint import evaluation_weights, load_checkpoint
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
 from winnow.training.engine import predict_probabilities
@@ -204,10 +204,9 @@ class Predictor:
         state = load_checkpoint(self.checkpoint_path)
         self.epoch: int | None = state.get("epoch")
         self.tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
-        outputs = {t.name: t.head.num_outputs for t in self.tasks} if len(self.tasks) > 1 else self.tasks[0].head.num_outputs
-        self.model = create_model(self.config.model, num_classes=outputs, in_chans=self.spec.in_chans,
+        self.model = create_model(self.config.model, num_classes=model_outputs(self.tasks), in_chans=self.spec.in_chans,
                                   stem=self.config.stem)
-        self.model.load_state_dict(state.get("eval_weights") or state["model"])
+        self.model.load_state_dict(evaluation_weights(state))
         self.model.to(self.accel.device).eval()
         self.calibration_file = self._operating_file(calibration, calibration_path(self.run_dir))
         self.thresholds_file = self._operating_file(thresholds, thresholds_path(self.run_dir))

@@ -157,6 +157,11 @@ def split_labels(label: str) -> list[str]:
     return [part.strip() for part in label.split(LABEL_SEPARATOR) if part.strip()]
 
 
+def label_parts(kind: str, label: str) -> list[str]:
+    """The class names one label value stands for: several for a multi-label head, else itself."""
+    return split_labels(label) if kind == "multilabel" else [label]
+
+
 HEADS: dict[str, type[Head]] = {
     "multiclass": MulticlassHead,
     "binary": BinaryHead,
@@ -168,7 +173,7 @@ def head_classes(kind: str, labels: list[str], *, positive: str | None = None) -
     """Class list of a head from the training labels (binary: the positive class last)."""
     names = set()
     for label in labels:
-        names.update(split_labels(label) if kind == "multilabel" else [label])
+        names.update(label_parts(kind, label))
     classes = natural_sorted(names)
     if kind == "binary" and positive is not None:
         if positive not in classes:

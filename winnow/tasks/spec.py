@@ -46,6 +46,13 @@ class TaskSpec:
         return cls(saved["name"], saved["column"], head, head.default_loss)
 
 
+def model_outputs(tasks: list[TaskSpec]) -> int | dict[str, int]:
+    """`num_classes` for `create_model`: the head size, or task name -> head size for several tasks."""
+    if len(tasks) == 1:
+        return tasks[0].head.num_outputs
+    return {task.name: task.head.num_outputs for task in tasks}
+
+
 def task_entries(config) -> list[dict[str, Any]]:
     """The raw task definitions: `tasks` for multitask, else one task from the top-level keys."""
     if config.head != "multitask":

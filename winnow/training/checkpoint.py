@@ -34,6 +34,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_torch_save({**state, "rng": rng_states()}, path)
 
 
+def evaluation_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The weights to evaluate from a loaded checkpoint: the EMA weights when the run kept them."""
+    return checkpoint.get("eval_weights") or checkpoint["model"]
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint onto the CPU with a clear error when it is missing or unreadable."""
     path = Path(path)

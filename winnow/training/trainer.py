@@ -26,7 +26,7 @@ from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count
 from winnow.models.registry import create_model
 from winnow.runs.layout import RunPaths, read_json, read_metrics, unique_run_dir, write_json, write_metrics
 from winnow.runs.provenance import provenance
-from winnow.training.checkpoint import load_checkpoint, save_checkpoint
+from winnow.training.checkpoint import evaluation_weights, load_checkpoint, save_checkpoint
 from winnow.training.device import Accelerator, make_accelerator
 from winnow.training.distributed import DistInfo, init_distributed
 from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInterrupted, predict_probabilities,
@@ -36,7 +36,7 @@ from winnow.training.progress import Progress, summary_line
 from winnow.training.mixing import BatchMixer
 from winnow.training.state import TrainState, unwrap
 from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
-from winnow.tasks.spec import TaskSpec, build_tasks, task_targets
+from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
 
 log = logging.getLogger("winnow")
 RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "save_every", "cache", "cache_dir")
@@ -183,8 +183,7 @@ def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list
 
 def _build_model(config: Config, tasks: list[TaskSpec], spec: DataSpec, accel: Accelerator,
                  dist_info: DistInfo) -> torch.nn.Module:
-    outputs = {t.name: t.head.num_outputs for t in tasks} if len(tasks) > 1 else tasks[0].head.num_outputs
-    model = create_model(config.model, num_classes=outputs, in_chans=spec.in_chans, drop_rate=config.drop_rate,
+    model = create_model(config.model, num_classes=model_outputs(tasks), in_chans=spec.in_chans, drop_rate=config.drop_rate,
                          pretrained=config.pretrained, stem=config.stem)
     model = model.to(accel.device)
     if accel.channels_last:
@@ -334,7 +333,7 @@ def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, statu
     if loaders.test is not None and status == "finished" and ctx.paths.checkpoint("best").exists():
         model = unwrap(state.eval_model())
         checkpoint = load_checkpoint(ctx.paths.checkpoint("best"))
-        model.load_state_dict(checkpoint["eval_weights"] or checkpoint["model"])
+        model.load_state_dict(evaluation_weights(checkpoint))
         test_metrics = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
         log.info("test (best checkpoint, epoch %s): %s", state.best_epoch,
                  "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
