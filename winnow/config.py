@@ -31,6 +31,7 @@ class Config:
     test: list[str] = field(default_factory=list)
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    split_seed: int | None = None  # None: `seed`; fix it to train several seeds on one split (ensembles)
     skip_bad: bool = False
     verify: str = "auto"
     max_image_pixels: int = 178_956_970

@@ -6,11 +6,11 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import calibrate, demo, predict, runs, select, train, tune
+from winnow.cli import calibrate, demo, ensemble, predict, runs, select, train, tune
 from winnow.cli import eval as evaluate
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
-            "calibrate": calibrate, "select": select}
+            "calibrate": calibrate, "select": select, "ensemble": ensemble}
 
 
 def build_parser() -> argparse.ArgumentParser:

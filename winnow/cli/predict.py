@@ -6,7 +6,7 @@ import argparse
 
 from winnow.cli.eval import add_operating_flags, add_tta_flags, operating_settings
 from winnow.inference.postprocess import describe_decision
-from winnow.inference.predictor import load
+from winnow.inference.loading import load
 
 
 def add_parser(sub) -> None:

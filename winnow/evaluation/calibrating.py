@@ -13,7 +13,7 @@ from winnow.evaluation.datasets import EvalData, resolve_eval_data
 from winnow.evaluation.report_metrics import expected_calibration_error
 from winnow.evaluation.runner import checkpoint_label, predict_labelled
 from winnow.inference.postprocess import require_softmax_head, to_probabilities
-from winnow.inference.predictor import load
+from winnow.inference.loading import load
 from winnow.operating.store import (Calibrator, calibration_path, fingerprint, make_calibrator, save_calibration,
                                     thresholds_path)
 

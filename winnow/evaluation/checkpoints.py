@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from winnow.ensembles.store import is_ensemble
 from winnow.evaluation.datasets import EvalData, resolve_eval_data
 from winnow.evaluation.plots import metric_over_epochs_png
 from winnow.evaluation.report_files import write_table
 from winnow.evaluation.runner import EVAL_DIR, Evaluation, evaluate_predictor
 from winnow.evaluation.scoring import headline, operating_columns
-from winnow.inference.predictor import checkpoint_names, load
+from winnow.inference.loading import load
+from winnow.inference.predictor import checkpoint_names
 
 TABLE_FILE = "checkpoints.csv"
 PLOT_FILE = "metrics_over_epochs.png"
@@ -46,6 +48,9 @@ def run_checkpoints(run_dir: str | Path) -> list[str]:
     Raises:
         ValueError: The run has no checkpoint.
     """
+    if is_ensemble(run_dir):
+        raise ValueError(f"{run_dir} is an ensemble: it has no checkpoints of its own; evaluate it with the "
+                         "default --checkpoint best (its members' checkpoints were fixed by `winnow ensemble`)")
     names = [name for name in checkpoint_names(run_dir) if name not in SKIPPED]
     if not names:
         raise ValueError(f"{run_dir} has no checkpoints in {Path(run_dir) / 'checkpoints'}; "

@@ -17,7 +17,8 @@ import numpy as np
 from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
-from winnow.inference.predictor import Predictions, Predictor, load
+from winnow.inference.loading import load
+from winnow.inference.predictor import Predictions, ScoringModel
 from winnow.operating.store import fingerprint
 
 EVAL_DIR = "eval"
@@ -54,7 +55,7 @@ def eval_directory(run_dir: str | Path, data_name: str, checkpoint: str | Path, 
     return Path(run_dir) / EVAL_DIR / data_name / name
 
 
-def predict_labelled(predictor: Predictor, data: EvalData, *, tta: str | int | None = None, tta_merge: str = "mean",
+def predict_labelled(predictor: ScoringModel, data: EvalData, *, tta: str | int | None = None, tta_merge: str = "mean",
                      batch_size: int = 64, workers: int = 0) -> tuple[Predictions, np.ndarray, list[str]]:
     """Predict labelled data; labels are checked against the run's classes before any inference.
 
@@ -91,7 +92,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint:
                               batch_size=batch_size, workers=workers, plots=plots)
 
 
-def evaluate_predictor(predictor: Predictor, data: EvalData, *, checkpoint: str | Path, tta: str | int | None = None,
+def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path, tta: str | int | None = None,
                        tta_merge: str = "mean", batch_size: int = 64, workers: int = 0,
                        plots: bool = True) -> Evaluation:
     """`evaluate` with a loaded predictor and resolved data (`checkpoint` names the output folder)."""
@@ -103,7 +104,7 @@ def evaluate_predictor(predictor: Predictor, data: EvalData, *, checkpoint: str 
     return Evaluation(directory, metrics, predictions, targets, labels)
 
 
-def context(predictor: Predictor, data: EvalData, predictions: Predictions, checkpoint: str | Path) -> dict[str, Any]:
+def context(predictor: ScoringModel, data: EvalData, predictions: Predictions, checkpoint: str | Path) -> dict[str, Any]:
     """What was evaluated: run, checkpoint, data, head, TTA and the operating files' fingerprints."""
     return {
         "run": str(predictor.run_dir),

@@ -14,7 +14,7 @@ from typing import Any
 from winnow.evaluation.datasets import EvalData, resolve_eval_data
 from winnow.evaluation.runner import checkpoint_label, predict_labelled
 from winnow.inference.postprocess import require_softmax_head
-from winnow.inference.predictor import load
+from winnow.inference.loading import load
 from winnow.operating.store import fingerprint, save_thresholds, thresholds_path
 from winnow.operating.targets import parse_target
 from winnow.operating.tuner import ThresholdTuner

@@ -20,6 +20,7 @@ from winnow.operating.tuner import ThresholdTuner
 from winnow.tasks.heads import Head
 
 SOFTMAX_KINDS = ("multiclass", "binary")  # heads whose probabilities sum to one (calibratable, tunable)
+PROBABILITY_FLOOR = 1e-12
 
 
 def require_softmax_head(head: Head, *, action: str) -> None:
@@ -51,6 +52,18 @@ def to_probabilities(head: Head, logits: np.ndarray, *, calibration: Calibrator 
     if calibration is not None:
         flat = calibration.transform(flat)
     return softmax(flat, axis=1).reshape(logits.shape)
+
+
+def probabilities_to_logits(head: Head, probabilities: np.ndarray) -> np.ndarray:
+    """Inverse of `to_probabilities` without calibration: softmax-form logits `[..., K]` of probabilities.
+
+    `log p` for softmax heads (softmax of it gives `p` back), `log(p / (1 - p))` per label for
+    multi-label heads. Probabilities are clipped to `[1e-12, 1 - 1e-12]` so that zeros stay finite.
+    """
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    if head.kind == "multilabel":
+        return np.log(clipped) - np.log1p(-clipped)
+    return np.log(clipped)
 
 
 def decide(head: Head, decision: Decision | None, probabilities: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 from torch.utils.data import DataLoader
 
 from winnow.config import read_saved
@@ -24,6 +25,7 @@ from winnow.data.prepare import DataSpec
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
 from winnow.data.validation import scan
+from winnow.embeddings.extract import EmbeddingModel
 from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.registry import create_model
@@ -177,37 +179,27 @@ def collect_images(inputs: list[str | Path]) -> list[str]:
     return paths
 
 
-class Predictor:
-    """A trained model with its preprocessing, ready for inference.
+class ScoringModel:
+    """What `predict`, `eval`, `tune` and `calibrate` need from a run or an ensemble folder.
+
+    Subclasses load their model(s) and implement `view_logits`; this class applies the folder's
+    operating files (calibration.json, thresholds.json) and builds `Predictions`.
 
     Args:
-        run_dir: Run folder from `winnow train`.
-        checkpoint: A checkpoint name of the run (best, last, selected, epochNNNN) or a `.pt` path.
-        device: auto, cpu, cuda, cuda:1...
-        calibration: True: apply RUN/calibration.json when present; False: never; a path: that file.
-        thresholds: True: apply RUN/thresholds.json when present; False: never; a path: that file.
-
-    Raises:
-        ValueError: Not a run folder, missing checkpoint, or operating files made for other classes.
+        run_dir: The folder (run or ensemble).
+        tasks: Its tasks (one for ensembles).
+        checkpoint_path: The weights file the operating files are fingerprinted against.
+        epoch: Epoch of the checkpoint (None for ensembles).
+        seed: Seed of random TTA views.
+        max_image_pixels: Larger images are refused as decompression bombs.
+        calibration, thresholds: As `Predictor`.
     """
 
-    def __init__(self, run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",
-                 calibration: bool | str | Path = True, thresholds: bool | str | Path = True) -> None:
-        self.run_dir = Path(run_dir)
-        if not RunPaths(self.run_dir).preprocessing.exists():
-            raise ValueError(f"{self.run_dir} is not a winnow run folder (no preprocessing.json); "
-                             "pass the folder that `winnow train` printed")
-        self.config = read_saved(RunPaths(self.run_dir).config)
-        self.spec = DataSpec(**read_json(RunPaths(self.run_dir).preprocessing))
-        self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
-        self.checkpoint_path = resolve_checkpoint(self.run_dir, checkpoint)
-        state = load_checkpoint(self.checkpoint_path)
-        self.epoch: int | None = state.get("epoch")
-        self.tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
-        self.model = create_model(self.config.model, num_classes=model_outputs(self.tasks), in_chans=self.spec.in_chans,
-                                  stem=self.config.stem)
-        self.model.load_state_dict(evaluation_weights(state))
-        self.model.to(self.accel.device).eval()
+    def __init__(self, run_dir: Path, tasks: list[TaskSpec], *, checkpoint_path: Path, epoch: int | None,
+                 seed: int, max_image_pixels: int, calibration: bool | str | Path = True,
+                 thresholds: bool | str | Path = True) -> None:
+        self.run_dir, self.tasks, self.checkpoint_path, self.epoch = run_dir, tasks, checkpoint_path, epoch
+        self.seed, self.max_image_pixels = seed, max_image_pixels
         self.calibration_file = self._operating_file(calibration, calibration_path(self.run_dir))
         self.thresholds_file = self._operating_file(thresholds, thresholds_path(self.run_dir))
         self.calibration = self._load(self.calibration_file, load_calibration, "calibration")
@@ -215,7 +207,7 @@ class Predictor:
 
     @property
     def classes(self) -> list[str]:
-        return self.spec.classes
+        return self.tasks[0].head.classes
 
     @property
     def head(self) -> Head:
@@ -241,47 +233,37 @@ class Predictor:
             tta_merge: "mean" or "gmean" of the views' probabilities.
         """
         paths = collect_images([images] if isinstance(images, (str, Path)) else list(images))
-        kept, bad = self._readable(paths)
+        kept, bad = self.readable(paths)
         good = [paths[i] for i in kept]
-        augmentation = parse_tta(tta, merge=tta_merge, seed=self.config.seed)
+        augmentation = parse_tta(tta, merge=tta_merge, seed=self.seed)
         if len(self.tasks) > 1 and augmentation.mode == "none":
-            return Predictions(good, self.tasks, self._multitask_probabilities(good, batch_size, workers), bad,
+            return Predictions(good, self.tasks, self.multitask_probabilities(good, batch_size, workers), bad,
                                source_index=kept)
         head = self.head
-        view_logits = softmax_logits(head, self._view_logits(good, augmentation, batch_size, workers))
+        view_logits = self.view_logits(good, augmentation, batch_size=batch_size, workers=workers)
         views = to_probabilities(head, view_logits, calibration=self.calibration)
         merged = merge_views(views, augmentation.merge, rows_sum_to_one=head.kind != "multilabel")
         return Predictions(good, self.tasks, merged, bad, view_logits=view_logits, decision=self.decision,
                            calibration=self.calibration, source_index=kept, tta=augmentation)
 
-    def _readable(self, paths: list[str]) -> tuple[list[int], list[tuple[str, str]]]:
+    def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
+                    workers: int = 0) -> np.ndarray:
+        """Uncalibrated softmax-form logits `[N, V, K]` of readable images over the TTA views."""
+        raise NotImplementedError
+
+    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
+        """`{task: [N, K]}` probabilities of a multi-task model."""
+        raise ValueError(f"{self.run_dir} has a single task; use predict()")
+
+    def readable(self, paths: list[str]) -> tuple[list[int], list[tuple[str, str]]]:
+        """Positions of the readable images in `paths`, and `(path, reason)` of the others."""
         report = scan(Samples(paths, [""] * len(paths), [None] * len(paths), [None] * len(paths)),
-                      max_pixels=self.config.max_image_pixels)
+                      max_pixels=self.max_image_pixels)
         if report.bad:
             log.warning("predict: skipping %s", report.summary())
         if not report.good:
             raise ValueError(f"none of the {len(paths)} images can be read: {report.summary()}")
         return report.good, report.bad
-
-    def _dataset(self, paths: list[str], transform: Callable) -> ImageDataset:
-        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform)
-
-    def _multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
-        dataset = self._dataset(paths, eval_transform(self.spec.mean, self.spec.std))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
-        return predict_probabilities(self.model, loader, self.accel,
-                                     to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
-
-    def _view_logits(self, paths: list[str], augmentation: TTA, batch_size: int, workers: int) -> np.ndarray:
-        """Raw model outputs `[N, V, K']` over the views of each image."""
-        augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
-        views = build_views(augmentation, self.spec.mean, self.spec.std, augment=augment)
-        dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
-                              seed=augmentation.seed if augmentation.mode == "random" else None)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda,
-                            collate_fn=collate_views)
-        return predict_probabilities(ViewModel(self.model, len(views)), loader, self.accel,
-                                     to_probabilities=lambda logits: logits)[0]
 
     def _operating_file(self, setting: bool | str | Path, default: Path) -> Path | None:
         if setting is False:
@@ -313,7 +295,72 @@ class Predictor:
                          "added, removed or refitted since); re-run `winnow tune`")
         return found
 
-def load(run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",
-         calibration: bool | str | Path = True, thresholds: bool | str | Path = True) -> Predictor:
-    """Load a run folder for inference (arguments as `Predictor`)."""
-    return Predictor(run_dir, checkpoint=checkpoint, device=device, calibration=calibration, thresholds=thresholds)
+
+class Predictor(ScoringModel):
+    """A trained model with its preprocessing, ready for inference.
+
+    Args:
+        run_dir: Run folder from `winnow train`.
+        checkpoint: A checkpoint name of the run (best, last, selected, epochNNNN) or a `.pt` path.
+        device: auto, cpu, cuda, cuda:1...
+        calibration: True: apply RUN/calibration.json when present; False: never; a path: that file.
+        thresholds: True: apply RUN/thresholds.json when present; False: never; a path: that file.
+
+    Raises:
+        ValueError: Not a run folder, missing checkpoint, or operating files made for other classes.
+    """
+
+    def __init__(self, run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",
+                 calibration: bool | str | Path = True, thresholds: bool | str | Path = True) -> None:
+        run_dir = Path(run_dir)
+        if not RunPaths(run_dir).preprocessing.exists():
+            raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json); "
+                             "pass the folder that `winnow train` (or `winnow ensemble`) printed")
+        self.config = read_saved(RunPaths(run_dir).config)
+        self.spec = DataSpec(**read_json(RunPaths(run_dir).preprocessing))
+        self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
+        checkpoint_path = resolve_checkpoint(run_dir, checkpoint)
+        state = load_checkpoint(checkpoint_path)
+        tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
+        self.model = create_model(self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
+                                  stem=self.config.stem)
+        self.model.load_state_dict(evaluation_weights(state))
+        self.model.to(self.accel.device).eval()
+        super().__init__(run_dir, tasks, checkpoint_path=checkpoint_path, epoch=state.get("epoch"),
+                         seed=self.config.seed, max_image_pixels=self.config.max_image_pixels,
+                         calibration=calibration, thresholds=thresholds)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.spec.classes
+
+    def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
+                    workers: int = 0) -> np.ndarray:
+        """Uncalibrated softmax-form logits `[N, V, K]` (binary heads `[0, z]`) over the TTA views."""
+        return softmax_logits(self.head, self._view_outputs(self.model, paths, augmentation, batch_size, workers))
+
+    def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
+                        workers: int = 0) -> np.ndarray:
+        """Pooled pre-logits embeddings `[N, V, D]` (`forward_head(pre_logits=True)`) over the TTA views."""
+        return self._view_outputs(EmbeddingModel(self.model), paths, augmentation, batch_size, workers)
+
+    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
+        dataset = self._dataset(paths, eval_transform(self.spec.mean, self.spec.std))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
+        return predict_probabilities(self.model, loader, self.accel,
+                                     to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
+
+    def _dataset(self, paths: list[str], transform: Callable) -> ImageDataset:
+        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform)
+
+    def _view_outputs(self, module: nn.Module, paths: list[str], augmentation: TTA, batch_size: int,
+                      workers: int) -> np.ndarray:
+        """Outputs `[N, V, F]` of `module` (the model, or its embedding) over the views of each image."""
+        augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
+        views = build_views(augmentation, self.spec.mean, self.spec.std, augment=augment)
+        dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
+                              seed=augmentation.seed if augmentation.mode == "random" else None)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda,
+                            collate_fn=collate_views)
+        return predict_probabilities(ViewModel(module, len(views)), loader, self.accel,
+                                     to_probabilities=lambda outputs: outputs.float())[0]

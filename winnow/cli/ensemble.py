@@ -1,0 +1,32 @@
+"""`winnow ensemble RUN1 RUN2 ... --method mean|vote|stack|svm`: an ensemble folder that eval, tune, predict accept."""
+
+from __future__ import annotations
+
+import argparse
+
+from winnow.cli.eval import DATA_HELP, add_inference_flags, inference_settings
+from winnow.ensembles.build import build_ensemble, build_summary
+from winnow.ensembles.feature_head import CLASSIFIERS
+from winnow.ensembles.methods import METHODS
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("ensemble", help="combine trained runs into an ensemble folder")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders from `winnow train`")
+    parser.add_argument("--method", default="mean", choices=sorted(METHODS),
+                        help="mean of probabilities, majority vote, stacking (logistic regression on validation "
+                             "probabilities) or svm (a classifier on the runs' frozen embeddings)")
+    parser.add_argument("--out", default=None, help="new ensemble folder (default: ensemble-<method> beside RUN1)")
+    parser.add_argument("--checkpoint", default="best", help="checkpoint of every member (default: best)")
+    parser.add_argument("--data", default=None,
+                        help=DATA_HELP + "; fit data of stack (default: val split of RUN1) and svm (default: "
+                             "train split of RUN1)")
+    parser.add_argument("--classifier", default="svm", choices=CLASSIFIERS, help="classifier of --method svm")
+    add_inference_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    build = build_ensemble(args.runs, method=args.method, out=args.out, checkpoint=args.checkpoint, data=args.data,
+                           classifier=args.classifier, **inference_settings(args))
+    print("\n".join(build_summary(build)))
+    return 0

@@ -1,0 +1,1 @@
+"""Ensembles of trained runs (`winnow ensemble`): a folder that predict, eval, tune and calibrate accept."""
