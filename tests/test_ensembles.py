@@ -160,6 +160,9 @@ def test_stack_ensemble_reports_cross_validation_and_applies_the_fitted_stacker(
     members = member_probabilities(runs, "ab", runs["held"])
     assert np.allclose(ensemble.predict(runs["held"]).probabilities, ensemble.combiner.predict_proba(members),
                        atol=1e-6)
+    code, out, _ = cli(capsys, "tune", folder, "--target", TARGET, "--data", runs["held"])
+    assert code == 0 and "stack combiner of this ensemble was fitted on these same images" in out
+    assert "fitted on these same images" not in cli(capsys, "tune", folder, "--target", TARGET)[1]  # val split
 
 
 @pytest.mark.parametrize("classifier", ["svm", "logistic"])

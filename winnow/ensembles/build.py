@@ -25,7 +25,7 @@ from winnow.ensembles.store import (COMBINER_FILE, EnsembleDefinition, is_ensemb
                                     save_ensemble)
 from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
 from winnow.inference.postprocess import require_softmax_head
-from winnow.inference.predictor import Predictor
+from winnow.inference.predictor import Predictor, image_set_hash
 from winnow.inference.tta import TTA
 from winnow.operating.store import fingerprint
 from winnow.runs.layout import RunPaths, unique_run_dir
@@ -131,7 +131,8 @@ def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalDat
     paths = [data.paths[i] for i in kept]
     inputs = member_inputs(members, combiner.input_kind, paths, TTA(), batch_size=batch_size, workers=workers)
     combiner.fit(single_view(inputs, combiner.input_kind), targets[kept])
-    return {"data": data.source, "n_samples": len(kept), "n_unreadable": len(bad), "report": combiner.cv_report_}
+    return {"data": data.source, "n_samples": len(kept), "n_unreadable": len(bad), "images_sha1": image_set_hash(paths),
+            "report": combiner.cv_report_}
 
 
 def fit_overlap_warnings(members: Sequence[Predictor], data: EvalData, method: str) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 from winnow.ensembles.inputs import combine_views, member_inputs
 from winnow.ensembles.store import EnsembleDefinition, ensemble_file, load_combiner, read_ensemble
 from winnow.inference.postprocess import probabilities_to_logits
-from winnow.inference.predictor import Predictor, ScoringModel
+from winnow.inference.predictor import Predictor, ScoringModel, image_set_hash
 from winnow.inference.tta import TTA
 from winnow.operating.store import fingerprint
 from winnow.tasks.spec import TaskSpec
@@ -54,6 +54,14 @@ class EnsemblePredictor(ScoringModel):
     @property
     def method(self) -> str:
         return self.definition.method
+
+    def reuse_warnings(self, paths: list[str], *, action: str) -> list[str]:
+        """A stacker or feature head fitted on these very images looks better on them than it is."""
+        fit = self.definition.fit
+        if not fit or fit.get("images_sha1") != image_set_hash(paths):
+            return []
+        return [f"the {self.method} combiner of this ensemble was fitted on these same images ({fit['data']}): "
+                f"{action} on them is optimistic; pass --data with images it has not seen"]
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
                     workers: int = 0) -> np.ndarray:

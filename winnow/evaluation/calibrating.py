@@ -59,7 +59,8 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
     after = to_probabilities(head, predictions.logits, calibration=calibrator)
     result = CalibrationResult(calibrator, eval_data, calibration_path(run_dir), calibrator.nll_before_,
                                calibrator.nll_after_, expected_calibration_error(predictions.probabilities, targets),
-                               expected_calibration_error(after, targets), _warnings(run_dir))
+                               expected_calibration_error(after, targets),
+                               _warnings(run_dir) + predictor.reuse_warnings(predictions.paths, action="calibration"))
     save_calibration(result.path, calibrator, classes=predictor.classes, context={
         "checkpoint": checkpoint_label(checkpoint), "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),
         "data": eval_data.source, "n_samples": len(targets), "nll_before": result.nll_before,

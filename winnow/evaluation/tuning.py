@@ -7,7 +7,7 @@ checkpoint, data and calibration it was tuned with, so that later use on other w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,14 @@ class TuneResult:
         data: The tuning data.
         path: The thresholds.json written.
         context: What was saved beside the tuner (checkpoint, data, calibration...).
+        warnings: About the tuning data (e.g. an ensemble's stacker was fitted on it).
     """
 
     tuner: ThresholdTuner
     data: EvalData
     path: Path
     context: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None, checkpoint: str | Path = "best",
@@ -62,7 +64,7 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
                "calibration_fingerprint": fingerprint(predictor.calibration_file)}
     path = thresholds_path(run_dir)
     save_thresholds(path, tuner, context=context)
-    return TuneResult(tuner, eval_data, path, context)
+    return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"))
 
 
 def tune_summary(result: TuneResult) -> list[str]:
@@ -77,4 +79,4 @@ def tune_summary(result: TuneResult) -> list[str]:
              f"{'lower' if target.op == '>=' else 'upper'} bound {tuner.conservative_bound_:.4f}",
              "  ".join(f"{name} {value:.4f}" for name, value in tuner.achieved_.items() if name != key),
              f"saved {result.path}"]
-    return lines + [f"warning: {warning}" for warning in tuner.warnings_]
+    return lines + [f"warning: {warning}" for warning in [*tuner.warnings_, *result.warnings]]

@@ -8,8 +8,10 @@ probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +80,10 @@ class Predictions:
     @property
     def classes(self) -> list[str]:
         return self.tasks[0].head.classes
+
+    def reuse_warnings(self, paths: list[str], *, action: str) -> list[str]:
+        """Warnings when `action` (tune, calibrate) runs on images the model itself was fitted on."""
+        return []
 
     @property
     def logits(self) -> np.ndarray:
@@ -177,6 +183,14 @@ def collect_images(inputs: list[str | Path]) -> list[str]:
     if not paths:
         raise ValueError(f"no images found in {[str(i) for i in inputs]}; pass image files, folders or a CSV")
     return paths
+
+
+def image_set_hash(paths: list[str]) -> str:
+    """SHA-1 of the sorted real paths: tells whether two data sets are the same images."""
+    digest = hashlib.sha1()
+    for path in sorted(os.path.realpath(p) for p in paths):
+        digest.update(path.encode("utf-8") + b"\n")
+    return digest.hexdigest()
 
 
 class ScoringModel:
