@@ -1,7 +1,8 @@
 """`winnow calibrate RUN`: fit temperature or vector scaling on validation logits, save calibration.json.
 
-Logits are in softmax form (binary heads `[0, z]`, see `winnow.inference.postprocess`), taken
-without TTA and without any existing calibration. `predict`, `eval` and `tune` then apply it.
+Logits are in softmax form (binary heads `[0, z]`, see `winnow.inference.postprocess`; multi-label
+heads: one logit per label, fitted with binary cross-entropy), taken without TTA and without any
+existing calibration. `predict`, `eval` and `tune` then apply it.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from winnow.evaluation.datasets import EvalData, resolve_eval_data
-from winnow.evaluation.report_metrics import expected_calibration_error
 from winnow.evaluation.runner import checkpoint_label, predict_labelled
-from winnow.inference.postprocess import require_softmax_head, to_probabilities
+from winnow.evaluation.scoring import calibration_scores
+from winnow.inference.postprocess import to_probabilities
 from winnow.inference.loading import load
 from winnow.operating.store import (Calibrator, calibration_path, fingerprint, make_calibrator, save_calibration,
                                     thresholds_path)
@@ -47,19 +48,19 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
     """Fit a calibrator on the run's logits of `data` (default: its val split) and save it.
 
     Raises:
-        ValueError: Unknown method, labels outside the run's classes, or a multi-label / multitask run.
+        ValueError: Unknown method, labels outside the run's classes, or a multitask run.
     """
-    calibrator = make_calibrator(method)
+    make_calibrator(method)  # an unknown method fails before any inference
     predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=False, thresholds=False)
     head = predictor.head
-    require_softmax_head(head, action="winnow calibrate")
+    calibrator = make_calibrator(method, multilabel=head.kind == "multilabel")
     eval_data = resolve_eval_data(run_dir, data, split="val")
     predictions, targets, _ = predict_labelled(predictor, eval_data, batch_size=batch_size, workers=workers)
     calibrator.fit(predictions.logits, targets)
     after = to_probabilities(head, predictions.logits, calibration=calibrator)
     result = CalibrationResult(calibrator, eval_data, calibration_path(run_dir), calibrator.nll_before_,
-                               calibrator.nll_after_, expected_calibration_error(predictions.probabilities, targets),
-                               expected_calibration_error(after, targets),
+                               calibrator.nll_after_, calibration_scores(predictions.probabilities, targets)["ece"],
+                               calibration_scores(after, targets)["ece"],
                                _warnings(run_dir) + predictor.reuse_warnings(predictions.paths, action="calibration"))
     save_calibration(result.path, calibrator, classes=predictor.classes, context={
         "checkpoint": checkpoint_label(checkpoint), "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),

@@ -13,6 +13,7 @@ import numpy as np
 from winnow.evaluation.plots import confusion_matrix_png, pr_curves_png, reliability_png, roc_curves_png
 from winnow.inference.predictor import Predictions
 from winnow.operating.decisions import PerClassThresholds
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.atomic import atomic_write_text
 from winnow.runs.layout import write_json
@@ -59,6 +60,8 @@ def operating_marks(predictions: Predictions) -> dict[str, float]:
     decision, head = predictions.decision, predictions.tasks[0].head
     if isinstance(decision, ThresholdTuner):
         return {decision.target_.cls: decision.threshold_}
+    if isinstance(decision, LabelThresholds):
+        return {decision.label_: decision.tuner_.threshold_}
     if isinstance(decision, PerClassThresholds):
         return {name: float(value) for name, value in decision.thresholds.items() if float(value) > 0}
     return {head.classes[1]: head.threshold} if head.kind == "binary" else {}

@@ -81,6 +81,12 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *
     return reliability_bins(probabilities, targets, n_bins=n_bins).ece
 
 
+def pooled_label_calibration(scores: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS) -> dict[str, float]:
+    """Binary log loss and ECE over every (image, label) pair of multi-label scores `[N, L]`, targets `[N, L]`."""
+    pooled = _per_label_calibration(np.reshape(scores, (-1, 1)), np.reshape(targets, (-1, 1)), n_bins)
+    return {"log_loss": pooled["log_loss"][0], "ece": pooled["ece"][0]}
+
+
 # --------------------------------------------------------------------------------------------- decisions
 
 

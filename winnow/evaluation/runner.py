@@ -132,7 +132,7 @@ def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
     if metrics.get("calibration"):
         calibration = metrics["calibration"]
         lines.append(f"calibration: {calibration['method']} scaling; ECE {calibration['ece_uncalibrated']:.4f} "
-                     f"uncalibrated -> {metrics['ece']:.4f}")
+                     f"uncalibrated -> {calibration['ece_calibrated']:.4f}")
     if metrics.get("operating_point"):
         lines += operating_point_summary(metrics["operating_point"])
     return lines

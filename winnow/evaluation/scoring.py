@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss
 
-from winnow.evaluation.report_metrics import expected_calibration_error, full_metrics, full_metrics_multilabel
+from winnow.evaluation.report_metrics import (expected_calibration_error, full_metrics, full_metrics_multilabel,
+                                              pooled_label_calibration)
 from winnow.inference.postprocess import describe_decision
 from winnow.inference.predictor import Predictions
 from winnow.operating.tuner import ThresholdTuner
@@ -29,9 +30,7 @@ def score(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:
     head = predictions.tasks[0].head
     probabilities = predictions.probabilities
     if head.kind == "multilabel":
-        thresholds = {name: head.threshold for name in head.classes}
-        return {**full_metrics_multilabel(probabilities, targets, head.classes, thresholds=thresholds),
-                "decision_rule": describe_decision(head, None)}
+        return _score_multilabel(predictions, targets)
     report = full_metrics(probabilities, targets, head.classes, predictions=predictions.predicted_indices())
     report["decision_rule"] = describe_decision(head, predictions.decision)
     report["thresholds"] = predictions.decision.to_dict() if predictions.decision is not None else None
@@ -41,14 +40,35 @@ def score(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:
     return report
 
 
+def _score_multilabel(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:
+    """`full_metrics_multilabel` at the tuned per-label thresholds (else the head's), with the operating point."""
+    head, decision, probabilities = predictions.tasks[0].head, predictions.decision, predictions.probabilities
+    thresholds = decision.thresholds_ if decision is not None else {name: head.threshold for name in head.classes}
+    report = full_metrics_multilabel(probabilities, targets, head.classes, thresholds=thresholds)
+    report["decision_rule"] = describe_decision(head, decision)
+    report["thresholds"] = decision.to_dict() if decision is not None else None
+    report["operating_point"] = decision.evaluate(probabilities, targets) if decision is not None else None
+    report["calibration"] = _calibration(predictions, targets)
+    return report
+
+
 def _calibration(predictions: Predictions, targets: np.ndarray) -> dict[str, Any] | None:
+    """The calibrator, with log loss and ECE without and with it (multi-label: pooled over labels)."""
     if predictions.calibration is None:
         return None
-    before = predictions.uncalibrated
-    n_classes = before.shape[1]
-    return {**predictions.calibration.to_dict(), "ece_uncalibrated": expected_calibration_error(before, targets),
-            "log_loss_uncalibrated": float(log_loss(targets, before / before.sum(axis=1, keepdims=True),
-                                                    labels=list(range(n_classes))))}
+    before, after = calibration_scores(predictions.uncalibrated, targets), calibration_scores(
+        predictions.probabilities, targets)
+    return {**predictions.calibration.to_dict(), "ece_uncalibrated": before["ece"], "ece_calibrated": after["ece"],
+            "log_loss_uncalibrated": before["log_loss"], "log_loss_calibrated": after["log_loss"]}
+
+
+def calibration_scores(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """ECE and log loss of probabilities `[N, K]` for class indices `[N]` (multi-hot `[N, K]`: pooled over labels)."""
+    if np.ndim(targets) == 2:
+        return pooled_label_calibration(probabilities, targets)
+    rows = probabilities / probabilities.sum(axis=1, keepdims=True)
+    return {"ece": expected_calibration_error(probabilities, targets),
+            "log_loss": float(log_loss(targets, rows, labels=list(range(probabilities.shape[1]))))}
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """`winnow tune RUN --target T`: fit the operating threshold on validation predictions, save thresholds.json.
 
-The probabilities are the ones `predict` will produce: calibrated when the run has calibration.json,
+Multi-label runs tune the target's label alone (`LabelThresholds`). The probabilities are the ones
+`predict` will produce: calibrated when the run has calibration.json,
 merged over TTA views when `tta` is given. thresholds.json holds `ThresholdTuner.to_dict()` plus the
 checkpoint, data and calibration it was tuned with, so that later use on other weights warns.
 """
@@ -13,10 +14,10 @@ from typing import Any
 
 from winnow.evaluation.datasets import EvalData, resolve_eval_data
 from winnow.evaluation.runner import checkpoint_label, predict_labelled
-from winnow.inference.postprocess import require_softmax_head
 from winnow.inference.loading import load
 from winnow.operating.store import fingerprint, save_thresholds, thresholds_path
 from winnow.operating.targets import parse_target
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 
 
@@ -45,25 +46,30 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
              workers: int = 0) -> TuneResult:
     """Fit a `ThresholdTuner` for `target` on the run's predictions of `data` (default: its val split).
 
+    Multi-label runs get `LabelThresholds`: the target's label tuned alone, the others at the head's
+    threshold; `TuneResult.tuner` is then the label's tuner.
+
     Raises:
         ValueError: Malformed target or unknown class (before any inference), labels outside the run's
-            classes, an unreachable target, or a multi-label / multitask run.
+            classes, an unreachable target, or a multitask run.
     """
     predictor = load(run_dir, checkpoint=checkpoint, device=device, thresholds=False)
-    require_softmax_head(predictor.head, action="winnow tune")
+    head = predictor.head
     parse_target(target, predictor.classes)
     eval_data = resolve_eval_data(run_dir, data, split="val")
     predictions, targets, _ = predict_labelled(predictor, eval_data, tta=tta, tta_merge=tta_merge,
                                                batch_size=batch_size, workers=workers)
-    tuner = ThresholdTuner(target, n_bootstrap=n_bootstrap, confidence=confidence, min_support=min_support)
-    tuner.fit(predictions.probabilities, targets, predictor.classes)
+    settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
+    decision = (LabelThresholds(target, default_threshold=head.threshold, **settings) if head.kind == "multilabel"
+                else ThresholdTuner(target, **settings)).fit(predictions.probabilities, targets, predictor.classes)
     context = {"checkpoint": checkpoint_label(checkpoint),
                "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),
                "data": eval_data.source, "n_samples": len(targets), "tta": predictions.tta.label or None,
                "calibrated": predictor.calibration is not None,
                "calibration_fingerprint": fingerprint(predictor.calibration_file)}
     path = thresholds_path(run_dir)
-    save_thresholds(path, tuner, context=context)
+    save_thresholds(path, decision, context=context)
+    tuner = decision.tuner_ if isinstance(decision, LabelThresholds) else decision
     return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"))
 
 

@@ -3,7 +3,7 @@
 Logits are first put in softmax form `[..., K]`: unchanged for multi-class heads, `[0, z]` for a
 binary head's single logit `z` (its softmax is `[1 - sigmoid(z), sigmoid(z)]`), so that one
 calibrator (temperature or vector scaling, fitted on these) serves both. Multi-label heads keep one
-independent logit per label and are not calibrated.
+independent logit per label (calibrated by a `multilabel=True` scaler, then a sigmoid).
 
 Order at prediction: logits -> calibration (calibration.json) -> probabilities -> decision rule
 (thresholds.json, else the head's own rule: argmax, or the binary threshold).
@@ -16,6 +16,7 @@ from scipy.special import expit, softmax
 
 from winnow.operating.store import Calibrator, Decision
 from winnow.operating.decisions import PerClassThresholds
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 from winnow.tasks.heads import Head
 
@@ -42,16 +43,20 @@ def to_probabilities(head: Head, logits: np.ndarray, *, calibration: Calibrator 
     """Softmax-form logits `[..., K]` -> probabilities `[..., K]`, calibrated first when given.
 
     Raises:
-        ValueError: A calibrator given for a multi-label head.
+        ValueError: A calibrator fitted for the other kind of head (multi-label vs softmax).
     """
+    if calibration is not None and calibration.multilabel != (head.kind == "multilabel"):
+        fitted = "multilabel" if calibration.multilabel else "softmax (multiclass or binary)"
+        raise ValueError(f"the calibration was fitted for a {fitted} head but this is a {head.kind} head; "
+                         "re-run `winnow calibrate` for this run")
     if head.kind == "multilabel":
-        if calibration is not None:
-            raise ValueError("calibration of multilabel heads is not supported yet; remove calibration.json")
-        return expit(logits)
-    flat = logits.reshape(-1, logits.shape[-1])
-    if calibration is not None:
-        flat = calibration.transform(flat)
-    return softmax(flat, axis=1).reshape(logits.shape)
+        return expit(logits if calibration is None else _calibrated(calibration, logits))
+    return softmax(logits if calibration is None else _calibrated(calibration, logits), axis=-1)
+
+
+def _calibrated(calibration: Calibrator, logits: np.ndarray) -> np.ndarray:
+    """`calibration.transform` over any leading dimensions `[..., K]`."""
+    return calibration.transform(logits.reshape(-1, logits.shape[-1])).reshape(logits.shape)
 
 
 def probabilities_to_logits(head: Head, probabilities: np.ndarray) -> np.ndarray:
@@ -78,7 +83,7 @@ def decide(head: Head, decision: Decision | None, probabilities: np.ndarray) -> 
 def decided_labels(head: Head, decision: Decision | None, probabilities: np.ndarray) -> list[str]:
     """Predicted labels `[N]` ("uncertain" for rejected rows; "a|b" for multi-label heads)."""
     if head.kind == "multilabel":
-        return head.predict(probabilities)
+        return decision.predict_labels(probabilities) if decision is not None else head.predict(probabilities)
     if decision is not None:
         return decision.predict_labels(probabilities)
     return [head.classes[k] for k in decide(head, None, probabilities).tolist()]
@@ -89,6 +94,9 @@ def describe_decision(head: Head, decision: Decision | None) -> str:
     if isinstance(decision, ThresholdTuner):
         return (f"predicted {decision.target_.cls!r} when prob_{decision.target_.cls} >= {decision.threshold_:.6g} "
                 f"(thresholds.json, target {decision.target_})")
+    if isinstance(decision, LabelThresholds):
+        return (f"label {decision.label_!r} when prob_{decision.label_} >= {decision.tuner_.threshold_:.6g} "
+                f"(thresholds.json, target {decision.tuner_.target_}); other labels at {decision.default_threshold:g}")
     if isinstance(decision, PerClassThresholds):
         return f"per-class thresholds {dict(decision.thresholds)} (thresholds.json; none passing: uncertain)"
     if head.kind in ("binary", "multilabel"):

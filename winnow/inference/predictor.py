@@ -31,6 +31,7 @@ from winnow.embeddings.extract import EmbeddingModel
 from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.registry import create_model
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.store import (Calibrator, Decision, calibration_path, fingerprint, load_calibration,
                                     load_thresholds, read_json_object, thresholds_path)
 from winnow.runs.atomic import atomic_write_text
@@ -80,10 +81,6 @@ class Predictions:
     @property
     def classes(self) -> list[str]:
         return self.tasks[0].head.classes
-
-    def reuse_warnings(self, paths: list[str], *, action: str) -> list[str]:
-        """Warnings when `action` (tune, calibrate) runs on images the model itself was fitted on."""
-        return []
 
     @property
     def logits(self) -> np.ndarray:
@@ -223,6 +220,10 @@ class ScoringModel:
     def classes(self) -> list[str]:
         return self.tasks[0].head.classes
 
+    def reuse_warnings(self, paths: list[str], *, action: str) -> list[str]:
+        """Warnings when `action` (tune, calibrate) runs on images the model itself was fitted on."""
+        return []
+
     @property
     def head(self) -> Head:
         """The head of a single-task run.
@@ -292,9 +293,19 @@ class ScoringModel:
         if len(self.tasks) > 1:
             raise ValueError(f"{what} for multitask runs is not supported yet; remove {path} or pass {what}=False")
         fitted = loader(path, classes=self.classes)
+        self._check_head_kind(fitted, path, what)
         for warning in self._staleness(read_json_object(path, what=what), path, what):
             log.warning("%s", warning)
         return fitted
+
+    def _check_head_kind(self, fitted: Any, path: Path, what: str) -> None:
+        """Refuse operating files made for a multi-label head on a softmax head, or the reverse."""
+        multilabel = self.head.kind == "multilabel"
+        made_for_multilabel = fitted.multilabel if what == "calibration" else isinstance(fitted, LabelThresholds)
+        if made_for_multilabel != multilabel:
+            made = "a multilabel head" if made_for_multilabel else "a multiclass or binary head"
+            raise ValueError(f"{path} was made for {made} but {self.run_dir} has a {self.head.kind} head; it comes "
+                             f"from another run: re-create it with `winnow {'calibrate' if what == 'calibration' else 'tune'}`")
 
     def _staleness(self, saved: dict, path: Path, what: str) -> list[str]:
         """Warnings when `path` was fitted on other weights, or (thresholds) on other calibration."""

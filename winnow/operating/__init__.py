@@ -2,6 +2,7 @@
 
 from winnow.operating.targets import Target, parse_target
 from winnow.operating.decisions import PerClassThresholds, RuleStrategy, decision_from_dict
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 
-__all__ = ["PerClassThresholds", "RuleStrategy", "Target", "ThresholdTuner", "decision_from_dict", "parse_target"]
+__all__ = ["LabelThresholds", "PerClassThresholds", "RuleStrategy", "Target", "ThresholdTuner", "decision_from_dict", "parse_target"]

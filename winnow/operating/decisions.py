@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from winnow.evaluation.report_metrics import UNCERTAIN, check_classes, threshold_vector, thresholded_predictions
+from winnow.operating.label_thresholds import STRATEGY, LabelThresholds
 from winnow.operating.tuner import (FORMAT, FORMAT_VERSION, ThresholdTuner, check_columns, check_saved,
                                    indices_to_labels)
 
@@ -112,9 +113,10 @@ class RuleStrategy:
 
 
 def decision_from_dict(data: Mapping[str, Any], *, classes: Sequence[str] | None = None
-                       ) -> ThresholdTuner | PerClassThresholds:
-    """Load thresholds.json content written by `ThresholdTuner.to_dict` or `PerClassThresholds.to_dict`."""
-    loaders = {"threshold_tuner": ThresholdTuner.from_dict, "per_class_thresholds": PerClassThresholds.from_dict}
+                       ) -> ThresholdTuner | PerClassThresholds | LabelThresholds:
+    """Load thresholds.json content written by `ThresholdTuner`, `PerClassThresholds` or `LabelThresholds`."""
+    loaders = {"threshold_tuner": ThresholdTuner.from_dict, "per_class_thresholds": PerClassThresholds.from_dict,
+               STRATEGY: LabelThresholds.from_dict}
     strategy = data.get("strategy") if isinstance(data, Mapping) else None
     if strategy not in loaders:
         raise ValueError(f"thresholds: expected 'strategy' in {sorted(loaders)}, got {strategy!r}; "

@@ -15,6 +15,7 @@ from typing import Any
 
 from winnow.calibration.scaling import TemperatureScaling, VectorScaling
 from winnow.operating.decisions import PerClassThresholds, decision_from_dict
+from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.layout import write_json
 
@@ -24,7 +25,7 @@ CALIBRATORS: dict[str, type[TemperatureScaling] | type[VectorScaling]] = {
     "temperature": TemperatureScaling, "vector": VectorScaling}
 
 Calibrator = TemperatureScaling | VectorScaling
-Decision = ThresholdTuner | PerClassThresholds
+Decision = ThresholdTuner | PerClassThresholds | LabelThresholds
 
 
 def calibration_path(run_dir: str | Path) -> Path:
@@ -61,11 +62,11 @@ def read_json_object(path: str | Path, *, what: str) -> dict[str, Any]:
     return data
 
 
-def make_calibrator(method: str) -> Calibrator:
-    """An unfitted calibrator by name (`temperature` or `vector`)."""
+def make_calibrator(method: str, *, multilabel: bool = False) -> Calibrator:
+    """An unfitted calibrator by name (`temperature` or `vector`), for a multi-label head or not."""
     if method not in CALIBRATORS:
         raise ValueError(f"method: expected one of {sorted(CALIBRATORS)}, got {method!r}")
-    return CALIBRATORS[method]()
+    return CALIBRATORS[method](multilabel=multilabel)
 
 
 def save_calibration(path: str | Path, calibrator: Calibrator, *, classes: Sequence[str],
