@@ -14,6 +14,7 @@ from scipy.optimize import check_grad
 from sklearn.metrics import log_loss
 
 import winnow
+from winnow.cli.main import main
 from winnow.calibration.scaling import TemperatureScaling, VectorScaling, bce_gradient
 from winnow.operating import LabelThresholds, ThresholdTuner, decision_from_dict
 from winnow.operating.label_thresholds import label_view, view_classes
@@ -120,6 +121,10 @@ def test_tuned_label_threshold_drives_predictions_and_reported_precision(run_cop
     recount = sum("disk" in row["label"].split("|") for row in called) / len(called)
     assert metrics["per_label"]["disk"]["precision"] == pytest.approx(recount)
     assert metrics["operating_point"]["achieved"]["precision(disk)"] == pytest.approx(recount)
+    assert main(["report", str(run_copy), str(multilabel["held"]), "--checkpoints", "none"]) == 0
+    page = (run_copy / "report-manifest.html").read_text(encoding="utf-8")
+    point = page.split('<section id="operating-point">')[1].split("</section>")[0]
+    assert "precision(disk)" in point and "bootstrap interval" in point and "prob_disk &gt;=" in page
 
 
 @pytest.mark.parametrize("method", ["temperature", "vector"])

@@ -8,9 +8,10 @@ import sys
 
 from winnow.cli import calibrate, demo, ensemble, predict, runs, select, train, tune
 from winnow.cli import eval as evaluate
+from winnow.cli import report
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
-            "calibrate": calibrate, "select": select, "ensemble": ensemble}
+            "calibrate": calibrate, "select": select, "ensemble": ensemble, "report": report}
 
 
 def build_parser() -> argparse.ArgumentParser:
