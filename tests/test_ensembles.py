@@ -228,6 +228,8 @@ def test_ensemble_folder_misuse_is_explained(runs, tmp_path, capsys):
     assert code == 2 and "has no checkpoints of its own" in err
     code, _, err = cli(capsys, "eval", folder, "--checkpoint", "last")
     assert code == 2 and "members' checkpoints were fixed" in err
+    code, _, err = cli(capsys, "select", folder, "--target", TARGET)
+    assert code == 2 and "no checkpoints to select from" in err
     moved = shutil.move(str(runs["b"]), str(tmp_path / "b-moved"))
     try:
         code, _, err = cli(capsys, "eval", folder, runs["held"])

@@ -8,7 +8,7 @@ manifest with a `split` column, contributes its rows of the wanted split when it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +28,27 @@ class EvalData:
         source: Where the data came from (for reports).
         paths: Image files `[N]`.
         labels: True labels `[N]` ("a|b" for multi-label).
+        extras: Further manifest columns per image (the label columns of a multitask run's other tasks).
     """
 
     name: str
     source: str
     paths: list[str]
     labels: list[str]
+    extras: list[dict[str, str]] = field(default_factory=list)
+
+    def column(self, name: str) -> list[str]:
+        """Values of a label column (`label` or a manifest column); '' where missing.
+
+        Raises:
+            ValueError: No image has that column.
+        """
+        if name == "label":
+            return list(self.labels)
+        if not any(name in row for row in self.extras):
+            raise ValueError(f"data {self.name!r} ({self.source}) has no column {name!r}; evaluate a multitask run "
+                             "on a CSV manifest with a column per task (as it was trained on)")
+        return [row.get(name, "") for row in self.extras]
 
 
 def resolve_eval_data(run_dir: str | Path, data: str | Path | None, *, split: str) -> EvalData:
@@ -48,8 +63,8 @@ def resolve_eval_data(run_dir: str | Path, data: str | Path | None, *, split: st
     subset = samples.where_split(split)
     name = Path(data).stem if Path(data).is_file() else Path(data).resolve().name
     if len(subset):
-        return EvalData(f"{name}-{split}", f"{data} ({split} split)", subset.paths, subset.labels)
-    return EvalData(name, str(data), samples.paths, samples.labels)
+        return EvalData(f"{name}-{split}", f"{data} ({split} split)", subset.paths, subset.labels, subset.extras)
+    return EvalData(name, str(data), samples.paths, samples.labels, samples.extras)
 
 
 def _run_split(run_dir: Path, split: str) -> EvalData:
@@ -60,7 +75,7 @@ def _run_split(run_dir: Path, split: str) -> EvalData:
     if not len(samples):
         raise ValueError(f"the run {run_dir} has no {split!r} images in splits.csv (was it trained with "
                          f"{split}_fraction=0?); pass DATA: a folder, split tree or CSV manifest with labels")
-    return EvalData(split, f"{split} split of {run_dir.name}", samples.paths, samples.labels)
+    return EvalData(split, f"{split} split of {run_dir.name}", samples.paths, samples.labels, samples.extras)
 
 
 def encode_labels(head: Head, labels: list[str], *, data_name: str) -> np.ndarray:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
+from winnow.evaluation.multitask import score_tasks, task_means, write_task_metrics
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.loading import load
@@ -32,14 +33,15 @@ class Evaluation:
         directory: Folder of the report files.
         metrics: Content of metrics.json.
         predictions: Predictions of the readable images `[N, K]`.
-        targets: Their true class indices `[N]` (multi-label: multi-hot `[N, K]`).
-        labels: Their true labels `[N]`.
+        targets: Their true class indices `[N]` (multi-label: multi-hot `[N, K]`); empty for a multitask
+            run, whose per-task labels and predictions are in the task sub-folders.
+        labels: Their true labels `[N]` (empty for a multitask run).
     """
 
     directory: Path
     metrics: dict[str, Any]
     predictions: Predictions
-    targets: np.ndarray
+    targets: np.ndarray | dict
     labels: list[str]
 
 
@@ -96,12 +98,32 @@ def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: s
                        tta_merge: str = "mean", batch_size: int = 64, workers: int = 0,
                        plots: bool = True) -> Evaluation:
     """`evaluate` with a loaded predictor and resolved data (`checkpoint` names the output folder)."""
+    if len(predictor.tasks) > 1:
+        return evaluate_multitask(predictor, data, checkpoint=checkpoint, tta=tta, batch_size=batch_size,
+                                  workers=workers, plots=plots)
     predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
                                                     batch_size=batch_size, workers=workers)
     metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
     directory = eval_directory(predictor.run_dir, data.name, checkpoint, tta_label=predictions.tta.label)
     write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
     return Evaluation(directory, metrics, predictions, targets, labels)
+
+
+def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path,
+                       tta: str | int | None = None, batch_size: int = 64, workers: int = 0,
+                       plots: bool = True) -> Evaluation:
+    """`evaluate_predictor` for a multitask run (see `winnow.evaluation.multitask`).
+
+    `Evaluation.targets` and `.labels` are then `{task: ...}` over the images labelled for each task.
+    """
+    if tta is not None:
+        raise ValueError("TTA of multitask runs is not supported yet; drop --tta")
+    directory = eval_directory(predictor.run_dir, data.name, checkpoint)
+    predictions, scores = score_tasks(predictor, data, directory, batch_size=batch_size, workers=workers, plots=plots)
+    metrics = {**context(predictor, data, predictions, checkpoint), "n_samples": len(predictions.paths),
+               **task_means(scores), "tasks": scores}
+    write_task_metrics(directory, metrics)
+    return Evaluation(directory, metrics, predictions, {}, [])
 
 
 def context(predictor: ScoringModel, data: EvalData, predictions: Predictions, checkpoint: str | Path) -> dict[str, Any]:
@@ -112,7 +134,7 @@ def context(predictor: ScoringModel, data: EvalData, predictions: Predictions, c
                        "epoch": predictor.epoch, "fingerprint": fingerprint(predictor.checkpoint_path)},
         "data": {"name": data.name, "source": data.source, "n_images": len(data.paths),
                  "n_unreadable": len(predictions.bad), "unreadable": [list(item) for item in predictions.bad]},
-        "head": predictor.head.kind,
+        "head": predictor.head.kind if len(predictor.tasks) == 1 else "multitask",
         "tta": predictions.tta.label or None,
         "files": {"calibration": fingerprint(predictor.calibration_file),
                   "thresholds": fingerprint(predictor.thresholds_file)},
@@ -120,15 +142,25 @@ def context(predictor: ScoringModel, data: EvalData, predictions: Predictions, c
 
 
 def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
-    """Human-readable lines of a metrics.json."""
+    """Human-readable lines of a metrics.json (a multitask run: one block per task)."""
     checkpoint, data = metrics["checkpoint"], metrics["data"]
     lines = [f"checkpoint {checkpoint['name']} (epoch {checkpoint['epoch']}) on {data['source']}: "
              f"{metrics['n_samples']} images" + (f", {data['n_unreadable']} unreadable" if data["n_unreadable"] else "")
              + (f", TTA {metrics['tta']}" if metrics.get("tta") else "")]
+    if "tasks" not in metrics:
+        return lines + score_summary(metrics)
+    for name, task_metrics in metrics["tasks"].items():
+        lines += [f"task {name} ({task_metrics['n_samples']} labelled images):"]
+        lines += [f"  {line}" for line in score_summary(task_metrics)]
+    return lines
+
+
+def score_summary(metrics: dict[str, Any]) -> list[str]:
+    """Lines of one task's scores: headline metrics, decision rule, calibration, operating point."""
     keys = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "subset_accuracy", "micro_f1",
             "roc_auc_macro", "log_loss", "ece")
-    lines.append("  ".join(f"{key} {metrics[key]:.4f}" for key in keys if isinstance(metrics.get(key), float)))
-    lines.append(f"decision: {metrics['decision_rule']}")
+    lines = ["  ".join(f"{key} {metrics[key]:.4f}" for key in keys if isinstance(metrics.get(key), float)),
+             f"decision: {metrics['decision_rule']}"]
     if metrics.get("calibration"):
         calibration = metrics["calibration"]
         lines.append(f"calibration: {calibration['method']} scaling; ECE {calibration['ece_uncalibrated']:.4f} "

@@ -22,6 +22,7 @@ from winnow.evaluation.checkpoints import evaluate_checkpoints, run_checkpoints
 from winnow.evaluation.datasets import EvalData, resolve_eval_data
 from winnow.evaluation.report_files import METRICS_FILE, PREDICTIONS_FILE, read_predictions
 from winnow.evaluation.runner import eval_directory
+from winnow.ensembles.store import is_ensemble
 from winnow.inference.postprocess import require_softmax_head
 from winnow.operating.store import calibration_path, fingerprint, read_json_object
 from winnow.operating.targets import Target, parse_target
@@ -69,6 +70,9 @@ def run_head(run_dir: str | Path) -> Head:
         ValueError: Not a run folder, or a multitask run.
     """
     path = RunPaths(Path(run_dir)).preprocessing
+    if is_ensemble(run_dir):
+        raise ValueError(f"{run_dir} is an ensemble: it has no checkpoints to select from; select in each member "
+                         "run, then rebuild the ensemble with `winnow ensemble --checkpoint selected`")
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json)")
     tasks = read_json(path)["tasks"]

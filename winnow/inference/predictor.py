@@ -232,8 +232,9 @@ class ScoringModel:
             ValueError: A multi-task run.
         """
         if len(self.tasks) > 1:
-            raise ValueError(f"this run has {len(self.tasks)} tasks ({[t.name for t in self.tasks]}): evaluation, "
-                             "tuning, calibration and TTA of multitask runs are not supported yet")
+            raise ValueError(f"this run has {len(self.tasks)} tasks ({[t.name for t in self.tasks]}): tuning, "
+                             "calibration, TTA and ensembles of multitask runs are not supported yet "
+                             "(`winnow eval` scores every task)")
         return self.tasks[0].head
 
     def predict(self, images: list[str | Path] | str | Path, *, batch_size: int = 64, workers: int = 0,

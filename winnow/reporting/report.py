@@ -19,6 +19,7 @@ from pathlib import Path
 import winnow
 from winnow.evaluation.checkpoints import CheckpointSweep, evaluate_checkpoints, run_checkpoints
 from winnow.evaluation.runner import evaluate
+from winnow.reporting import run_files
 from winnow.reporting.html import fmt, page
 from winnow.reporting.sections import SECTIONS, ReportInputs
 from winnow.runs.atomic import atomic_write_text
@@ -66,6 +67,9 @@ def check_inputs(run_dir: str | Path, *, gallery: int) -> None:
     if not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir} is not a folder; pass a run folder from `winnow train` "
                          "(or an ensemble folder)")
+    if len((run_files.preprocessing(Path(run_dir)) or {}).get("tasks", [])) > 1:
+        raise ValueError(f"{run_dir} is a multitask run: its report is not supported yet; "
+                         "`winnow eval RUN` scores every task")
     if gallery < 0:
         raise ValueError(f"gallery: expected a number of images >= 0 (0 turns it off), got {gallery}")
 
