@@ -1,6 +1,7 @@
 """`winnow.load(run_dir).predict(images)`: batched inference with a run's preprocessing.
 
-For single-task runs the run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and
+`ScoringModel` holds what runs and ensembles share (operating files, `predict`); `Predictor` is a
+trained run (`winnow.ensembles.predictor.EnsemblePredictor` the ensemble). For single-task runs the run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and
 `winnow tune`) are applied when present: calibration to the logits, the tuned decision rule to the
 probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference.tta`.
 """
