@@ -113,8 +113,8 @@ def test_combiners_refuse_bad_input():
         MeanCombiner().predict_proba(np.full((3, 2), 0.5))
     with pytest.raises(ValueError, match="fitted with 2 members, got 3"):
         MeanCombiner().fit(np.full((2, 4, 2), 0.5)).predict_proba(np.full((3, 4, 2), 0.5))
-    with pytest.raises(ValueError, match=r"stack: every class needs at least 2 samples.*class indices \[2\]"):
-        StackedLogistic().fit(np.full((2, 5, 3), 1 / 3), np.array([0, 0, 1, 1, 2]))
+    with pytest.raises(ValueError, match=r"stack: every class needs at least 3 samples.*class indices \[2\]"):
+        StackedLogistic().fit(np.full((2, 8, 3), 1 / 3), np.array([0, 0, 0, 1, 1, 1, 2, 2]))
     with pytest.raises(ValueError, match="embeddings: fitted on 8 features, got 4"):
         rng = np.random.default_rng(0)
         EmbeddingClassifier(classifier="logistic").fit(rng.normal(size=(20, 8)), np.repeat([0, 1], 10)) \
