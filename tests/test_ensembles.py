@@ -13,6 +13,7 @@ from sklearn.exceptions import NotFittedError
 
 import winnow
 from winnow.ensembles.averaging import MajorityVote, MeanCombiner
+from winnow.ensembles.build import stacking_warnings
 from winnow.ensembles.feature_head import EmbeddingClassifier
 from winnow.ensembles.methods import METHODS, make_combiner
 from winnow.ensembles.predictor import EnsemblePredictor
@@ -236,3 +237,11 @@ def test_ensemble_folder_misuse_is_explained(runs, tmp_path, capsys):
     finally:
         shutil.move(moved, str(runs["b"]))
     assert code == 2 and "is missing" in err and "rebuild the ensemble" in err
+
+
+def test_stacking_below_the_mean_out_of_fold_is_flagged():
+    report = {"stack_out_of_fold": {"balanced_accuracy": 0.56}, "mean_of_members": {"balanced_accuracy": 0.60}}
+    assert "prefer --method mean" in stacking_warnings({"report": report})[0]
+    report["stack_out_of_fold"]["balanced_accuracy"] = 0.61
+    assert stacking_warnings({"report": report}) == []
+    assert stacking_warnings({"report": {"classifier": "svm"}}) == []

@@ -76,7 +76,7 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
     if combiner.fit_split is not None:
         fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
         fit = fit_combiner(combiner, members, fit_data, batch_size=batch_size, workers=workers)
-        warnings += fit_overlap_warnings(members, fit_data, method)
+        warnings += fit_overlap_warnings(members, fit_data, method) + stacking_warnings(fit)
     warnings += split_overlap_warnings(members)
     definition = EnsembleDefinition(
         method, [member_ref(folder, m.run_dir, checkpoint, checkpoint_fingerprint=fingerprint(m.checkpoint_path),
@@ -142,6 +142,18 @@ def fit_overlap_warnings(members: Sequence[Predictor], data: EvalData, method: s
     return [f"{count} of the {len(data.paths)} fit images ({data.source}) are in the training split of member "
             f"{member.run_dir}: the stacker will over-trust it; fit on images no member trained on (--data)"
             for member, count in _training_overlaps(members, data.paths) if count]
+
+
+def stacking_warnings(fit: dict[str, Any]) -> list[str]:
+    """Stacking that scores below the plain mean out of fold is not worth its extra fit."""
+    report = fit["report"]
+    if "stack_out_of_fold" not in report:
+        return []
+    stack, mean = report["stack_out_of_fold"]["balanced_accuracy"], report["mean_of_members"]["balanced_accuracy"]
+    if stack >= mean:
+        return []
+    return [f"out of fold, stacking reaches balanced accuracy {stack:.4f}, below the plain mean of the members "
+            f"({mean:.4f}): prefer --method mean unless the log loss matters more to you"]
 
 
 def split_overlap_warnings(members: Sequence[Predictor]) -> list[str]:
