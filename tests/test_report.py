@@ -277,6 +277,7 @@ def test_report_of_an_ensemble_folder(reported, tmp_path, capsys):
     html = (folder / "report-held.html").read_text(encoding="utf-8")
     checker = check_html(html)
     assert "svm of 1 member(s)" in section(html, "run")
+    assert "Preprocessing (of the first member)" in html and "img_size" in section(html, "data")
     assert "not available" in section(html, "training") and "has no checkpoints of its own" in html
     assert "bootstrap interval" in section(html, "operating-point")
     assert len(checker.images) == 4 + 2 * 2  # 4 evaluation plots, two galleries of 2

@@ -16,12 +16,12 @@ import yaml
 
 from winnow.data.sources import SPLIT_NAMES
 from winnow.data.splits import load_splits
+from winnow.ensembles.store import ensemble_file, is_ensemble, read_ensemble
 from winnow.operating.store import read_json_object, thresholds_path
 from winnow.runs.layout import RunPaths, read_metrics
 from winnow.tasks.heads import label_parts
 
 PROVENANCE_KEY = "_provenance"
-ENSEMBLE_FILE = "ensemble.json"
 
 
 def provenance(run_dir: str | Path) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def json_file(path: Path, *, what: str) -> dict[str, Any] | None:
 
 def ensemble_record(run_dir: str | Path) -> dict[str, Any] | None:
     """ensemble.json of an ensemble folder (`winnow ensemble`): method, members; None for a run."""
-    return json_file(Path(run_dir) / ENSEMBLE_FILE, what="ensemble")
+    return json_file(ensemble_file(run_dir), what="ensemble")
 
 
 def training_summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -62,7 +62,9 @@ def training_summary(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def preprocessing(run_dir: str | Path) -> dict[str, Any] | None:
-    """preprocessing.json (image size, channels, normalisation...), or None."""
+    """preprocessing.json (image size, channels, normalisation...), or None; an ensemble's first member's."""
+    if is_ensemble(run_dir):
+        run_dir = read_ensemble(run_dir).members[0].locate(Path(run_dir))
     return json_file(RunPaths(Path(run_dir)).preprocessing, what="preprocessing")
 
 

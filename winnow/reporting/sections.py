@@ -121,7 +121,9 @@ def data_body(inputs: ReportInputs) -> str:
     counts = run_files.split_counts(inputs.run_dir, head=inputs.metrics["head"])
     parts = ["<h3>Images per class and split (splits.csv)</h3>\n",
              table(counts) if counts else unavailable("no splits.csv in the folder (ensembles may have none)"),
-             "<h3>Unreadable files</h3>\n", unreadable_html(inputs), "<h3>Preprocessing</h3>\n"]
+             "<h3>Unreadable files</h3>\n", unreadable_html(inputs),
+             "<h3>Preprocessing (of the first member)</h3>\n" if run_files.ensemble_record(inputs.run_dir)
+             else "<h3>Preprocessing</h3>\n"]
     spec = run_files.preprocessing(inputs.run_dir)
     parts.append(key_values((key, spec.get(key)) for key in PREPROCESSING_KEYS if key in spec) if spec
                  else unavailable("no preprocessing.json in the folder"))
