@@ -72,12 +72,12 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
     if data is not None and combiner.fit_split is None:
         raise ValueError(f"data: method {method} fits nothing; drop --data (it is for stack and svm)")
     folder = _new_folder(out, Path(runs[0]), method)
-    fit, warnings = None, []
+    fit, warnings, trained = None, [], training_images(members)
     if combiner.fit_split is not None:
         fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
         fit = fit_combiner(combiner, members, fit_data, batch_size=batch_size, workers=workers)
-        warnings += fit_overlap_warnings(members, fit_data, method) + stacking_warnings(fit)
-    warnings += split_overlap_warnings(members)
+        warnings += fit_overlap_warnings(trained, fit_data, method) + stacking_warnings(fit)
+    warnings += split_overlap_warnings(members[0], trained)
     definition = EnsembleDefinition(
         method, [member_ref(folder, m.run_dir, checkpoint, checkpoint_fingerprint=fingerprint(m.checkpoint_path),
                             calibration_fingerprint=fingerprint(m.calibration_file)) for m in members],
@@ -135,13 +135,23 @@ def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalDat
             "report": combiner.cv_report_}
 
 
-def fit_overlap_warnings(members: Sequence[Predictor], data: EvalData, method: str) -> list[str]:
+def training_images(members: Sequence[Predictor]) -> list[tuple[Predictor, set[str]]]:
+    """Each member with a splits.csv, and the real paths of its training images (read once per build)."""
+    found = []
+    for member in members:
+        splits = RunPaths(member.run_dir).splits
+        if splits.is_file():
+            found.append((member, {os.path.realpath(path) for path in load_splits(splits).where_split("train").paths}))
+    return found
+
+
+def fit_overlap_warnings(trained: list[tuple[Predictor, set[str]]], data: EvalData, method: str) -> list[str]:
     """Stacking on images a member trained on rewards memorisation: say how many there are."""
     if method != "stack":
         return []
     return [f"{count} of the {len(data.paths)} fit images ({data.source}) are in the training split of member "
             f"{member.run_dir}: the stacker will over-trust it; fit on images no member trained on (--data)"
-            for member, count in _training_overlaps(members, data.paths) if count]
+            for member, count in _training_overlaps(trained, data.paths) if count]
 
 
 def stacking_warnings(fit: dict[str, Any]) -> list[str]:
@@ -156,30 +166,24 @@ def stacking_warnings(fit: dict[str, Any]) -> list[str]:
             f"({mean:.4f}): prefer --method mean unless the log loss matters more to you"]
 
 
-def split_overlap_warnings(members: Sequence[Predictor]) -> list[str]:
-    """Images of the ensemble's val / test splits (the first member's) that another member trained on."""
-    path = RunPaths(members[0].run_dir).splits
+def split_overlap_warnings(first: Predictor, trained: list[tuple[Predictor, set[str]]]) -> list[str]:
+    """Images of the ensemble's val / test splits (the `first` member's) that another member trained on."""
+    path = RunPaths(first.run_dir).splits
     if not path.is_file():
         return []
     samples, found = load_splits(path), []
     for split in ("val", "test"):
         paths = samples.where_split(split).paths
-        found += [f"{count} of the {len(paths)} {split} images of the ensemble (from {members[0].run_dir}) are in "
+        found += [f"{count} of the {len(paths)} {split} images of the ensemble (from {first.run_dir}) are in "
                   f"the training split of member {member.run_dir}: scores on {split} will be optimistic; "
                   "train the members on the same splits (same seed and split settings)"
-                  for member, count in _training_overlaps(members[1:], paths) if count]
+                  for member, count in _training_overlaps(trained, paths) if count and member is not first]
     return found
 
 
-def _training_overlaps(members: Sequence[Predictor], paths: list[str]) -> list[tuple[Predictor, int]]:
+def _training_overlaps(trained: list[tuple[Predictor, set[str]]], paths: list[str]) -> list[tuple[Predictor, int]]:
     wanted = {os.path.realpath(path) for path in paths}
-    overlaps = []
-    for member in members:
-        splits = RunPaths(member.run_dir).splits
-        if splits.is_file():
-            trained = {os.path.realpath(path) for path in load_splits(splits).where_split("train").paths}
-            overlaps.append((member, len(wanted & trained)))
-    return overlaps
+    return [(member, len(wanted & images)) for member, images in trained]
 
 
 def _new_folder(out: str | Path | None, first_run: Path, method: str) -> Path:

@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 
 from winnow.evaluation.datasets import EvalData, encode_labels
-from winnow.evaluation.report_files import METRICS_FILE, write_report_files
+from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.predictor import Predictions, ScoringModel
-from winnow.runs.layout import write_json
 from winnow.tasks.spec import TaskSpec
 
 MEAN_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -62,8 +61,3 @@ def task_means(scores: dict[str, dict[str, Any]]) -> dict[str, float]:
         if values:
             means[key] = float(np.mean(values))
     return means
-
-
-def write_task_metrics(directory: Path, metrics: dict[str, Any]) -> None:
-    """The run-level metrics.json of a multitask evaluation."""
-    write_json(directory / METRICS_FILE, metrics)

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
-from winnow.evaluation.multitask import score_tasks, task_means, write_task_metrics
-from winnow.evaluation.report_files import write_report_files
+from winnow.evaluation.multitask import score_tasks, task_means
+from winnow.evaluation.report_files import METRICS_FILE, write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.loading import load
 from winnow.inference.predictor import Predictions, ScoringModel
 from winnow.operating.store import fingerprint
+from winnow.runs.layout import write_json
 
 EVAL_DIR = "eval"
 
@@ -114,7 +115,7 @@ def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: s
                        plots: bool = True) -> Evaluation:
     """`evaluate_predictor` for a multitask run (see `winnow.evaluation.multitask`).
 
-    `Evaluation.targets` and `.labels` are then `{task: ...}` over the images labelled for each task.
+    `Evaluation.targets` and `.labels` are then empty: each task's are in its sub-folder's predictions.csv.
     """
     if tta is not None:
         raise ValueError("TTA of multitask runs is not supported yet; drop --tta")
@@ -122,7 +123,7 @@ def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: s
     predictions, scores = score_tasks(predictor, data, directory, batch_size=batch_size, workers=workers, plots=plots)
     metrics = {**context(predictor, data, predictions, checkpoint), "n_samples": len(predictions.paths),
                **task_means(scores), "tasks": scores}
-    write_task_metrics(directory, metrics)
+    write_json(directory / METRICS_FILE, metrics)
     return Evaluation(directory, metrics, predictions, {}, [])
 
 
