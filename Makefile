@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/winnow demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the layers in pyproject.toml: a violating import fails with its path
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)

@@ -10,7 +10,7 @@ from scipy.special import log_softmax, softmax
 from sklearn.exceptions import NotFittedError
 
 from winnow.calibration import TemperatureScaling, VectorScaling, logits_from_probabilities
-from winnow.evaluation.report_metrics import expected_calibration_error
+from winnow.metrics.report import expected_calibration_error
 
 
 def logits_with_scale(scale: float, *, n: int = 2000, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

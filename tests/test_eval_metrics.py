@@ -11,10 +11,9 @@ from scipy.special import softmax
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
                              f1_score, hamming_loss, log_loss, precision_recall_fscore_support, roc_auc_score)
 
-from winnow.evaluation.plots import (confusion_matrix_png, metric_over_epochs_png, pr_curves_png, reliability_png,
-                                     roc_curves_png)
-from winnow.evaluation.report_metrics import (expected_calibration_error, full_metrics, full_metrics_multilabel,
-                                              reliability_bins)
+from winnow.metrics.plots import (confusion_matrix_png, metric_over_epochs_png, pr_curves_png, reliability_png,
+                                  roc_curves_png)
+from winnow.metrics.report import expected_calibration_error, full_metrics, full_metrics_multilabel, reliability_bins
 
 CLASSES = ["bar", "disk", "square"]
 

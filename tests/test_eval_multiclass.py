@@ -15,7 +15,8 @@ import winnow
 from winnow.cli.main import main
 from winnow.evaluation.runner import evaluate
 from winnow.operating import PerClassThresholds
-from winnow.operating.store import save_thresholds, thresholds_path
+from winnow.operating.store import save_thresholds
+from winnow.runs.layout import RunPaths
 
 from conftest import fast_config, make_image_folder
 
@@ -59,7 +60,7 @@ def test_per_class_thresholds_reject_as_uncertain(run_copy, multiclass, capsys):
     plain = winnow.load(run_copy).predict(multiclass["data"]).probabilities
     cut = float(np.median(plain.max(axis=1)))  # about half the images pass
     rule = PerClassThresholds({"bar": cut, "disk": cut, "square": cut}, classes=["bar", "disk", "square"])
-    save_thresholds(thresholds_path(run_copy), rule, context={})
+    save_thresholds(RunPaths(run_copy).thresholds, rule, context={})
     evaluation = evaluate(run_copy, multiclass["data"], plots=False)
     rejected = (evaluation.predictions.probabilities < cut).all(axis=1)
     assert 0 < rejected.sum() < len(rejected)

@@ -11,13 +11,14 @@ from PIL import Image
 from scipy.special import expit
 
 from winnow.calibration import TemperatureScaling
+from winnow.calibration.store import load_calibration, save_calibration
 from winnow.evaluation.report_files import write_plots
-from winnow.evaluation.report_metrics import full_metrics_multilabel
 from winnow.evaluation.scoring import score
 from winnow.inference.postprocess import decide, softmax_logits, to_probabilities
 from winnow.inference.predictor import Predictions
 from winnow.inference.tta import d4_ops, flip_ops, merge_views, parse_tta
-from winnow.operating.store import load_calibration, load_thresholds, save_calibration
+from winnow.metrics.report import full_metrics_multilabel
+from winnow.operating.store import load_thresholds
 from winnow.tasks.heads import make_head
 from winnow.tasks.spec import TaskSpec
 

@@ -9,11 +9,9 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from winnow.evaluation.report_metrics import full_metrics
-from winnow.operating import (PerClassThresholds, RuleStrategy, Target, ThresholdTuner, decision_from_dict,
-                              parse_target)
-from winnow.operating.bootstrap import (bootstrap_interval, percentile_interval, ratio_statistic,
-                                        resample_indices)
+from winnow.metrics.report import full_metrics
+from winnow.operating import PerClassThresholds, RuleStrategy, Target, ThresholdTuner, decision_from_dict, parse_target
+from winnow.operating.bootstrap import bootstrap_interval, percentile_interval, ratio_statistic, resample_indices
 
 BINARY = ["bad", "good"]
 THREE = ["cat", "dog", "fox"]

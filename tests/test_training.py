@@ -12,7 +12,8 @@ import yaml
 import winnow
 from winnow.models.freezing import apply_freeze
 from winnow.models.registry import create_model
-from winnow.runs.layout import RunPaths, read_metrics
+from winnow.runs.files import read_metrics
+from winnow.runs.layout import RunPaths
 from winnow.training import engine
 from winnow.training.checkpoint import load_checkpoint
 

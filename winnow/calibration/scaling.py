@@ -18,7 +18,7 @@ from scipy.special import expit, log_softmax, softmax
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from winnow.evaluation.report_metrics import check_multilabel_targets, check_targets
+from winnow.metrics.checks import check_multilabel_targets, check_targets
 
 FORMAT = "winnow.calibration"
 NOT_FITTED = ("This %(name)s is not fitted yet: call fit(logits, targets) on validation logits "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from winnow.cli.eval import DATA_HELP, add_inference_flags, inference_settings
+from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, add_flags, settings_of
 from winnow.ensembles.build import build_ensemble, build_summary
 from winnow.ensembles.feature_head import CLASSIFIERS
 from winnow.ensembles.methods import METHODS
@@ -17,16 +17,16 @@ def add_parser(sub) -> None:
                         help="mean of probabilities, majority vote, stacking (logistic regression on validation "
                              "probabilities) or svm (a classifier on the runs' frozen embeddings)")
     parser.add_argument("--out", default=None, help="new ensemble folder (default: ensemble-<method> beside RUN1)")
-    parser.add_argument("--checkpoint", default="best", help="checkpoint of every member (default: best)")
+    add_flags(parser, "checkpoint", help_suffix={"checkpoint": "; the same for every member"})
     parser.add_argument("--data", default=None,
                         help=DATA_HELP + "; fit data of stack (default: val split of RUN1) and svm (default: "
                              "train split of RUN1)")
     parser.add_argument("--classifier", default="svm", choices=CLASSIFIERS, help="classifier of --method svm")
-    add_inference_flags(parser)
+    add_flags(parser, *INFERENCE_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     build = build_ensemble(args.runs, method=args.method, out=args.out, checkpoint=args.checkpoint, data=args.data,
-                           classifier=args.classifier, **inference_settings(args))
+                           classifier=args.classifier, **settings_of(args, INFERENCE_FLAGS))
     print("\n".join(build_summary(build)))
     return 0

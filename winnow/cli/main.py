@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except (ValueError, TypeError) as error:
+    except ValueError as error:  # bad input; a TypeError is a programming error and shows its traceback
         print(f"winnow {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,14 +1,20 @@
-"""CLI flags generated from the Config fields: every key is a flag, YAML and flags share one schema."""
+"""Every CLI flag, declared once: the Config fields as flags, and the flags the commands share.
+
+Config flags are generated from the Config fields (YAML and flags share one schema). Shared flags
+(`--checkpoint`, `--batch-size`, `--workers`, `--device`, `--tta`, `--confidence`...) have one
+declaration and one help text in `SHARED_FLAGS`; a command adds the ones it takes with `add_flags`.
+"""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import yaml
 
 from winnow.config import Config, from_dict, load_yaml
+from winnow.inference.tta import MERGES
 
 POSITIONAL = ("data",)  # given as positional DATA arguments instead
 
@@ -65,3 +71,82 @@ def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None
         values["data"] = list(args.data)
     values.update(flag_overrides(args))
     return from_dict(values, source=getattr(args, "config", None) or "command line")
+
+
+DATA_HELP = ("labelled data: a folder of class folders, a split tree, a CSV manifest, or train/val/test "
+             "(that split of the run)")
+RUN_HELP = "run folder from `winnow train` (or an ensemble folder from `winnow ensemble`)"
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One shared flag: its option string and `add_argument` keywords (help included)."""
+
+    option: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+SHARED_FLAGS: dict[str, Flag] = {
+    "checkpoint": Flag("--checkpoint", {
+        "metavar": "NAME", "default": "best",
+        "help": "checkpoint: best, last, another checkpoint name (epoch0003, selected...) or a .pt path "
+                "(default: best)"}),
+    "batch_size": Flag("--batch-size", {
+        "metavar": "N", "type": int, "default": 64, "help": "images per forward pass (default: 64)"}),
+    "workers": Flag("--workers", {
+        "metavar": "N", "type": int, "default": 0,
+        "help": "data-loading worker processes (default: 0, load in the main process)"}),
+    "device": Flag("--device", {
+        "metavar": "DEVICE", "default": "auto", "help": "auto, cpu, cuda, cuda:1... (default: auto)"}),
+    "tta": Flag("--tta", {
+        "metavar": "VIEWS", "default": None, "help": "test-time augmentation: flips, d4 or N random views"}),
+    "tta_merge": Flag("--tta-merge", {
+        "default": "mean", "choices": MERGES, "help": "merge TTA views by mean or geometric mean (default: mean)"}),
+    "n_bootstrap": Flag("--n-bootstrap", {
+        "metavar": "N", "type": int, "default": 1000, "help": "bootstrap samples of the interval (default: 1000)"}),
+    "confidence": Flag("--confidence", {
+        "metavar": "LEVEL", "type": float, "default": 0.95,
+        "help": "coverage of the bootstrap interval (default: 0.95)"}),
+    "min_support": Flag("--min-support", {
+        "metavar": "N", "type": int, "default": 20,
+        "help": "warn when the target's class has fewer samples than this (default: 20)"}),
+    "thresholds": Flag("--thresholds", {
+        "metavar": "PATH", "default": None,
+        "help": "thresholds file to apply (default: RUN/thresholds.json when present)"}),
+    "no_thresholds": Flag("--no-thresholds", {"action": "store_true", "help": "ignore RUN/thresholds.json"}),
+    "no_calibration": Flag("--no-calibration", {"action": "store_true", "help": "ignore RUN/calibration.json"}),
+}
+INFERENCE_FLAGS = ("device", "batch_size", "workers")
+TTA_FLAGS = ("tta", "tta_merge")
+OPERATING_FLAGS = ("thresholds", "no_thresholds", "no_calibration")
+INTERVAL_FLAGS = ("n_bootstrap", "confidence", "min_support")
+
+
+def add_flags(parser: argparse.ArgumentParser, *names: str, help_suffix: dict[str, str] | None = None) -> None:
+    """Add the shared flags `names` (keys of `SHARED_FLAGS`) to `parser`.
+
+    Args:
+        parser: The command's parser.
+        names: Flags to add, in order.
+        help_suffix: Text appended to a flag's help where one command accepts more (e.g. `--checkpoint all`).
+    """
+    unknown = sorted(set(names) - set(SHARED_FLAGS))
+    if unknown:
+        raise KeyError(f"unknown shared flag(s) {unknown}; declared: {sorted(SHARED_FLAGS)}")
+    for name in names:
+        flag = SHARED_FLAGS[name]
+        settings = dict(flag.settings)
+        if help_suffix and name in help_suffix:
+            settings["help"] += help_suffix[name]
+        parser.add_argument(flag.option, dest=name, **settings)
+
+
+def settings_of(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """`{name: value}` of the parsed flags `names`, as keyword arguments of the library call."""
+    return {name: getattr(args, name) for name in names}
+
+
+def operating_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`calibration=` and `thresholds=` arguments of `winnow.load` from the operating flags."""
+    thresholds = args.thresholds if args.thresholds else not args.no_thresholds
+    return {"calibration": not args.no_calibration, "thresholds": thresholds}

@@ -71,12 +71,6 @@ class Samples:
                        [dict(e) for e in self.extras])
 
 
-def dataset_name(source: str | Path) -> str:
-    """A short name for a data source: the file stem, or the folder for a plain `manifest.csv`."""
-    source = Path(source)
-    return source.parent.name if source.stem == "manifest" else source.stem
-
-
 def read_source(source: str | Path) -> Samples:
     """Read one dataset: a CSV manifest, a split tree or an ImageFolder tree."""
     source = Path(source)

@@ -18,17 +18,16 @@ from typing import Any
 
 import sklearn
 
+from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
 from winnow.data.splits import load_splits
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
-from winnow.ensembles.store import (COMBINER_FILE, EnsembleDefinition, is_ensemble, member_ref,
-                                    save_ensemble)
-from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
+from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
 from winnow.inference.postprocess import require_softmax_head
 from winnow.inference.predictor import Predictor, image_set_hash
 from winnow.inference.tta import TTA
-from winnow.operating.store import fingerprint
-from winnow.runs.layout import RunPaths, unique_run_dir
+from winnow.runs.files import fingerprint
+from winnow.runs.layout import COMBINER_FILE, RunPaths, is_ensemble, unique_run_dir
 from winnow.runs.provenance import provenance
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from winnow.ensembles.inputs import combine_views, member_inputs
-from winnow.ensembles.store import EnsembleDefinition, ensemble_file, load_combiner, read_ensemble
+from winnow.ensembles.store import EnsembleDefinition, load_combiner, read_ensemble
 from winnow.inference.postprocess import probabilities_to_logits
 from winnow.inference.predictor import Predictor, ScoringModel, image_set_hash
 from winnow.inference.tta import TTA
-from winnow.operating.store import fingerprint
+from winnow.runs.files import fingerprint
+from winnow.runs.layout import RunPaths
 from winnow.tasks.spec import TaskSpec
 
 log = logging.getLogger("winnow")
@@ -47,7 +48,7 @@ class EnsemblePredictor(ScoringModel):
         self.combiner = load_combiner(folder, self.definition)
         first = self.members[0]
         super().__init__(folder, [TaskSpec.from_saved(task) for task in self.definition.tasks],
-                         checkpoint_path=ensemble_file(folder), epoch=None, seed=first.config.seed,
+                         checkpoint_path=RunPaths(folder).ensemble, epoch=None, seed=first.config.seed,
                          max_image_pixels=first.config.max_image_pixels, calibration=calibration,
                          thresholds=thresholds)
 

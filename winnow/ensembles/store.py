@@ -16,22 +16,11 @@ import joblib
 import sklearn
 
 from winnow.ensembles.methods import make_combiner
-from winnow.operating.store import read_json_object
 from winnow.runs.atomic import atomic_write
-from winnow.runs.layout import write_json
+from winnow.runs.files import read_json, write_json
+from winnow.runs.layout import RunPaths
 
-ENSEMBLE_FILE = "ensemble.json"
-COMBINER_FILE = "combiner.joblib"
 FORMAT = "winnow-ensemble/1"
-
-
-def is_ensemble(folder: str | Path) -> bool:
-    """Whether `folder` is an ensemble folder (has ensemble.json)."""
-    return (Path(folder) / ENSEMBLE_FILE).is_file()
-
-
-def ensemble_file(folder: str | Path) -> Path:
-    return Path(folder) / ENSEMBLE_FILE
 
 
 @dataclass
@@ -96,7 +85,7 @@ def save_ensemble(folder: Path, definition: EnsembleDefinition, combiner: Any | 
     """Write ensemble.json (and combiner.joblib when `definition.combiner_file` is set), atomically."""
     if definition.combiner_file:
         atomic_write(folder / definition.combiner_file, lambda handle: joblib.dump(combiner, handle))
-    write_json(ensemble_file(folder), {"format": FORMAT, **asdict(definition)})
+    write_json(RunPaths(folder).ensemble, {"format": FORMAT, **asdict(definition)})
 
 
 def read_ensemble(folder: str | Path) -> EnsembleDefinition:
@@ -105,13 +94,14 @@ def read_ensemble(folder: str | Path) -> EnsembleDefinition:
     Raises:
         ValueError: Missing file, unknown format or missing keys.
     """
-    data = read_json_object(ensemble_file(folder), what="ensemble")
+    path = RunPaths(folder).ensemble
+    data = read_json(path, what="ensemble")
     if data.get("format") != FORMAT:
-        raise ValueError(f"{ensemble_file(folder)}: expected format {FORMAT!r}, got {data.get('format')!r}; "
+        raise ValueError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}; "
                          "rebuild it with `winnow ensemble`")
     missing = [key for key in ("method", "members", "tasks") if key not in data]
     if missing:
-        raise ValueError(f"{ensemble_file(folder)} lacks {missing}; rebuild it with `winnow ensemble`")
+        raise ValueError(f"{path} lacks {missing}; rebuild it with `winnow ensemble`")
     members = [MemberRef(**member) for member in data["members"]]
     return EnsembleDefinition(data["method"], members, data["tasks"], data.get("combiner_file"), data.get("fit"),
                               data.get("versions", {}))

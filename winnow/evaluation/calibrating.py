@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from winnow.evaluation.datasets import EvalData, resolve_eval_data
-from winnow.evaluation.runner import checkpoint_label, predict_labelled
+from winnow.calibration.store import Calibrator, make_calibrator, save_calibration
+from winnow.data.labelled import EvalData, resolve_eval_data
+from winnow.evaluation.runner import predict_labelled
 from winnow.evaluation.scoring import calibration_scores
 from winnow.inference.postprocess import to_probabilities
-from winnow.inference.loading import load
-from winnow.operating.store import (Calibrator, calibration_path, fingerprint, make_calibrator, save_calibration,
-                                    thresholds_path)
+from winnow.loading import load
+from winnow.runs.files import fingerprint
+from winnow.runs.layout import RunPaths, checkpoint_label
 
 
 @dataclass
@@ -58,7 +59,7 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
     predictions, targets, _ = predict_labelled(predictor, eval_data, batch_size=batch_size, workers=workers)
     calibrator.fit(predictions.logits, targets)
     after = to_probabilities(head, predictions.logits, calibration=calibrator)
-    result = CalibrationResult(calibrator, eval_data, calibration_path(run_dir), calibrator.nll_before_,
+    result = CalibrationResult(calibrator, eval_data, RunPaths(run_dir).calibration, calibrator.nll_before_,
                                calibrator.nll_after_, calibration_scores(predictions.probabilities, targets)["ece"],
                                calibration_scores(after, targets)["ece"],
                                _warnings(run_dir) + predictor.reuse_warnings(predictions.paths, action="calibration"))
@@ -70,9 +71,9 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
 
 
 def _warnings(run_dir: str | Path) -> list[str]:
-    if not thresholds_path(run_dir).is_file():
+    if not RunPaths(run_dir).thresholds.is_file():
         return []
-    return [f"{thresholds_path(run_dir)} was tuned on the previous probabilities; re-run `winnow tune` "
+    return [f"{RunPaths(run_dir).thresholds} was tuned on the previous probabilities; re-run `winnow tune` "
             "so that its threshold applies to the calibrated ones"]
 
 

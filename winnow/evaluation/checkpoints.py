@@ -12,17 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from winnow.ensembles.store import is_ensemble
-from winnow.evaluation.datasets import EvalData, resolve_eval_data
-from winnow.evaluation.plots import metric_over_epochs_png
+from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.evaluation.report_files import write_table
-from winnow.evaluation.runner import EVAL_DIR, Evaluation, evaluate_predictor
+from winnow.evaluation.runner import Evaluation, evaluate_predictor
 from winnow.evaluation.scoring import headline, operating_columns
-from winnow.inference.loading import load
-from winnow.inference.predictor import checkpoint_names
+from winnow.loading import load
+from winnow.metrics.plots import metric_over_epochs_png
+from winnow.runs.layout import CHECKPOINT_PLOT_FILE, CHECKPOINT_TABLE_FILE, RunPaths, checkpoint_names, is_ensemble
 
-TABLE_FILE = "checkpoints.csv"
-PLOT_FILE = "metrics_over_epochs.png"
 SKIPPED = ("selected",)  # a copy of another checkpoint
 _EPOCH = re.compile(r"^epoch(\d+)$")
 
@@ -77,9 +74,9 @@ def evaluate_checkpoints(run_dir: str | Path, data: str | Path | EvalData | None
         evaluations[name] = evaluate_predictor(predictor, eval_data, checkpoint=name, tta=tta, tta_merge=tta_merge,
                                                batch_size=batch_size, workers=workers, plots=plots)
     rows = [checkpoint_row(name, evaluation.metrics) for name, evaluation in evaluations.items()]
-    directory = Path(run_dir) / EVAL_DIR / eval_data.name
-    write_table(directory / TABLE_FILE, rows)
-    plot_over_epochs(rows, directory / PLOT_FILE)
+    directory = RunPaths(run_dir).eval_data(eval_data.name)
+    write_table(directory / CHECKPOINT_TABLE_FILE, rows)
+    plot_over_epochs(rows, directory / CHECKPOINT_PLOT_FILE)
     return CheckpointSweep(directory, rows, evaluations)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.evaluation.datasets import EvalData, encode_labels
+from winnow.data.labelled import EvalData, encode_labels
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.predictor import Predictions, ScoringModel

@@ -10,17 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from winnow.evaluation.plots import confusion_matrix_png, pr_curves_png, reliability_png, roc_curves_png
 from winnow.inference.predictor import Predictions
+from winnow.metrics.plots import confusion_matrix_png, pr_curves_png, reliability_png, roc_curves_png
 from winnow.operating.decisions import PerClassThresholds
 from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.atomic import atomic_write_text
-from winnow.runs.layout import write_json
+from winnow.runs.files import write_json
+from winnow.runs.layout import (CONFUSION_FIGURE, EVAL_METRICS_FILE, EVAL_PREDICTIONS_FILE, PR_FIGURE,
+                                RELIABILITY_FIGURE, ROC_FIGURE)
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-PLOT_FILES = ("confusion_matrix.png", "pr_curves.png", "roc_curves.png", "reliability.png")
 
 
 def write_report_files(directory: Path, metrics: dict[str, Any], predictions: Predictions, targets: np.ndarray,
@@ -35,8 +34,8 @@ def write_report_files(directory: Path, metrics: dict[str, Any], predictions: Pr
         labels: True labels `[N]` for the CSV.
         plots: Also draw the PNG figures.
     """
-    write_json(directory / METRICS_FILE, metrics)
-    predictions.to_csv(directory / PREDICTIONS_FILE, labels=labels)
+    write_json(directory / EVAL_METRICS_FILE, metrics)
+    predictions.to_csv(directory / EVAL_PREDICTIONS_FILE, labels=labels)
     if plots:
         write_plots(directory, metrics, predictions, targets)
 
@@ -45,14 +44,14 @@ def write_plots(directory: Path, metrics: dict[str, Any], predictions: Predictio
     """confusion_matrix.png, pr_curves.png, roc_curves.png and reliability.png (softmax heads)."""
     classes, probabilities = predictions.classes, predictions.probabilities
     marks = operating_marks(predictions)
-    pr_curves_png(probabilities, targets, classes, directory / "pr_curves.png", operating_points=marks)
-    roc_curves_png(probabilities, targets, classes, directory / "roc_curves.png", operating_points=marks)
+    pr_curves_png(probabilities, targets, classes, directory / PR_FIGURE, operating_points=marks)
+    roc_curves_png(probabilities, targets, classes, directory / ROC_FIGURE, operating_points=marks)
     if "confusion_matrix" not in metrics:  # multi-label: per-label 2x2 matrices live in metrics.json
         return
-    confusion_matrix_png(metrics["confusion_matrix"]["counts"], classes, directory / "confusion_matrix.png")
+    confusion_matrix_png(metrics["confusion_matrix"]["counts"], classes, directory / CONFUSION_FIGURE)
     curves = ({"uncalibrated": predictions.uncalibrated, "calibrated": probabilities}
               if predictions.calibration is not None else probabilities)
-    reliability_png(curves, targets, directory / "reliability.png")
+    reliability_png(curves, targets, directory / RELIABILITY_FIGURE)
 
 
 def operating_marks(predictions: Predictions) -> dict[str, float]:

@@ -14,17 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from winnow.evaluation.datasets import EvalData, encode_labels, resolve_eval_data
+from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
 from winnow.evaluation.multitask import score_tasks, task_means
-from winnow.evaluation.report_files import METRICS_FILE, write_report_files
+from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
-from winnow.inference.loading import load
 from winnow.inference.predictor import Predictions, ScoringModel
-from winnow.operating.store import fingerprint
-from winnow.runs.layout import write_json
-
-EVAL_DIR = "eval"
-
+from winnow.loading import load
+from winnow.runs.files import fingerprint, write_json
+from winnow.runs.layout import EVAL_METRICS_FILE, RunPaths, checkpoint_label
 
 @dataclass
 class Evaluation:
@@ -44,18 +41,6 @@ class Evaluation:
     predictions: Predictions
     targets: np.ndarray | dict
     labels: list[str]
-
-
-def checkpoint_label(checkpoint: str | Path) -> str:
-    """Folder name of a checkpoint: its name (best, last...) or a path's stem."""
-    text = str(checkpoint)
-    return Path(text).stem if text.endswith(".pt") or "/" in text else text
-
-
-def eval_directory(run_dir: str | Path, data_name: str, checkpoint: str | Path, *, tta_label: str = "") -> Path:
-    """`RUN/eval/<data>/<checkpoint>[-tta-<label>]/`."""
-    name = checkpoint_label(checkpoint) + (f"-tta-{tta_label}" if tta_label else "")
-    return Path(run_dir) / EVAL_DIR / data_name / name
 
 
 def predict_labelled(predictor: ScoringModel, data: EvalData, *, tta: str | int | None = None, tta_merge: str = "mean",
@@ -79,7 +64,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint:
 
     Args:
         run_dir: Run folder.
-        data: See `winnow.evaluation.datasets` (None: the run's test split).
+        data: See `winnow.data.labelled` (None: the run's test split).
         checkpoint: Checkpoint name or `.pt` path.
         tta, tta_merge: Test-time augmentation (see `winnow.inference.tta`).
         calibration, thresholds: As `winnow.load` (True: the run's files when present).
@@ -105,7 +90,7 @@ def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: s
     predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
                                                     batch_size=batch_size, workers=workers)
     metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
-    directory = eval_directory(predictor.run_dir, data.name, checkpoint, tta_label=predictions.tta.label)
+    directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint, tta_label=predictions.tta.label)
     write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
     return Evaluation(directory, metrics, predictions, targets, labels)
 
@@ -119,11 +104,11 @@ def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: s
     """
     if tta is not None:
         raise ValueError("TTA of multitask runs is not supported yet; drop --tta")
-    directory = eval_directory(predictor.run_dir, data.name, checkpoint)
+    directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint)
     predictions, scores = score_tasks(predictor, data, directory, batch_size=batch_size, workers=workers, plots=plots)
     metrics = {**context(predictor, data, predictions, checkpoint), "n_samples": len(predictions.paths),
                **task_means(scores), "tasks": scores}
-    write_json(directory / METRICS_FILE, metrics)
+    write_json(directory / EVAL_METRICS_FILE, metrics)
     return Evaluation(directory, metrics, predictions, {}, [])
 
 

@@ -18,17 +18,15 @@ from typing import Any
 
 import numpy as np
 
+from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.evaluation.checkpoints import evaluate_checkpoints, run_checkpoints
-from winnow.evaluation.datasets import EvalData, resolve_eval_data
-from winnow.evaluation.report_files import METRICS_FILE, PREDICTIONS_FILE, read_predictions
-from winnow.evaluation.runner import eval_directory
-from winnow.ensembles.store import is_ensemble
+from winnow.evaluation.report_files import read_predictions
 from winnow.inference.postprocess import require_softmax_head
-from winnow.operating.store import calibration_path, fingerprint, read_json_object
 from winnow.operating.targets import Target, parse_target
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.atomic import atomic_write
-from winnow.runs.layout import RunPaths, read_json, write_json
+from winnow.runs.files import fingerprint, read_json, write_json
+from winnow.runs.layout import EVAL_METRICS_FILE, EVAL_PREDICTIONS_FILE, RunPaths, is_ensemble
 from winnow.tasks.heads import Head
 from winnow.tasks.spec import TaskSpec
 
@@ -69,13 +67,13 @@ def run_head(run_dir: str | Path) -> Head:
     Raises:
         ValueError: Not a run folder, or a multitask run.
     """
-    path = RunPaths(Path(run_dir)).preprocessing
+    path = RunPaths(run_dir).preprocessing
     if is_ensemble(run_dir):
         raise ValueError(f"{run_dir} is an ensemble: it has no checkpoints to select from; select in each member "
                          "run, then rebuild the ensemble with `winnow ensemble --checkpoint selected`")
     if not path.is_file():
         raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json)")
-    tasks = read_json(path)["tasks"]
+    tasks = read_json(path, what="ensemble")["tasks"]
     if len(tasks) != 1:
         raise ValueError(f"{run_dir} is a multitask run: checkpoint selection is not supported yet for it")
     return TaskSpec.from_saved(tasks[0]).head
@@ -102,7 +100,7 @@ def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | No
     candidates = [fit_candidate(name, epoch, target, probabilities, targets, head.classes, **settings)
                   for name, (epoch, probabilities, targets) in tables.items()]
     chosen = best_candidate(candidates, parsed, eval_data, run_dir)
-    paths = RunPaths(Path(run_dir))
+    paths = RunPaths(run_dir)
     copy_file(paths.checkpoint(chosen.checkpoint), paths.checkpoint(SELECTED))
     record = selection_record(target, parsed, eval_data, chosen, candidates, paths.checkpoint(chosen.checkpoint))
     write_json(paths.checkpoints / f"{SELECTED}.json", record)
@@ -117,21 +115,21 @@ def checkpoint_tables(run_dir: str | Path, data: EvalData, classes: list[str], *
         evaluate_checkpoints(run_dir, data, device=device, batch_size=batch_size, workers=workers, plots=False)
     tables = {}
     for name in names:
-        directory = eval_directory(run_dir, data.name, name)
-        epoch = read_json_object(directory / METRICS_FILE, what="metrics")["checkpoint"]["epoch"]
-        tables[name] = (epoch, *read_predictions(directory / PREDICTIONS_FILE, classes))
+        directory = RunPaths(run_dir).evaluation(data.name, name)
+        epoch = read_json(directory / EVAL_METRICS_FILE, what="metrics")["checkpoint"]["epoch"]
+        tables[name] = (epoch, *read_predictions(directory / EVAL_PREDICTIONS_FILE, classes))
     return tables
 
 
 def is_fresh(run_dir: str | Path, data: EvalData, checkpoint: str) -> bool:
     """Whether the saved evaluation of `checkpoint` on `data` matches the current weights and calibration."""
-    directory = eval_directory(run_dir, data.name, checkpoint)
-    if not (directory / METRICS_FILE).is_file() or not (directory / PREDICTIONS_FILE).is_file():
+    directory = RunPaths(run_dir).evaluation(data.name, checkpoint)
+    if not (directory / EVAL_METRICS_FILE).is_file() or not (directory / EVAL_PREDICTIONS_FILE).is_file():
         return False
-    metrics = read_json_object(directory / METRICS_FILE, what="metrics")
-    weights = fingerprint(RunPaths(Path(run_dir)).checkpoint(checkpoint))
+    metrics = read_json(directory / EVAL_METRICS_FILE, what="metrics")
+    weights = fingerprint(RunPaths(run_dir).checkpoint(checkpoint))
     return (metrics.get("checkpoint", {}).get("fingerprint") == weights
-            and metrics.get("files", {}).get("calibration") == fingerprint(calibration_path(run_dir))
+            and metrics.get("files", {}).get("calibration") == fingerprint(RunPaths(run_dir).calibration)
             and metrics.get("data", {}).get("source") == data.source)
 
 
@@ -188,7 +186,7 @@ def selection_summary(record: dict[str, Any], run_dir: str | Path) -> list[str]:
     lines = [f"selected {record['selected']} (epoch {record['epoch']}): {record['why']}",
              f"threshold {record['threshold']:.6g}: {achieved}",
              f"{record['parsed_target'].split()[0]} bootstrap interval [{_fmt(low)}, {_fmt(high)}]",
-             f"copied to {RunPaths(Path(run_dir)).checkpoint(SELECTED)}; use it with --checkpoint selected "
+             f"copied to {RunPaths(run_dir).checkpoint(SELECTED)}; use it with --checkpoint selected "
              f"(tune its threshold: winnow tune {run_dir} --checkpoint selected --target \"{record['target']}\")"]
     return lines + [f"warning: {warning}" for warning in record["warnings"]]
 

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from winnow.evaluation.datasets import EvalData, resolve_eval_data
-from winnow.evaluation.runner import checkpoint_label, predict_labelled
-from winnow.inference.loading import load
-from winnow.operating.store import fingerprint, save_thresholds, thresholds_path
-from winnow.operating.targets import parse_target
+from winnow.data.labelled import EvalData, resolve_eval_data
+from winnow.evaluation.runner import predict_labelled
+from winnow.loading import load
 from winnow.operating.label_thresholds import LabelThresholds
+from winnow.operating.store import save_thresholds
+from winnow.operating.targets import parse_target
 from winnow.operating.tuner import ThresholdTuner
+from winnow.runs.files import fingerprint
+from winnow.runs.layout import RunPaths, checkpoint_label
 
 
 @dataclass
@@ -67,7 +69,7 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
                "data": eval_data.source, "n_samples": len(targets), "tta": predictions.tta.label or None,
                "calibrated": predictor.calibration is not None,
                "calibration_fingerprint": fingerprint(predictor.calibration_file)}
-    path = thresholds_path(run_dir)
+    path = RunPaths(run_dir).thresholds
     save_thresholds(path, decision, context=context)
     tuner = decision.tuner_ if isinstance(decision, LabelThresholds) else decision
     return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"))

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, softmax
 
-from winnow.operating.store import Calibrator, Decision
+from winnow.calibration.store import Calibrator
 from winnow.operating.decisions import PerClassThresholds
 from winnow.operating.label_thresholds import LabelThresholds
+from winnow.operating.store import Decision
 from winnow.operating.tuner import ThresholdTuner
 from winnow.tasks.heads import Head
 

@@ -22,21 +22,22 @@ import numpy as np
 from torch import nn
 from torch.utils.data import DataLoader
 
+from winnow.calibration.store import Calibrator, load_calibration
 from winnow.config import read_saved
 from winnow.data.dataset import ImageDataset
 from winnow.data.prepare import DataSpec
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
 from winnow.data.validation import scan
-from winnow.embeddings.extract import EmbeddingModel
 from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
+from winnow.models.embedding import EmbeddingModel
 from winnow.models.registry import create_model
 from winnow.operating.label_thresholds import LabelThresholds
-from winnow.operating.store import (Calibrator, Decision, calibration_path, fingerprint, load_calibration,
-                                    load_thresholds, read_json_object, thresholds_path)
+from winnow.operating.store import Decision, load_thresholds
 from winnow.runs.atomic import atomic_write_text
-from winnow.runs.layout import RunPaths, read_json
+from winnow.runs.files import fingerprint, read_json
+from winnow.runs.layout import RunPaths, checkpoint_names
 from winnow.tasks.heads import Head
 from winnow.tasks.outputs import probabilities
 from winnow.tasks.spec import TaskSpec, model_outputs
@@ -142,12 +143,6 @@ class Predictions:
         atomic_write_text(Path(path), buffer.getvalue())
 
 
-def checkpoint_names(run_dir: str | Path) -> list[str]:
-    """Names of the checkpoints in RUN/checkpoints (best, last, epochNNNN, selected...)."""
-    folder = RunPaths(Path(run_dir)).checkpoints
-    return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
-
-
 def resolve_checkpoint(run_dir: Path, checkpoint: str | Path) -> Path:
     """A checkpoint name in RUN/checkpoints (best, last, selected, epoch0003...) or a `.pt` path.
 
@@ -160,7 +155,7 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str | Path) -> Path:
             raise ValueError(f"checkpoint {text} does not exist; pass an existing .pt file or a checkpoint "
                              f"name of the run ({', '.join(checkpoint_names(run_dir)) or 'none found'})")
         return Path(text)
-    path = RunPaths(Path(run_dir)).checkpoint(text)
+    path = RunPaths(run_dir).checkpoint(text)
     if not path.is_file():
         raise ValueError(f"checkpoint {text!r} not found in {path.parent}; available: "
                          f"{', '.join(checkpoint_names(run_dir)) or 'none (has the run finished an epoch?)'}; "
@@ -212,8 +207,8 @@ class ScoringModel:
                  thresholds: bool | str | Path = True) -> None:
         self.run_dir, self.tasks, self.checkpoint_path, self.epoch = run_dir, tasks, checkpoint_path, epoch
         self.seed, self.max_image_pixels = seed, max_image_pixels
-        self.calibration_file = self._operating_file(calibration, calibration_path(self.run_dir))
-        self.thresholds_file = self._operating_file(thresholds, thresholds_path(self.run_dir))
+        self.calibration_file = self._operating_file(calibration, RunPaths(self.run_dir).calibration)
+        self.thresholds_file = self._operating_file(thresholds, RunPaths(self.run_dir).thresholds)
         self.calibration = self._load(self.calibration_file, load_calibration, "calibration")
         self.decision = self._load(self.thresholds_file, load_thresholds, "thresholds")
 
@@ -296,7 +291,7 @@ class ScoringModel:
             raise ValueError(f"{what} for multitask runs is not supported yet; remove {path} or pass {what}=False")
         fitted = loader(path, classes=self.classes)
         self._check_head_kind(fitted, path, what)
-        for warning in self._staleness(read_json_object(path, what=what), path, what):
+        for warning in self._staleness(read_json(path, what=what), path, what):
             log.warning("%s", warning)
         return fitted
 
@@ -344,7 +339,7 @@ class Predictor(ScoringModel):
             raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json); "
                              "pass the folder that `winnow train` (or `winnow ensemble`) printed")
         self.config = read_saved(RunPaths(run_dir).config)
-        self.spec = DataSpec(**read_json(RunPaths(run_dir).preprocessing))
+        self.spec = DataSpec(**read_json(RunPaths(run_dir).preprocessing, what="preprocessing"))
         self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
         checkpoint_path = resolve_checkpoint(run_dir, checkpoint)
         state = load_checkpoint(checkpoint_path)

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from winnow.evaluation.report_metrics import UNCERTAIN, check_classes, threshold_vector, thresholded_predictions
+from winnow.metrics.checks import UNCERTAIN, check_classes
+from winnow.metrics.report import threshold_vector, thresholded_predictions
 from winnow.operating.label_thresholds import STRATEGY, LabelThresholds
-from winnow.operating.tuner import (FORMAT, FORMAT_VERSION, ThresholdTuner, check_columns, check_saved,
-                                   indices_to_labels)
+from winnow.operating.tuner import FORMAT, FORMAT_VERSION, ThresholdTuner, check_columns, check_saved, indices_to_labels
 
 
 class PerClassThresholds(BaseEstimator):

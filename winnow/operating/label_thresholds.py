@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from winnow.evaluation.checks import check_classes, check_multilabel_targets, check_probabilities
+from winnow.metrics.checks import check_classes, check_multilabel_targets, check_probabilities
 from winnow.operating.targets import parse_target
 from winnow.operating.tuner import FORMAT, FORMAT_VERSION, ThresholdTuner, check_saved
 from winnow.tasks.heads import LABEL_SEPARATOR

@@ -16,9 +16,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from winnow.evaluation.report_metrics import (UNCERTAIN, check_classes, check_probabilities, check_targets)
-from winnow.operating.bootstrap import (Interval, bootstrap_interval, check_bootstrap_params, json_float,
-                                       ratio_statistic)
+from winnow.metrics.checks import UNCERTAIN, check_classes, check_probabilities, check_targets
+from winnow.operating.bootstrap import Interval, bootstrap_interval, check_bootstrap_params, json_float, ratio_statistic
 from winnow.operating.targets import Target, parse_target
 
 FORMAT = "winnow.thresholds"

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from winnow.data.imageio import read_image
-from winnow.evaluation.checks import UNCERTAIN
 from winnow.inference.predictor import Predictions
+from winnow.metrics.checks import UNCERTAIN
 from winnow.reporting.html import esc, image, paragraph
 
 THUMBNAIL_PX = 96

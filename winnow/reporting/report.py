@@ -16,18 +16,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import winnow
+from winnow._version import __version__
 from winnow.evaluation.checkpoints import CheckpointSweep, evaluate_checkpoints, run_checkpoints
 from winnow.evaluation.runner import evaluate
 from winnow.reporting import run_files
 from winnow.reporting.html import fmt, page
 from winnow.reporting.sections import SECTIONS, ReportInputs
 from winnow.runs.atomic import atomic_write_text
+from winnow.runs.layout import RunPaths
 
-REPORT_FILE = "report.html"
 GALLERY_SIZE = 12
 
-__all__ = ["SECTIONS", "default_report_path", "render", "write_report"]
+__all__ = ["SECTIONS", "render", "write_report"]
 
 
 def write_report(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str | Path = "best",
@@ -56,7 +56,7 @@ def write_report(run_dir: str | Path, data: str | Path | None = None, *, checkpo
     evaluation = evaluate(run_dir, data, checkpoint=checkpoint, **settings)
     sweep, note = sweep_checkpoints(run_dir, data, enabled=checkpoints, settings=settings)
     inputs = ReportInputs(Path(run_dir).resolve(), evaluation, sweep, note, gallery)
-    path = Path(out) if out else default_report_path(run_dir, None if data is None else
+    path = Path(out) if out else RunPaths(run_dir).report(None if data is None else
                                                      evaluation.metrics["data"]["name"])
     atomic_write_text(path, render(inputs))
     return path
@@ -86,11 +86,6 @@ def sweep_checkpoints(run_dir: str | Path, data: str | Path | None, *, enabled: 
     return evaluate_checkpoints(run_dir, data, plots=False, **settings), ""
 
 
-def default_report_path(run_dir: str | Path, data_name: str | None) -> Path:
-    """`RUN/report.html` for the run's test split (no DATA given), `RUN/report-<data>.html` otherwise."""
-    return Path(run_dir) / (REPORT_FILE if data_name is None else f"report-{data_name}.html")
-
-
 def render(inputs: ReportInputs) -> str:
     """The HTML document of the report."""
     metrics = inputs.metrics
@@ -98,6 +93,6 @@ def render(inputs: ReportInputs) -> str:
     subtitle = (f"checkpoint {checkpoint['name']} (epoch {fmt(checkpoint.get('epoch'))}) on {data['source']}: "
                 f"{metrics.get('n_samples')} images")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    footer = f"written {stamp} by winnow {winnow.__version__}; evaluation files in {inputs.evaluation.directory}"
+    footer = f"written {stamp} by winnow {__version__}; evaluation files in {inputs.evaluation.directory}"
     sections = [(anchor, title, build(inputs)) for anchor, title, build in SECTIONS]
     return page(f"winnow report: {inputs.run_dir.name}", sections, subtitle=subtitle, footer=footer)

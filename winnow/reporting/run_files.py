@@ -16,9 +16,9 @@ import yaml
 
 from winnow.data.sources import SPLIT_NAMES
 from winnow.data.splits import load_splits
-from winnow.ensembles.store import ensemble_file, is_ensemble, read_ensemble
-from winnow.operating.store import read_json_object, thresholds_path
-from winnow.runs.layout import RunPaths, read_metrics
+from winnow.ensembles.store import read_ensemble
+from winnow.runs.files import read_json, read_metrics
+from winnow.runs.layout import RunPaths, is_ensemble
 from winnow.tasks.heads import label_parts
 
 PROVENANCE_KEY = "_provenance"
@@ -26,7 +26,7 @@ PROVENANCE_KEY = "_provenance"
 
 def provenance(run_dir: str | Path) -> dict[str, Any]:
     """Winnow version, git commit...: config.yaml's `_provenance` (an ensemble's `versions`); {} if none."""
-    path = RunPaths(Path(run_dir)).config
+    path = RunPaths(run_dir).config
     if not path.is_file():
         versions = (ensemble_record(run_dir) or {}).get("versions")
         return versions if isinstance(versions, dict) else {}
@@ -37,7 +37,7 @@ def provenance(run_dir: str | Path) -> dict[str, Any]:
 
 def model_name(run_dir: str | Path) -> str | None:
     """The `model` of config.yaml, or None."""
-    path = RunPaths(Path(run_dir)).config
+    path = RunPaths(run_dir).config
     document = yaml.safe_load(path.read_text()) if path.is_file() else None
     return document.get("model") if isinstance(document, dict) else None
 
@@ -48,34 +48,34 @@ def json_file(path: Path, *, what: str) -> dict[str, Any] | None:
     Raises:
         ValueError: The file exists but is not a JSON object.
     """
-    return read_json_object(path, what=what) if path.is_file() else None
+    return read_json(path, what=what) if path.is_file() else None
 
 
 def ensemble_record(run_dir: str | Path) -> dict[str, Any] | None:
     """ensemble.json of an ensemble folder (`winnow ensemble`): method, members; None for a run."""
-    return json_file(ensemble_file(run_dir), what="ensemble")
+    return json_file(RunPaths(run_dir).ensemble, what="ensemble")
 
 
 def training_summary(run_dir: str | Path) -> dict[str, Any] | None:
     """summary.json (status, epochs, best epoch...), or None."""
-    return json_file(RunPaths(Path(run_dir)).summary, what="run summary")
+    return json_file(RunPaths(run_dir).summary, what="run summary")
 
 
 def preprocessing(run_dir: str | Path) -> dict[str, Any] | None:
     """preprocessing.json (image size, channels, normalisation...), or None; an ensemble's first member's."""
     if is_ensemble(run_dir):
         run_dir = read_ensemble(run_dir).members[0].locate(Path(run_dir))
-    return json_file(RunPaths(Path(run_dir)).preprocessing, what="preprocessing")
+    return json_file(RunPaths(run_dir).preprocessing, what="preprocessing")
 
 
 def tuning_record(run_dir: str | Path) -> dict[str, Any] | None:
     """thresholds.json (the tuned rule and the data it was tuned on), or None."""
-    return json_file(thresholds_path(run_dir), what="thresholds")
+    return json_file(RunPaths(run_dir).thresholds, what="thresholds")
 
 
 def training_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of metrics.jsonl (one per epoch); [] when absent."""
-    return read_metrics(RunPaths(Path(run_dir)).metrics)
+    return read_metrics(RunPaths(run_dir).metrics)
 
 
 def split_counts(run_dir: str | Path, *, head: str) -> list[dict[str, Any]] | None:
@@ -85,7 +85,7 @@ def split_counts(run_dir: str | Path, *, head: str) -> list[dict[str, Any]] | No
         run_dir: Run folder.
         head: Head kind; multi-label images count once for each of their classes.
     """
-    path = RunPaths(Path(run_dir)).splits
+    path = RunPaths(run_dir).splits
     if not path.is_file():
         return None
     samples = load_splits(path)
@@ -100,7 +100,7 @@ def split_counts(run_dir: str | Path, *, head: str) -> list[dict[str, Any]] | No
 
 def bad_files(run_dir: str | Path) -> list[dict[str, str]] | None:
     """Rows (path, reason) of bad_files.csv, or None when the run has none."""
-    path = RunPaths(Path(run_dir)).bad_files
+    path = RunPaths(run_dir).bad_files
     if not path.is_file():
         return None
     with open(path, newline="", encoding="utf-8") as handle:

@@ -12,20 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import winnow
-from winnow.evaluation.checkpoints import PLOT_FILE, CheckpointSweep
-from winnow.evaluation.plots import metric_over_epochs_png
+from winnow._version import __version__
+from winnow.evaluation.checkpoints import CheckpointSweep
 from winnow.evaluation.runner import Evaluation
 from winnow.evaluation.scoring import headline
+from winnow.metrics.plots import metric_over_epochs_png
 from winnow.reporting import run_files
 from winnow.reporting.gallery import gallery_html, pick_examples
 from winnow.reporting.html import Markup, esc, figure, fmt, image, key_values, paragraph, table, unavailable
+from winnow.runs.layout import CHECKPOINT_PLOT_FILE, CONFUSION_FIGURE, PR_FIGURE, RELIABILITY_FIGURE, ROC_FIGURE
 
-FIGURES = (("confusion_matrix.png", "Confusion matrix (rows: true class, normalized per row)"),
-           ("pr_curves.png", "Precision-recall curves (one-vs-rest; star: the operating threshold)"),
-           ("roc_curves.png", "ROC curves (one-vs-rest; star: the operating threshold)"),
-           ("reliability.png", "Reliability diagram (confidence against accuracy)"))
-SOFTMAX_ONLY = ("confusion_matrix.png", "reliability.png")
+FIGURES = ((CONFUSION_FIGURE, "Confusion matrix (rows: true class, normalized per row)"),
+           (PR_FIGURE, "Precision-recall curves (one-vs-rest; star: the operating threshold)"),
+           (ROC_FIGURE, "ROC curves (one-vs-rest; star: the operating threshold)"),
+           (RELIABILITY_FIGURE, "Reliability diagram (confidence against accuracy)"))
+SOFTMAX_ONLY = (CONFUSION_FIGURE, RELIABILITY_FIGURE)
 PREPROCESSING_KEYS = ("img_size", "in_chans", "fill", "autolevel", "automask", "mean", "std")
 MAX_LISTED = 50
 TUNE_HINT = "winnow tune RUN --target 'precision(CLASS)>=0.9'"
@@ -73,7 +74,7 @@ def run_body(inputs: ReportInputs) -> str:
              ("test-time augmentation", metrics.get("tta") or "none")]
     pairs += ensemble_pairs(run_files.ensemble_record(inputs.run_dir)) or training_pairs(summary)
     pairs += [("trained with", code_text(origin) if origin else None),
-              ("report written by", f"winnow {winnow.__version__}")]
+              ("report written by", f"winnow {__version__}")]
     return key_values(pairs)
 
 
@@ -286,7 +287,7 @@ def checkpoints_body(inputs: ReportInputs) -> str:
     """One row per checkpoint on the same data (checkpoints.csv) and the metrics-over-epochs plot."""
     if inputs.sweep is None:
         return unavailable(inputs.sweep_note or "no checkpoints evaluated")
-    plot = inputs.sweep.directory / PLOT_FILE
+    plot = inputs.sweep.directory / CHECKPOINT_PLOT_FILE
     parts = [table(inputs.sweep.rows),
              paragraph(f"written to {inputs.sweep.directory / 'checkpoints.csv'}")]
     if plot.is_file():

@@ -27,9 +27,3 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    import torch  # here, so that plain-file writers do not pay torch's import time
-
-    atomic_write(path, lambda f: torch.save(obj, f))

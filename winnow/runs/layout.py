@@ -1,77 +1,140 @@
-"""The files of a run folder, in one place."""
+"""Every file name of a run or ensemble folder, and the questions asked about a folder, in one place.
+
+A run folder (`winnow train`) and an ensemble folder (`winnow ensemble`) share this layout; an
+ensemble has `ensemble.json` (and `combiner.joblib`) where a run has `config.yaml` and checkpoints.
+Post-training files (`calibration.json`, `thresholds.json`), evaluations under `eval/` and reports
+live in either.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from winnow.runs.atomic import atomic_write_text
+CONFIG_FILE = "config.yaml"
+CLASSES_FILE = "classes.json"
+PREPROCESSING_FILE = "preprocessing.json"
+SPLITS_FILE = "splits.csv"
+METRICS_FILE = "metrics.jsonl"  # one row per epoch
+SUMMARY_FILE = "summary.json"
+BAD_FILES_FILE = "bad_files.csv"
+TENSORBOARD_DIR = "tensorboard"
+CHECKPOINTS_DIR = "checkpoints"
+CHECKPOINT_SUFFIX = ".pt"
+CALIBRATION_FILE = "calibration.json"
+THRESHOLDS_FILE = "thresholds.json"
+ENSEMBLE_FILE = "ensemble.json"
+COMBINER_FILE = "combiner.joblib"
+EVAL_DIR = "eval"
+EVAL_METRICS_FILE = "metrics.json"  # inside one evaluation folder
+EVAL_PREDICTIONS_FILE = "predictions.csv"
+CHECKPOINT_TABLE_FILE = "checkpoints.csv"  # `eval --checkpoint all`, per data set
+CHECKPOINT_PLOT_FILE = "metrics_over_epochs.png"
+CONFUSION_FIGURE = "confusion_matrix.png"  # figures of one evaluation folder
+PR_FIGURE = "pr_curves.png"
+ROC_FIGURE = "roc_curves.png"
+RELIABILITY_FIGURE = "reliability.png"
+REPORT_FILE = "report.html"
 
 
 @dataclass(frozen=True)
 class RunPaths:
-    """Paths inside `runs/<name>/`."""
+    """Paths inside a run or ensemble folder `runs/<name>/`."""
 
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_FILE
 
     @property
     def classes(self) -> Path:
-        return self.root / "classes.json"
+        return self.root / CLASSES_FILE
 
     @property
     def preprocessing(self) -> Path:
-        return self.root / "preprocessing.json"
+        return self.root / PREPROCESSING_FILE
 
     @property
     def splits(self) -> Path:
-        return self.root / "splits.csv"
+        return self.root / SPLITS_FILE
 
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.jsonl"
+        return self.root / METRICS_FILE
 
     @property
     def summary(self) -> Path:
-        return self.root / "summary.json"
+        return self.root / SUMMARY_FILE
 
     @property
     def bad_files(self) -> Path:
-        return self.root / "bad_files.csv"
+        return self.root / BAD_FILES_FILE
 
     @property
     def tensorboard(self) -> Path:
-        return self.root / "tensorboard"
+        return self.root / TENSORBOARD_DIR
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / CHECKPOINTS_DIR
+
+    @property
+    def calibration(self) -> Path:
+        return self.root / CALIBRATION_FILE
+
+    @property
+    def thresholds(self) -> Path:
+        return self.root / THRESHOLDS_FILE
+
+    @property
+    def ensemble(self) -> Path:
+        return self.root / ENSEMBLE_FILE
+
+    @property
+    def combiner(self) -> Path:
+        return self.root / COMBINER_FILE
 
     def checkpoint(self, name: str) -> Path:
-        return self.checkpoints / f"{name}.pt"
+        return self.checkpoints / f"{name}{CHECKPOINT_SUFFIX}"
+
+    def eval_data(self, data_name: str) -> Path:
+        """`eval/<data>/`: every evaluation of one data set (and its per-checkpoint table)."""
+        return self.root / EVAL_DIR / data_name
+
+    def evaluation(self, data_name: str, checkpoint: str | Path, *, tta_label: str = "") -> Path:
+        """`eval/<data>/<checkpoint>[-tta-<label>]/`: one checkpoint evaluated on one data set."""
+        return self.eval_data(data_name) / (checkpoint_label(checkpoint) + (f"-tta-{tta_label}" if tta_label else ""))
+
+    def report(self, data_name: str | None = None) -> Path:
+        """`report.html` for the run's test split (no `data_name`), `report-<data>.html` otherwise."""
+        return self.root / (REPORT_FILE if data_name is None else f"report-{data_name}.html")
 
 
-def write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=2) + "\n")
+def is_ensemble(folder: str | Path) -> bool:
+    """Whether `folder` is an ensemble folder (has ensemble.json) rather than a run folder."""
+    return RunPaths(folder).ensemble.is_file()
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+def checkpoint_names(run_dir: str | Path) -> list[str]:
+    """Names of the checkpoints in RUN/checkpoints (best, last, epochNNNN, selected...)."""
+    folder = RunPaths(run_dir).checkpoints
+    return sorted(p.stem for p in folder.glob(f"*{CHECKPOINT_SUFFIX}")) if folder.is_dir() else []
 
 
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def checkpoint_label(checkpoint: str | Path) -> str:
+    """Folder name of a checkpoint: its name (best, last...) or a path's stem."""
+    text = str(checkpoint)
+    return Path(text).stem if text.endswith(CHECKPOINT_SUFFIX) or "/" in text else text
 
 
-def write_metrics(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
+def dataset_name(source: str | Path) -> str:
+    """A short name for a data source: the file stem, or the folder for a plain `manifest.csv`."""
+    source = Path(source)
+    return source.parent.name if source.stem == "manifest" else source.stem
 
 
 def unique_run_dir(out: str | Path, name: str) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from winnow.data.sources import dataset_name
-from winnow.runs.layout import read_json
+from winnow.runs.files import read_json
+from winnow.runs.layout import SUMMARY_FILE, dataset_name
 
 COLUMNS = ("name", "model", "data", "epochs", "best", "best_epoch", "test_acc", "time", "status")
 
@@ -15,8 +15,8 @@ def run_rows(root: str | Path) -> list[dict[str, str]]:
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {root} does not exist; train a model first or pass --dir")
-    summaries = sorted(root.glob("*/summary.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [_row(read_json(path)) for path in summaries]
+    summaries = sorted(root.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [_row(read_json(path, what="summary")) for path in summaries]
 
 
 def _row(summary: dict) -> dict[str, str]:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import platform
 import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import timm
-import torch
-
-import winnow
+from winnow._version import __version__
 
 
 def git_commit() -> str | None:
     """The commit of the winnow checkout, or None when not in a git checkout."""
-    repo = Path(winnow.__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5
@@ -27,9 +26,24 @@ def git_commit() -> str | None:
 
 def provenance() -> dict[str, Any]:
     return {
-        "winnow_version": winnow.__version__,
+        "winnow_version": __version__,
         "git_commit": git_commit(),
-        "torch": str(torch.__version__),
-        "timm": timm.__version__,
+        "torch": _installed_version("torch"),
+        "timm": _installed_version("timm"),
         "python": platform.python_version(),
     }
+
+
+def _installed_version(package: str) -> str | None:
+    """A package's version, without importing it here (runs/ stays light).
+
+    Where a run or checkpoint is written the package is loaded already, and its `__version__` keeps the
+    build tag (`2.14.1+cu130`) that the distribution metadata lacks.
+    """
+    module = sys.modules.get(package)
+    if module is not None:
+        return str(module.__version__)
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None

@@ -16,7 +16,7 @@ import torch
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import f1_score
 
-from winnow.evaluation.metrics import classification_metrics
+from winnow.metrics.headline import classification_metrics
 
 LABEL_SEPARATOR = "|"
 

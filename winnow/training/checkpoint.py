@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from winnow.runs.atomic import atomic_torch_save
+from winnow.runs.atomic import atomic_write
 
 
 def rng_states() -> dict[str, Any]:
@@ -31,7 +31,7 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save a training state dict atomically (with RNG states added)."""
-    atomic_torch_save({**state, "rng": rng_states()}, path)
+    atomic_write(path, lambda handle: torch.save({**state, "rng": rng_states()}, handle))
 
 
 def evaluation_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:

@@ -16,27 +16,28 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from winnow.config import Config, read_saved, save_yaml
-from winnow.data.prepare import (DataSpec, eval_loader, make_dataset, resolve_samples, train_loader,
-                                 validate_samples, build_spec)
-from winnow.data.sources import Samples, dataset_name
+from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_samples, train_loader,
+                                 validate_samples)
+from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
 from winnow.losses import create_loss
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
-from winnow.runs.layout import RunPaths, read_json, read_metrics, unique_run_dir, write_json, write_metrics
+from winnow.runs.files import read_json, read_metrics, write_json, write_metrics
+from winnow.runs.layout import RunPaths, dataset_name, unique_run_dir
 from winnow.runs.provenance import provenance
+from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
+from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
 from winnow.training.checkpoint import evaluation_weights, load_checkpoint, save_checkpoint
 from winnow.training.device import Accelerator, make_accelerator
 from winnow.training.distributed import DistInfo, init_distributed
 from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInterrupted, predict_probabilities,
                                     train_one_epoch)
+from winnow.training.mixing import BatchMixer
 from winnow.training.optim import create_optimizer, create_schedule, current_lr
 from winnow.training.progress import Progress, summary_line
-from winnow.training.mixing import BatchMixer
 from winnow.training.state import TrainState, unwrap
-from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
-from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
 
 log = logging.getLogger("winnow")
 RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "save_every", "cache", "cache_dir")
@@ -137,7 +138,7 @@ def _prepare_data(config: Config, paths: RunPaths, *, resumed: bool,
                   dist_info: DistInfo) -> tuple[Samples, DataSpec]:
     """Splits (new or saved), file scan, classes and normalisation."""
     if resumed:
-        return load_splits(paths.splits), DataSpec(**read_json(paths.preprocessing))
+        return load_splits(paths.splits), DataSpec(**read_json(paths.preprocessing, what="preprocessing"))
     samples, bad, grayscale_share = validate_samples(resolve_samples(config), config)
     spec = build_spec(samples, config, grayscale_share=grayscale_share)
     if dist_info.is_main:

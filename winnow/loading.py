@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from winnow.ensembles.predictor import EnsemblePredictor
-from winnow.ensembles.store import is_ensemble
 from winnow.inference.predictor import Predictor, ScoringModel
+from winnow.runs.layout import is_ensemble
 
 
 def load(run_dir: str | Path, *, checkpoint: str | Path = "best", device: str = "auto",

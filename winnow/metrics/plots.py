@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
-from winnow.evaluation.report_metrics import (ECE_BINS, check_classes, check_multilabel_targets, check_probabilities,
-                                              check_targets, reliability_bins)
+from winnow.metrics.checks import check_classes, check_multilabel_targets, check_probabilities, check_targets
+from winnow.metrics.report import ECE_BINS, reliability_bins
 from winnow.runs.atomic import atomic_write
 
 DPI = 120

@@ -19,8 +19,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, balanced_a
                              f1_score, hamming_loss, log_loss, multilabel_confusion_matrix,
                              precision_recall_fscore_support, roc_auc_score)
 
-from winnow.evaluation.checks import (UNCERTAIN, check_classes, check_multilabel_targets, check_probabilities,
-                                      check_targets)
+from winnow.metrics.checks import UNCERTAIN, check_classes, check_multilabel_targets, check_probabilities, check_targets
 
 ECE_BINS = 15
 
