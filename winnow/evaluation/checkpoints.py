@@ -18,9 +18,10 @@ from winnow.evaluation.runner import Evaluation, evaluate_predictor
 from winnow.evaluation.scoring import headline, operating_columns
 from winnow.loading import load
 from winnow.metrics.plots import metric_over_epochs_png
-from winnow.runs.layout import CHECKPOINT_PLOT_FILE, CHECKPOINT_TABLE_FILE, RunPaths, checkpoint_names, is_ensemble
+from winnow.runs.layout import (CHECKPOINT_PLOT_FILE, CHECKPOINT_TABLE_FILE, SELECTED_CHECKPOINT, RunPaths,
+                                checkpoint_names, is_ensemble)
 
-SKIPPED = ("selected",)  # a copy of another checkpoint
+SKIPPED = (SELECTED_CHECKPOINT,)  # a copy of another checkpoint
 _EPOCH = re.compile(r"^epoch(\d+)$")
 
 

@@ -26,11 +26,10 @@ from winnow.operating.targets import Target, parse_target
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.atomic import atomic_write
 from winnow.runs.files import fingerprint, read_json, write_json
-from winnow.runs.layout import EVAL_METRICS_FILE, EVAL_PREDICTIONS_FILE, RunPaths, is_ensemble
+from winnow.runs.layout import EVAL_METRICS_FILE, EVAL_PREDICTIONS_FILE, SELECTED_CHECKPOINT, RunPaths, is_ensemble
 from winnow.tasks.heads import Head
 from winnow.tasks.spec import TaskSpec
 
-SELECTED = "selected"
 
 
 @dataclass
@@ -101,9 +100,9 @@ def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | No
                   for name, (epoch, probabilities, targets) in tables.items()]
     chosen = best_candidate(candidates, parsed, eval_data, run_dir)
     paths = RunPaths(run_dir)
-    copy_file(paths.checkpoint(chosen.checkpoint), paths.checkpoint(SELECTED))
+    copy_file(paths.checkpoint(chosen.checkpoint), paths.checkpoint(SELECTED_CHECKPOINT))
     record = selection_record(target, parsed, eval_data, chosen, candidates, paths.checkpoint(chosen.checkpoint))
-    write_json(paths.checkpoints / f"{SELECTED}.json", record)
+    write_json(paths.selection, record)
     return record
 
 
@@ -186,7 +185,7 @@ def selection_summary(record: dict[str, Any], run_dir: str | Path) -> list[str]:
     lines = [f"selected {record['selected']} (epoch {record['epoch']}): {record['why']}",
              f"threshold {record['threshold']:.6g}: {achieved}",
              f"{record['parsed_target'].split()[0]} bootstrap interval [{_fmt(low)}, {_fmt(high)}]",
-             f"copied to {RunPaths(run_dir).checkpoint(SELECTED)}; use it with --checkpoint selected "
+             f"copied to {RunPaths(run_dir).checkpoint(SELECTED_CHECKPOINT)}; use it with --checkpoint selected "
              f"(tune its threshold: winnow tune {run_dir} --checkpoint selected --target \"{record['target']}\")"]
     return lines + [f"warning: {warning}" for warning in record["warnings"]]
 

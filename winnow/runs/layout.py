@@ -17,10 +17,12 @@ PREPROCESSING_FILE = "preprocessing.json"
 SPLITS_FILE = "splits.csv"
 METRICS_FILE = "metrics.jsonl"  # one row per epoch
 SUMMARY_FILE = "summary.json"
+TRAIN_LOG_FILE = "train.log"
 BAD_FILES_FILE = "bad_files.csv"
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_SUFFIX = ".pt"
+SELECTED_CHECKPOINT = "selected"  # `winnow select` copies its choice there, with selected.json beside it
 CALIBRATION_FILE = "calibration.json"
 THRESHOLDS_FILE = "thresholds.json"
 ENSEMBLE_FILE = "ensemble.json"
@@ -69,6 +71,14 @@ class RunPaths:
     @property
     def summary(self) -> Path:
         return self.root / SUMMARY_FILE
+
+    @property
+    def train_log(self) -> Path:
+        return self.root / TRAIN_LOG_FILE
+
+    @property
+    def selection(self) -> Path:
+        return self.checkpoints / f"{SELECTED_CHECKPOINT}.json"
 
     @property
     def bad_files(self) -> Path:

@@ -121,7 +121,7 @@ def _attach_log_file(paths: RunPaths) -> None:
     for handler in [h for h in log.handlers if getattr(h, "winnow_run_log", False)]:
         log.removeHandler(handler)
         handler.close()
-    handler = logging.FileHandler(paths.root / "train.log")
+    handler = logging.FileHandler(paths.train_log)
     handler.winnow_run_log = True
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
