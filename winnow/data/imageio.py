@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,78 @@ class ImageReadError(ValueError):
     def __init__(self, path: str | Path, reason: str, detail: str) -> None:
         super().__init__(f"{path}: {reason}: {detail}")
         self.path, self.reason, self.detail = str(path), reason, detail
+
+
+@dataclass
+class DecodeNotes:
+    """What decoding needed beyond PIL, for one report per run instead of one log line per file.
+
+    Attributes:
+        fallback: Files read with tifffile because PIL could not read them (or would lose their depth).
+        repaired: File -> tifffile's first complaint about it (e.g. "incorrect StripByteCounts count"),
+            for malformed TIFFs that tifffile read anyway.
+    """
+
+    fallback: set[str] = field(default_factory=set)
+    repaired: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str | None:
+        """One line for the log, or None when nothing needed the fallback."""
+        if not self.fallback and not self.repaired:
+            return None
+        line = f"{len(self.fallback)} file(s) needed the tifffile fallback reader"
+        if self.repaired:
+            path, message = next(iter(sorted(self.repaired.items())))
+            line += (f"; tifffile repaired malformed tags in {len(self.repaired)} (first: {path}: "
+                     f"{message.split('>', 1)[-1].strip()})")
+        return line
+
+
+_collectors: list[DecodeNotes] = []
+_reading = threading.local()  # the file this thread is decoding, so tifffile's messages can be traced to it
+
+
+class _QuietTiffLog(logging.Filter):
+    """Keeps tifffile's per-file complaints out of the logs while winnow decodes, noting them instead.
+
+    Messages tifffile logs outside winnow's own reads pass through untouched.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = getattr(_reading, "path", None)
+        if path is None:
+            return True
+        for notes in _collectors:
+            notes.repaired.setdefault(path, record.getMessage())
+        return False
+
+
+logging.getLogger("tifffile").addFilter(_QuietTiffLog())
+
+
+@contextmanager
+def collect_decode_notes() -> Iterator[DecodeNotes]:
+    """Gather `DecodeNotes` of every file decoded in this process while the block runs (any thread)."""
+    notes = DecodeNotes()
+    _collectors.append(notes)
+    try:
+        yield notes
+    finally:
+        _collectors.remove(notes)
+
+
+@contextmanager
+def _decoding(path: Path) -> Iterator[None]:
+    _reading.path = str(path)
+    try:
+        yield
+    finally:
+        _reading.path = None
+
+
+def _note_fallback(path: Path) -> None:
+    for notes in _collectors:
+        notes.fallback.add(str(path))
 
 
 @dataclass(frozen=True)
@@ -72,7 +148,7 @@ def _probe_tiff(path: Path, pil_error: Exception) -> ImageHeader:
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise ImageReadError(path, "not_an_image", f"cannot identify image ({pil_error})")
     try:
-        with tifffile.TiffFile(path) as tiff:
+        with _decoding(path), tifffile.TiffFile(path) as tiff:
             page = tiff.pages[0]
             height, width = page.shape[:2]
             return ImageHeader(int(width), int(height), f"tiff:{page.dtype}")
@@ -135,8 +211,10 @@ def _composite(array: np.ndarray, fill: int) -> np.ndarray:
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    _note_fallback(path)
     try:
-        array = tifffile.imread(path)
+        with _decoding(path):
+            array = tifffile.imread(path)
     except Exception as error:  # tifffile raises many types for broken files
         raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can decode it ({error})")
     if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):
