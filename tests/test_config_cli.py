@@ -22,10 +22,10 @@ def test_unknown_yaml_key_lists_valid_keys(tmp_path):
 @pytest.mark.parametrize("values, message", [
     ({"optimizer": "adam"}, r"optimizer must be one of \['sgd', 'adamw', 'radam', 'lookahead_radam'\], got 'adam'"),
     ({"epochs": 0}, "epochs must be a positive integer, got 0"),
-    ({"label_smoothing": 1.5}, r"label_smoothing must be in \[0, 1\)"),
-    ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+    ({"label_smoothing": 1.5}, r"label_smoothing must be a number in \[0, 1\), got 1.5"),
+    ({"val_fraction": 1.0}, r"val_fraction must be a number in \[0, 1\), got 1.0"),
     ({"in_chans": 2}, r"in_chans must be one of \['auto', 1, 3\], got 2"),
-    ({"fill": 300}, r"fill must be a gray level in \[0, 255\]"),
+    ({"fill": 300}, r"fill must be an integer in \[0, 255\], got 300; it is the gray level"),
 ])
 def test_bad_values_are_rejected_with_the_fix(values, message):
     with pytest.raises(ValueError, match=message):

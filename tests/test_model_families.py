@@ -81,7 +81,7 @@ def test_bilinear_reduce_dim_sets_embedding_size():
     assert model.num_features == 128 * 128
     small = FAMILIES["bilinear"]("resnet18", num_classes=2, in_chans=3, reduce_dim=16)
     assert small(torch.randn(2, 3, 32, 32)).shape == (2, 2) and small.num_features == 256
-    with pytest.raises(ValueError, match="reduce_dim must be an int >= 1"):
+    with pytest.raises(ValueError, match="reduce_dim must be None or a positive integer, got 0"):
         FAMILIES["bilinear"]("resnet18", num_classes=2, in_chans=3, reduce_dim=0)
 
 
@@ -98,7 +98,7 @@ def test_gem_p_is_learnable_and_starts_at_three():
     assert model.head.pool.p.item() == pytest.approx(3.0) and model.head.pool.p.requires_grad
     model(torch.randn(2, 1, 32, 32)).sum().backward()
     assert model.head.pool.p.grad is not None
-    with pytest.raises(ValueError, match="p must be > 0"):
+    with pytest.raises(ValueError, match="p must be a number > 0, got 0.0"):
         GeneralizedMeanPool2d(p=0.0)
 
 
@@ -141,7 +141,7 @@ def test_small_stem_rejects_unsupported_models(name):
 def test_apply_stem_by_name():
     model = create_model("test_resnet", num_classes=3, in_chans=1)
     assert apply_stem(model, None) is model and apply_stem(model, "default") is model
-    with pytest.raises(ValueError, match=r"stem must be one of \['default', 'small'\]; got 'tiny'"):
+    with pytest.raises(ValueError, match=r"stem must be None or one of \['default', 'small'\], got 'tiny'"):
         apply_stem(model, "tiny")
     assert apply_stem(model, "small").maxpool.__class__.__name__ == "Identity"
 
@@ -169,9 +169,9 @@ def test_token_backbones_raise_a_clear_error():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"num_classes": -1}, "num_classes must be an int >= 0"),
-    ({"drop_rate": 1.5}, r"drop_rate must be a float in \[0, 1\)"),
-    ({"in_chans": 0}, "in_chans must be an int >= 1"),
+    ({"num_classes": -1}, "num_classes must be an integer >= 0, got -1"),
+    ({"drop_rate": 1.5}, r"drop_rate must be a number in \[0, 1\), got 1.5"),
+    ({"in_chans": 0}, "in_chans must be a positive integer, got 0"),
 ])
 def test_bad_arguments_raise(kwargs, message):
     args = {"num_classes": 3, "in_chans": 3, "drop_rate": 0.0} | kwargs

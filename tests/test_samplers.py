@@ -225,7 +225,7 @@ def test_describe_mix_names_the_epochs_sampler():
 BAD_BUILDS = [
     ({"name": "nope"}, r"unknown sampler 'nope'; valid samplers: balanced, m_per_class, random, repeat_factor, sqrt"),
     ({"name": "m_per_class", "params": {"k": 1}},
-     r"unknown sampler_params key\(s\) \['k'\] for sampler 'm_per_class'; valid: m \(default 4\)"),
+     r"unknown key\(s\) \['k'\] in sampler_params; valid keys: m; sampler 'm_per_class' takes m \(default 4\)"),
     ({"name": "random", "params": {"m": 2}}, r"sampler 'random' takes no sampler_params"),
     ({"name": "m_per_class", "params": [("m", 2)]}, r"sampler_params must be a mapping"),
     ({"name": "m_per_class", "params": {"m": 0}},

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from numbers import Integral, Real
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
 
+from winnow.constraints import Interval, Options, check_value, validate_params
 from winnow.runs.atomic import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adamw", "radam", "lookahead_radam")
@@ -19,6 +22,109 @@ SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_balanced_accuracy", "val_
 NORMALIZE_MODES = ("auto", "dataset", "imagenet", "none")
 VERIFY_MODES = ("auto", "header", "full")
 HEAD_KINDS = ("multiclass", "binary", "multilabel", "multitask")
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+_COUNT = Interval(Integral, 0, None, closed="left")  # a count; for the epoch keys 0 acts like None
+_FRACTION = Interval(Real, 0, 1, closed="left")  # [0, 1): a share that cannot be everything
+_PROBABILITY = Interval(Real, 0, 1, closed="both")
+_NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+_POSITIVE = Interval(Real, 0, None, closed="neither")
+_OPEN_UNIT = Interval(Real, 0, 1, closed="neither")
+
+PARAMETER_CONSTRAINTS: dict[str, list] = {
+    # data
+    "val_fraction": [_FRACTION],
+    "test_fraction": [_FRACTION],
+    "split_seed": [None, _COUNT],
+    "skip_bad": [bool],
+    "verify": [Options(VERIFY_MODES)],
+    "max_image_pixels": [_POSITIVE_INT],
+    "cache": [None, bool],
+    "cache_memory_mb": [_POSITIVE_INT],
+    "cache_dir": [None, str],
+    "workers": [_COUNT],
+    # preprocessing and augmentation
+    "img_size": [_POSITIVE_INT],
+    "in_chans": [Options(CHANNEL_MODES)],
+    "fill": [Interval(Integral, 0, 255, closed="both")],
+    "autolevel": [bool],
+    "automask": [bool],
+    "hflip": [_PROBABILITY],
+    "vflip": [_PROBABILITY],
+    "rotate": [Interval(Real, 0, 180, closed="both")],
+    "scale_jitter": [_FRACTION],
+    "brightness": [_NON_NEGATIVE],
+    "contrast": [_NON_NEGATIVE],
+    "randaugment": [bool],
+    "random_erasing": [_PROBABILITY],
+    "normalize": [Options(NORMALIZE_MODES)],
+    # model
+    "model": [str],
+    "stem": [str],
+    "head": [Options(HEAD_KINDS)],
+    "positive_class": [None, str],
+    "threshold": [_OPEN_UNIT],
+    "tasks": [list],
+    "pretrained": [None, str],
+    "freeze": [None, str],
+    "unfreeze_at": [None, _COUNT],
+    "drop_rate": [_FRACTION],
+    # loss and sampling
+    "loss": [str],
+    "loss_params": [dict, None],  # an empty YAML `loss_params:` reads as None; the losses take it
+    "label_smoothing": [_FRACTION],
+    "class_weights": [str, list],
+    "class_weights_epoch": [None, _COUNT],
+    "effective_beta": [_FRACTION],
+    "sampler": [str],
+    "sampler_params": [dict, None],
+    "sampler_epoch": [None, _POSITIVE_INT],  # the sampler switch is 1-based
+    "mixup": [_NON_NEGATIVE],
+    "cutmix": [_NON_NEGATIVE],
+    "mix_prob": [_PROBABILITY],
+    # optimisation
+    "epochs": [_POSITIVE_INT],
+    "batch_size": [_POSITIVE_INT],
+    "lr": [_POSITIVE],
+    "weight_decay": [_NON_NEGATIVE],
+    "momentum": [_FRACTION],
+    "optimizer": [Options(OPTIMIZERS)],
+    "schedule": [Options(SCHEDULES)],
+    "warmup_epochs": [_COUNT],
+    "milestones": [list],
+    "step_gamma": [_POSITIVE],
+    "grad_clip": [None, _POSITIVE],
+    "accumulate": [_POSITIVE_INT],
+    "ema": [bool],
+    "ema_decay": [_OPEN_UNIT],
+    "amp": [Options(AMP_MODES)],
+    "channels_last": [bool],
+    "compile": [bool],
+    "device": [str],
+    "seed": [_COUNT],  # numpy's SeedSequence refuses negative seeds
+    "deterministic": [bool],
+    # run folder
+    "name": [None, str],
+    "out": [str],
+    "select_metric": [Options(SELECT_METRICS)],
+    "save_every": [None, _POSITIVE_INT],
+    "progress": [bool],
+}
+"""What each Config field may hold; `validate` checks a config against it."""
+
+PARAMETER_HINTS: dict[str, str] = {
+    "in_chans": "'auto' picks 1 (grayscale) or 3 (colour) from the images",
+    "fill": "it is the gray level of padding and rotated corners (0 black, 255 white)",
+    "threshold": "it is the predicted probability above which a label counts as present",
+    "positive_class": "class names are strings; quote a numeric one in YAML, e.g. positive_class: '1'",
+    "mixup": "it is the Beta distribution's alpha, 0 disables it",
+    "cutmix": "it is the Beta distribution's alpha, 0 disables it",
+    "workers": "0 loads images in the main process",
+    "unfreeze_at": "it is the epoch (as the log counts) at which the frozen layers start training",
+    "sampler_epoch": "it is the epoch (as the log counts) from which the sampler replaces random sampling",
+    "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
+}
+"""How to fix a bad value of a field, where its range alone does not say."""
 
 
 @dataclass
@@ -108,8 +214,9 @@ class Config:
 
     def __post_init__(self) -> None:
         for name in ("data", "val", "test"):
-            value = getattr(self, name)
-            setattr(self, name, [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value])
+            value = check_value(name, getattr(self, name), [str, PurePath, list, tuple],
+                                hint="give a manifest/folder path or a list of them")
+            setattr(self, name, [str(value)] if isinstance(value, (str, PurePath)) else [str(v) for v in value])
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,15 +230,18 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Config)]
 
 
-def from_dict(values: dict[str, Any], *, source: str = "config") -> Config:
+def from_dict(values: Mapping[str, Any], *, source: str = "config") -> Config:
     """Build a Config, rejecting keys it does not know.
 
     Args:
         values: key -> value, as in a YAML file.
         source: where the values came from, for error messages.
+
+    Raises:
+        InvalidParameterError: `values` is not a mapping, or a value is out of range.
+        ValueError: a key is not a Config field (the valid keys are listed).
     """
-    if not isinstance(values, dict):
-        raise TypeError(f"{source}: expected a mapping of key: value, got {type(values).__name__}")
+    check_value(source, values, [Mapping], hint="write it as key: value pairs, e.g. {epochs: 30}")
     unknown = sorted(set(values) - set(field_names()))
     if unknown:
         raise ValueError(
@@ -152,8 +262,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"config file {path} does not exist; pass an existing YAML file")
     values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"config file {path}: expected a mapping of key: value at top level")
+    check_value(f"config file {path}", values, [dict], hint="write one key: value per line at top level")
     from_dict(values, source=str(path))  # reject unknown keys early, naming the file
     return values
 
@@ -172,45 +281,10 @@ def read_saved(path: str | Path) -> Config:
 
 
 def validate(config: Config) -> None:
-    """Check ranges and choices, with messages that say how to fix them."""
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("schedule", config.schedule, SCHEDULES)
-    _choice("amp", config.amp, AMP_MODES)
-    _choice("in_chans", config.in_chans, CHANNEL_MODES)
-    _choice("select_metric", config.select_metric, SELECT_METRICS)
-    _choice("normalize", config.normalize, NORMALIZE_MODES)
-    _choice("verify", config.verify, VERIFY_MODES)
-    _choice("head", config.head, HEAD_KINDS)
-    if not 0 < config.threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {config.threshold}")
-    for name in ("mixup", "cutmix"):
-        if getattr(config, name) < 0:
-            raise ValueError(f"{name} must be an alpha >= 0 (0 disables it), got {getattr(config, name)}")
-    if not 0 <= config.mix_prob <= 1:
-        raise ValueError(f"mix_prob must be in [0, 1], got {config.mix_prob}")
-    _positive("epochs", config.epochs)
-    _positive("batch_size", config.batch_size)
-    _positive("img_size", config.img_size)
-    _positive("accumulate", config.accumulate)
-    if config.lr <= 0:
-        raise ValueError(f"lr must be > 0, got {config.lr}")
-    for name in ("val_fraction", "test_fraction"):
-        value = getattr(config, name)
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value}")
-    if not 0 <= config.label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
-    if not 0 <= config.fill <= 255:
-        raise ValueError(f"fill must be a gray level in [0, 255], got {config.fill}")
-    if config.workers < 0:
-        raise ValueError(f"workers must be >= 0, got {config.workers}")
+    """Check every field against `PARAMETER_CONSTRAINTS`, with messages that say how to fix it.
 
-
-def _choice(name: str, value: Any, valid: tuple) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
-
-
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    Raises:
+        InvalidParameterError: the first field whose value is of the wrong type or out of range.
+    """
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    validate_params(values, PARAMETER_CONSTRAINTS, hints=PARAMETER_HINTS)

@@ -9,15 +9,18 @@ and can switch from `random` to the named strategy at a given epoch. Build one w
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from winnow.constraints import InvalidParameterError, Interval, check_known_keys, check_value
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 
 
 def epoch_seed_base(seed: int, epoch: int) -> int:
@@ -132,10 +135,9 @@ class RepeatFactor(Strategy):
 
     def __init__(self, targets: torch.Tensor, num_classes: int, *, batch_size: int, t: float) -> None:
         super().__init__(targets, num_classes, batch_size=batch_size)
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < math.inf:
-            raise ValueError(f"sampler_params t (repeat_factor frequency threshold) must be a number > 0, "
-                             f"got {t!r}; classes rarer than t are repeated, e.g. t: 0.1")
-        self.t = t
+        self.t = check_value("sampler_params t (repeat_factor frequency threshold)", t,
+                             [Interval(Real, 0, None, closed="neither")],
+                             hint="classes rarer than t are repeated, e.g. t: 0.1")
         frequency = self.counts.double() / len(targets)
         self.class_factors = torch.where(self.counts > 0, (t / frequency).sqrt().clamp(min=1.0), 0.0)
 
@@ -205,15 +207,13 @@ class MPerClass(Strategy):
 def _check_m(m: Any, *, batch_size: int, present: int) -> None:
     valid = [d for d in range(1, batch_size + 1) if batch_size % d == 0 and batch_size // d <= present]
     hint = f"valid m for batch_size={batch_size} and {present} classes with images: {', '.join(map(str, valid))}"
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise ValueError(f"sampler_params m (images per class in a batch) must be a positive integer, "
-                         f"got {m!r}; {hint}")
+    check_value("sampler_params m (images per class in a batch)", m, [_POSITIVE_INT], hint=hint)
     if batch_size % m:
-        raise ValueError(f"sampler_params m={m} must divide batch_size={batch_size} "
-                         f"(each batch holds batch_size / m classes); {hint}, or change batch_size")
+        raise InvalidParameterError(f"sampler_params m={m} must divide batch_size={batch_size} "
+                                    f"(each batch holds batch_size / m classes); {hint}, or change batch_size")
     if batch_size // m > present:
-        raise ValueError(f"m_per_class with m={m} needs batch_size / m = {batch_size // m} classes per batch, "
-                         f"but only {present} classes have images; {hint}")
+        raise InvalidParameterError(f"m_per_class with m={m} needs batch_size / m = {batch_size // m} classes "
+                                    f"per batch, but only {present} classes have images; {hint}")
 
 
 SAMPLERS: dict[str, type[Strategy]] = {
@@ -236,16 +236,11 @@ def build_strategy(name: str, targets: list[int], num_classes: int, *, batch_siz
                     **_with_defaults(name, strategy.defaults, params))
 
 
-def _with_defaults(name: str, defaults: dict[str, Any], params: dict | None) -> dict[str, Any]:
-    params = {} if params is None else params
-    if not isinstance(params, dict):
-        raise ValueError(f"sampler_params must be a mapping of name: value, got {type(params).__name__}")
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        valid = ", ".join(f"{key} (default {value})" for key, value in defaults.items())
-        raise ValueError(f"unknown sampler_params key(s) {unknown} for sampler {name!r}; "
-                         + (f"valid: {valid}" if valid else f"sampler {name!r} takes no sampler_params"))
-    return {**defaults, **params}
+def _with_defaults(name: str, defaults: dict[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`params` merged over the sampler's `defaults`, refusing names it does not take."""
+    takes = ", ".join(f"{key} (default {value})" for key, value in defaults.items())
+    hint = f"sampler {name!r} takes {takes}" if takes else f"sampler {name!r} takes no sampler_params"
+    return {**defaults, **check_known_keys("sampler_params", params, defaults, hint=hint)}
 
 
 def _targets_tensor(targets: list[int], num_classes: int) -> torch.Tensor:
@@ -262,8 +257,7 @@ def _targets_tensor(targets: list[int], num_classes: int) -> torch.Tensor:
 
 
 def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_value(name, value, [_POSITIVE_INT])
 
 
 def shard(sequence: torch.Tensor, *, block: int, rank: int, world_size: int) -> torch.Tensor:

@@ -1,4 +1,7 @@
-"""Checks of loss settings, with messages that name the setting, what was expected and how to fix it."""
+"""Checks of loss settings, on the shared vocabulary of `winnow.constraints`.
+
+Messages name the setting, what was expected, what was given and how to fix it.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +12,34 @@ from typing import Any
 
 import torch
 
+from winnow.constraints import InvalidParameterError, Interval, Options, check_known_keys, check_value
+
 REQUIRED = object()  # default of a setting that has no default and must be given
+
+_FRACTION = Interval(Real, 0, 1, closed="left")
+_EPOCH = Interval(Integral, 0, None, closed="left")
 
 
 def as_mapping(where: str, params: Any) -> dict[str, Any]:
-    """`params` as a dict; None is an empty one."""
+    """`params` as a dict; None is an empty one.
+
+    Raises:
+        InvalidParameterError: `params` is not a mapping.
+    """
     if params is None:
         return {}
-    if not isinstance(params, Mapping):
-        raise TypeError(f"{where} must be a mapping of name: value, got {type(params).__name__} "
-                        f"({params!r}); write it like {{gamma: 2.0}}")
-    return dict(params)
+    return dict(check_value(where, params, [Mapping], hint="write it like {gamma: 2.0}"))
 
 
 def take_params(where: str, params: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
     """`params` merged over `defaults`.
 
     Raises:
-        ValueError: a name not in `defaults` (the valid names are listed), or a REQUIRED one missing.
+        InvalidParameterError: `params` is not a mapping, or has a name not in `defaults`
+            (the valid names are listed).
+        ValueError: a REQUIRED name is missing.
     """
-    given = as_mapping(where, params)
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        valid = ", ".join(sorted(defaults)) or "none (leave it empty)"
-        raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {valid}")
+    given = check_known_keys(where, as_mapping(where, params), defaults)
     merged = {**defaults, **given}
     missing = sorted(name for name, value in merged.items() if value is REQUIRED)
     if missing:
@@ -42,59 +49,40 @@ def take_params(where: str, params: Any, defaults: Mapping[str, Any]) -> dict[st
 
 def real(name: str, value: Any) -> float:
     """A finite real number (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number, got {value!r} ({type(value).__name__})")
-    return float(value)
+    return float(check_value(name, value, [Interval(Real, None, None)]))
 
 
 def at_least(name: str, value: Any, low: float, *, hint: str = "") -> float:
     """A real number >= `low`."""
-    number = real(name, value)
-    if number < low:
-        raise ValueError(f"{name} must be >= {low}, got {number}{'; ' + hint if hint else ''}")
-    return number
+    return float(check_value(name, value, [Interval(Real, low, None, closed="left")], hint=hint))
 
 
 def positive(name: str, value: Any, *, hint: str = "") -> float:
     """A real number > 0."""
-    number = real(name, value)
-    if number <= 0:
-        raise ValueError(f"{name} must be > 0, got {number}{'; ' + hint if hint else ''}")
-    return number
+    return float(check_value(name, value, [Interval(Real, 0, None, closed="neither")], hint=hint))
 
 
 def beta_value(name: str, value: Any) -> float:
     """The effective-number beta, in [0, 1)."""
-    number = real(name, value)
-    if not 0 <= number < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {number}; 0 gives equal weights, values close to 1 "
-                         "(0.999, 0.9999) approach inverse-frequency weights")
-    return number
+    return float(check_value(name, value, [_FRACTION], hint="0 gives equal weights, values close to 1 "
+                             "(0.999, 0.9999) approach inverse-frequency weights"))
 
 
 def smoothing_value(name: str, value: Any) -> float:
     """A label-smoothing amount in [0, 1)."""
-    number = real(name, value)
-    if not 0 <= number < 1:
-        raise ValueError(f"{name} must be in [0, 1), got {number}; typical values are 0.05 to 0.2")
-    return number
+    return float(check_value(name, value, [_FRACTION], hint="typical values are 0.05 to 0.2"))
 
 
 def epoch_value(name: str, value: Any) -> int | None:
     """None, or a 0-based epoch index (int >= 0)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"{name} must be None or an integer >= 0 (a 0-based epoch: that many epochs run "
-                         f"before it takes effect), got {value!r}")
-    return int(value)
+    check_value(name, value, [None, _EPOCH],
+                hint="it is a 0-based epoch: that many epochs run before it takes effect")
+    return None if value is None else int(value)
 
 
 def choice(name: str, value: Any, valid: Sequence[str]) -> str:
     """One of `valid`."""
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {list(valid)}, got {value!r}")
-    return value
+    return check_value(name, value, [Options(valid)])
 
 
 def per_class(name: str, value: Any, num_classes: int, *, low: float = 0.0,
@@ -102,18 +90,18 @@ def per_class(name: str, value: Any, num_classes: int, *, low: float = 0.0,
     """None, a scalar `[1]` or one value per class `[K]`, each in [low, high], as float32.
 
     Raises:
-        ValueError: a list whose length is not `num_classes`, or a value out of range.
+        InvalidParameterError: a list whose length is not `num_classes`, or a value out of range.
     """
     if value is None:
         return None
-    if isinstance(value, Real) and not isinstance(value, bool):
-        values = [value]
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == num_classes:
-        values = list(value)
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != num_classes:
+            raise InvalidParameterError(
+                f"{name} must be a single number or a list of {num_classes} numbers (one per class, "
+                f"in class order), got {len(value)} values {value!r}")
+        named = [(f"{name}[{i}]", v) for i, v in enumerate(value)]
     else:
-        raise ValueError(f"{name} must be a single number or a list of {num_classes} numbers (one per class, "
-                         f"in class order), got {value!r}")
-    numbers = [real(f"{name}[{i}]", v) for i, v in enumerate(values)]
-    if any(not low <= v <= high for v in numbers):
-        raise ValueError(f"{name} values must be in [{low}, {high}], got {numbers}")
+        named = [(name, value)]
+    bounds = [Interval(Real, low, None if high == math.inf else high, closed="both")]
+    numbers = [float(check_value(label, v, bounds)) for label, v in named]
     return torch.tensor(numbers, dtype=torch.float32)

@@ -16,6 +16,7 @@ weights load into ``model.backbone`` (see :func:`pretrained_target`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from numbers import Integral, Real
 from typing import Any
 
 import timm
@@ -23,23 +24,16 @@ import torch
 from timm.layers import get_device_dtype
 from torch import nn
 
+from winnow.constraints import Interval, check_value
+
 BACKBONE = "backbone"
 """Attribute (and state-dict prefix) of the timm trunk inside a family model."""
 
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+"""Constraint of channel counts and kernel sizes (see :func:`winnow.constraints.check_value`)."""
 
-def check_int(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` if it is an int >= ``minimum``, else raise a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}. "
-                         f"Fix: pass an integer of at least {minimum}.")
-    return value
-
-
-def check_rate(name: str, value: object) -> float:
-    """Return ``value`` as float if it is a probability in [0, 1), else raise a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1); got {value!r}. Fix: use e.g. 0.0 or 0.2.")
-    return float(value)
+_CLASS_COUNT = Interval(Integral, 0, None, closed="left")  # 0: no classifier, timm's convention
+_DROP_RATE = Interval(Real, 0, 1, closed="left")
 
 
 def create_trunk(backbone: str, *, in_chans: int) -> nn.Module:
@@ -54,7 +48,7 @@ def create_trunk(backbone: str, *, in_chans: int) -> nn.Module:
     """
     if not timm.is_model(backbone):
         raise ValueError(f"unknown timm backbone {backbone!r}. Fix: pick a name from timm.list_models().")
-    check_int("in_chans", in_chans, minimum=1)
+    check_value("in_chans", in_chans, [POSITIVE_INT], hint="use 1 for grayscale, 3 for colour")
     return timm.create_model(backbone, num_classes=0, global_pool="", in_chans=in_chans, drop_rate=0.0)
 
 
@@ -123,8 +117,8 @@ class FamilyClassifier(nn.Module):
     def __init__(self, trunk: nn.Module, *, name: str, pool: nn.Module, num_features: int,
                  num_classes: int, drop_rate: float, attention: nn.Module | None = None) -> None:
         super().__init__()
-        self.num_classes = check_int("num_classes", num_classes, minimum=0)
-        self.drop_rate = check_rate("drop_rate", drop_rate)
+        self.num_classes = _num_classes(num_classes)
+        self.drop_rate = float(check_value("drop_rate", drop_rate, [_DROP_RATE], hint="use e.g. 0.0 or 0.2"))
         self.num_features = self.head_hidden_size = num_features
         self.backbone = trunk
         self.attention = attention if attention is not None else nn.Identity()
@@ -150,7 +144,7 @@ class FamilyClassifier(nn.Module):
             raise ValueError(f"reset_classifier(global_pool={global_pool!r}) is not supported by "
                              f"{self.pretrained_cfg['architecture']!r}: its pooling is fixed by the family. "
                              "Fix: call reset_classifier(num_classes) only.")
-        self.num_classes = check_int("num_classes", num_classes, minimum=0)
+        self.num_classes = _num_classes(num_classes)
         self.head.reset(num_classes, **get_device_dtype(self))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -185,6 +179,11 @@ class FamilyClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[B, in_chans, H, W]`` to logits ``[B, num_classes]``."""
         return self.forward_head(self.forward_features(x))
+
+
+def _num_classes(value: object) -> int:
+    """``value`` if it is a valid class count (0 returns the embedding), else raise."""
+    return check_value("num_classes", value, [_CLASS_COUNT], hint="use 0 for no classifier")
 
 
 def _prefixed(value: object) -> object:

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-from winnow.models.families.base import (FamilyClassifier, check_int, create_trunk, neck_channels,
+from winnow.constraints import check_value
+from winnow.models.families.base import (POSITIVE_INT, FamilyClassifier, create_trunk, neck_channels,
                                          run_in_float32)
 
 DEFAULT_REDUCE_DIM = 128
@@ -62,7 +63,8 @@ class BilinearPool(nn.Module):
             self.reduce: nn.Module = nn.Identity()
             channels = in_channels
         else:
-            channels = check_int("reduce_dim", reduce_dim, minimum=1)
+            channels = check_value("reduce_dim", reduce_dim, [None, POSITIVE_INT],
+                                   hint=f"use e.g. {DEFAULT_REDUCE_DIM}, or None to keep all channels")
             self.reduce = ConvNormAct(in_channels, channels, kernel_size=1)
         self.out_features = channels * channels
         self.eps = eps

@@ -8,10 +8,13 @@ backbone's last feature map, before global average pooling and the classifier.
 
 from __future__ import annotations
 
+from numbers import Real
+
 from timm.layers import SelectAdaptivePool2d
 from timm.layers.cbam import CbamModule  # not re-exported by timm.layers
 
-from winnow.models.families.base import (FamilyClassifier, check_int, create_trunk, neck_channels,
+from winnow.constraints import InvalidParameterError, Interval, check_value
+from winnow.models.families.base import (POSITIVE_INT, FamilyClassifier, create_trunk, neck_channels,
                                          trunk_channels)
 
 
@@ -31,10 +34,10 @@ def create_cbam(backbone: str, *, num_classes: int, in_chans: int, drop_rate: fl
         Model whose ``forward_features`` returns the attended map ``[B, C, H, W]`` and
         whose embedding is ``[B, C]``.
     """
-    if not 0.0 < rd_ratio <= 1.0:
-        raise ValueError(f"rd_ratio must be in (0, 1]; got {rd_ratio!r}. Fix: use 1/16 (paper) or 1/8.")
-    if check_int("spatial_kernel_size", spatial_kernel_size, minimum=1) % 2 == 0:
-        raise ValueError(f"spatial_kernel_size must be odd; got {spatial_kernel_size}. Fix: use 7 (paper) or 3.")
+    check_value("rd_ratio", rd_ratio, [Interval(Real, 0, 1, closed="right")], hint="use 1/16 (paper) or 1/8")
+    if check_value("spatial_kernel_size", spatial_kernel_size, [POSITIVE_INT]) % 2 == 0:
+        raise InvalidParameterError(f"spatial_kernel_size must be odd, got {spatial_kernel_size}; "
+                                    "use 7 (paper) or 3")
     trunk = create_trunk(backbone, in_chans=in_chans)
     attention = CbamModule(trunk_channels(trunk), rd_ratio=rd_ratio, spatial_kernel_size=spatial_kernel_size)
     pool = SelectAdaptivePool2d(pool_type="avg", flatten=True)

@@ -9,10 +9,12 @@ avgmax/catavgmax only), so it is implemented here.
 from __future__ import annotations
 
 from functools import partial
+from numbers import Real
 
 import torch
 from torch import nn
 
+from winnow.constraints import Interval, check_value
 from winnow.models.families.base import (FamilyClassifier, create_trunk, neck_channels,
                                          run_in_float32)
 
@@ -43,8 +45,8 @@ class GeneralizedMeanPool2d(nn.Module):
 
     def __init__(self, p: float = 3.0, *, eps: float = 1e-6, learn_p: bool = True) -> None:
         super().__init__()
-        if not p > 0:
-            raise ValueError(f"GeM exponent p must be > 0; got {p!r}. Fix: use p=3.0 (paper) or p=1.0 (average).")
+        check_value("GeM exponent p", p, [Interval(Real, 0, None, closed="neither")],
+                    hint="use p=3.0 (paper) or p=1.0 (average)")
         self.p = nn.Parameter(torch.full((1,), float(p)), requires_grad=learn_p)
         self.eps = eps
 

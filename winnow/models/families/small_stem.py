@@ -14,6 +14,7 @@ from timm.layers import get_device_dtype
 from timm.models.resnet import ResNet
 from torch import nn
 
+from winnow.constraints import Options, check_value
 from winnow.models.families.base import pretrained_target
 
 STEM_REDUCTION = 4
@@ -94,8 +95,6 @@ def apply_stem(model: nn.Module, stem: str | None) -> nn.Module:
     Raises:
         ValueError: ``stem`` is not a key of ``STEMS`` (the message lists them).
     """
-    key = stem or "default"
-    if key not in STEMS:
-        raise ValueError(f"stem must be one of {sorted(STEMS)}; got {stem!r}. "
-                         "Fix: use 'small' for 32-96 px crops, else 'default'.")
-    return STEMS[key](model)
+    check_value("stem", stem, [None, Options(sorted(STEMS))],
+                hint="use 'small' for 32-96 px crops, else 'default'")
+    return STEMS[stem or "default"](model)
