@@ -217,3 +217,38 @@ def test_floats_given_as_ints_are_accepted():
 def test_from_dict_refuses_a_non_mapping():
     with pytest.raises(InvalidParameterError, match=r"^run.yaml must be a mapping, got \['epochs'\]"):
         from_dict(["epochs"], source="run.yaml")
+
+
+def _bootstrap(value):
+    from winnow.operating.bootstrap import check_bootstrap_params
+
+    check_bootstrap_params(n_bootstrap=value, confidence=0.95)
+
+
+def _asymmetric_clip(value):
+    from winnow.losses import create_loss
+
+    create_loss("asymmetric", params={"clip": value}, class_counts=[5, 5])
+
+
+def _task_weight(value):
+    from winnow.tasks.spec import task_entries
+
+    task_entries(Config(head="multitask", tasks=[{"name": "kind", "weight": value}]))
+
+
+def _loss_epoch(value):
+    from winnow.losses import create_loss
+
+    create_loss("ce", class_counts=[5, 5]).set_epoch(value)
+
+
+@pytest.mark.parametrize("check, value, message", [
+    (_bootstrap, True, r"n_bootstrap must be a positive integer, got True; 1000 is a good default"),
+    (_asymmetric_clip, 1.0, r"asymmetric clip must be a number in \[0, 1\), got 1.0; the paper uses 0.05"),
+    (_task_weight, -1, r"tasks\[0\] \(kind\): weight must be a number >= 0, got -1"),
+    (_loss_epoch, True, r"epoch must be an integer >= 0, got True; the 0-based epoch about to start"),
+])
+def test_checks_outside_config_speak_the_same_vocabulary(check, value, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        check(value)

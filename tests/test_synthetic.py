@@ -135,8 +135,8 @@ def test_zero_label_noise_keeps_true_labels(tmp_path):
     [
         ({"n_images": 29}, "n_images must be at least 30"),
         ({"size": 15}, "size must be at least 16"),
-        ({"label_noise": -0.1}, "label_noise must be in"),
-        ({"label_noise": 1.0}, "label_noise must be in"),
+        ({"label_noise": -0.1}, r"label_noise must be a number in \[0, 1\)"),
+        ({"label_noise": 1.0}, r"label_noise must be a number in \[0, 1\)"),
     ],
 )
 def test_bad_arguments_raise(tmp_path, kwargs, message):

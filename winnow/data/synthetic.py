@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import io
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from winnow.constraints import Interval, check_value
 from winnow.runs.atomic import atomic_write_text
 
 CLASSES = ("chromosome", "blood_cell", "debris")
@@ -78,8 +80,7 @@ def _check_args(n_images: int, size: int, label_noise: float) -> None:
         raise ValueError(f"n_images must be at least {MIN_IMAGES}, got {n_images}")
     if size < MIN_SIZE:
         raise ValueError(f"size must be at least {MIN_SIZE} pixels, got {size}")
-    if not 0.0 <= label_noise < 1.0:
-        raise ValueError(f"label_noise must be in [0, 1), got {label_noise}")
+    check_value("label_noise", label_noise, [Interval(Real, 0, 1, closed="left")])
 
 
 def class_counts(n_images: int) -> list[int]:

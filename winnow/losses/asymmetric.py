@@ -12,12 +12,15 @@ which only rescales the loss.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import torch
 import torch.nn.functional as F
 
+from winnow.constraints import Interval, check_value
 from winnow.losses.base import DeferredWeights, WinnowLoss
 from winnow.losses.context import LossContext
-from winnow.losses.params import at_least, real, take_params
+from winnow.losses.params import at_least, take_params
 from winnow.losses.reduction import label_weighted_mean, label_weights
 from winnow.losses.targets import label_inputs, smooth_labels
 
@@ -58,10 +61,8 @@ class AsymmetricLoss(WinnowLoss):
 
 
 def _clip_value(clip: float) -> float:
-    value = real("asymmetric clip", clip)
-    if not 0 <= value < 1:
-        raise ValueError(f"asymmetric clip must be in [0, 1), got {value}; the paper uses 0.05 (0 disables it)")
-    return value
+    return float(check_value("asymmetric clip", clip, [Interval(Real, 0, 1, closed="left")],
+                             hint="the paper uses 0.05 (0 disables it)"))
 
 
 def asymmetric_loss(params: dict | None, context: LossContext) -> AsymmetricLoss:

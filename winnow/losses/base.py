@@ -7,6 +7,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
+from winnow.constraints import Interval, check_value
 from winnow.losses.params import epoch_value
 
 
@@ -15,8 +16,7 @@ class EpochAware(nn.Module):
 
     def set_epoch(self, epoch: int) -> None:
         """Prepare for the 0-based `epoch` about to start (deferred weights switch on here)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, Integral) or epoch < 0:
-            raise ValueError(f"epoch must be an integer >= 0 (the 0-based epoch about to start), got {epoch!r}")
+        check_value("epoch", epoch, [Interval(Integral, 0, None)], hint="the 0-based epoch about to start")
         for child in self.children():
             if isinstance(child, EpochAware):
                 child.set_epoch(epoch)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
+
+from winnow import constraints
 
 MAX_CHUNK_ELEMENTS = 4_000_000  # indices drawn at once (32 MB of int64)
 
@@ -42,11 +45,11 @@ class Interval:
 
 
 def check_bootstrap_params(*, n_bootstrap: int, confidence: float) -> None:
-    """Raise ValueError for n_bootstrap < 1 or confidence outside (0, 1)."""
-    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 1:
-        raise ValueError(f"n_bootstrap must be an integer >= 1, got {n_bootstrap!r}; 1000 is a good default")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}; e.g. 0.95 for a 95% interval")
+    """Raise InvalidParameterError (a ValueError) for n_bootstrap < 1 or confidence outside (0, 1)."""
+    constraints.check_value("n_bootstrap", n_bootstrap, [constraints.Interval(Integral, 1, None)],
+                            hint="1000 is a good default")
+    constraints.check_value("confidence", confidence, [constraints.Interval(Real, 0, 1, closed="neither")],
+                            hint="e.g. 0.95 for a 95% interval")
 
 
 def resample_indices(n_samples: int, n_bootstrap: int, *, random_state: int | np.random.Generator | None = 0,

@@ -12,11 +12,13 @@ A single-task run has one unnamed task on the `label` column; `head: multitask` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
 
+from winnow.constraints import Interval, check_value
 from winnow.tasks.heads import Head, head_classes, make_head
 
 TASK_KEYS = ("name", "column", "head", "loss", "loss_params", "weight", "class_weights", "positive_class",
@@ -74,8 +76,7 @@ def _checked_entry(entry: Any, position: int) -> dict[str, Any]:
         raise ValueError(f"tasks[{position}] ({entry['name']}): unknown key(s) {unknown}; valid: {list(TASK_KEYS)}")
     if entry.get("head", "multiclass") == "multitask":
         raise ValueError(f"tasks[{position}]: a task's head must be multiclass, binary or multilabel")
-    if float(entry.get("weight", 1.0)) < 0:
-        raise ValueError(f"tasks[{position}] ({entry['name']}): weight must be >= 0, got {entry['weight']}")
+    check_value(f"tasks[{position}] ({entry['name']}): weight", entry.get("weight", 1.0), [Interval(Real, 0, None)])
     return {"column": entry["name"], "head": "multiclass", "loss": "auto", "loss_params": {},
             "class_weights": "none", "positive_class": None, "threshold": 0.5, **entry}
 
