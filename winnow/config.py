@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from winnow.constraints import Interval, Options, check_value, validate_params
+from winnow.constraints import Interval, Matches, Options, check_value, validate_params
 from winnow.runs.atomic import atomic_write_text
 
 OPTIMIZERS = ("sgd", "adamw", "radam", "lookahead_radam")
@@ -30,6 +30,10 @@ _PROBABILITY = Interval(Real, 0, 1, closed="both")
 _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 _POSITIVE = Interval(Real, 0, None, closed="neither")
 _OPEN_UNIT = Interval(Real, 0, 1, closed="neither")
+_POSITIVE_NUMBER = r"(\d*[1-9]\d*(\.\d+)?|0*\.\d*[1-9]\d*)"  # a decimal number > 0
+_PERCENT = r"(100(\.0+)?|0*[1-9]\d?(\.\d+)?|0*\.\d*[1-9]\d*)"  # in (0, 100]
+PROGRESS_EVERY = Matches(rf"\s*({_POSITIVE_NUMBER}\s*s|{_PERCENT}\s*%)\s*",
+                         "a number of seconds such as '30s' or a percentage in (0, 100] such as '10%'")
 
 PARAMETER_CONSTRAINTS: dict[str, list] = {
     # data
@@ -109,6 +113,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "select_metric": [Options(SELECT_METRICS)],
     "save_every": [None, _POSITIVE_INT],
     "progress": [bool],
+    "progress_every": [PROGRESS_EVERY],
 }
 """What each Config field may hold; `validate` checks a config against it."""
 
@@ -211,6 +216,7 @@ class Config:
     select_metric: str = "val_macro_f1"
     save_every: int | None = None
     progress: bool = True
+    progress_every: str = "30s"  # off a terminal (logs, CI): a plain progress line every 30 s, or e.g. "10%"
 
     def __post_init__(self) -> None:
         for name in ("data", "val", "test"):

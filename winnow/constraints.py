@@ -2,7 +2,7 @@
 
 A setting is described by a list of constraints; a value is valid when it meets any of
 them. A constraint is an :class:`Interval` (integers or finite numbers in a range), an
-:class:`Options` (a fixed set of choices), a type (``str``, ``bool``, ``dict``, ...) or
+:class:`Options` (a fixed set of choices), a :class:`Matches` (a string of a given form), a type (``str``, ``bool``, ``dict``, ...) or
 ``None`` (None is allowed). A value that meets none raises
 :class:`InvalidParameterError` with one message shape::
 
@@ -20,6 +20,7 @@ any winnow module (configuration, losses, samplers, models) can use it.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from numbers import Integral, Real
@@ -31,6 +32,7 @@ __all__ = [
     "ConstraintLike",
     "InvalidParameterError",
     "Interval",
+    "Matches",
     "Options",
     "check_known_keys",
     "check_value",
@@ -145,6 +147,25 @@ class Options(Constraint):
     @property
     def description(self) -> str:
         return f"one of {list(self.values)}"
+
+
+class Matches(Constraint):
+    """A string that matches a regular expression in full, e.g. ``"30s"`` for a duration.
+
+    Args:
+        pattern: The regular expression (matched with `re.fullmatch`).
+        description: What such a string is, with an example, e.g. "a duration such as '30s'".
+    """
+
+    def __init__(self, pattern: str, description: str) -> None:
+        self.pattern, self._description = re.compile(pattern), description
+
+    def is_satisfied_by(self, value: Any) -> bool:
+        return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+
+    @property
+    def description(self) -> str:
+        return self._description
 
 
 class _IsNone(Constraint):

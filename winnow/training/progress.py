@@ -8,7 +8,6 @@ default) or every N percent of the work (`"10%"`).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -17,9 +16,11 @@ from typing import IO
 
 from tqdm import tqdm
 
+from winnow.config import PROGRESS_EVERY
+from winnow.constraints import check_value
+
 log = logging.getLogger("winnow")
 DEFAULT_EVERY = "30s"
-_EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|%)\s*$")
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,11 @@ class Every:
         """`"30s"` (every 30 seconds) or `"10%"` (every tenth of the work).
 
         Raises:
-            ValueError: Another form, or a value that is not positive (or over 100%).
+            InvalidParameterError: Another form, or a value that is not positive (or over 100%).
         """
-        match = _EVERY.match(str(text))
-        value = float(match.group(1)) if match else 0.0
-        if not match or value <= 0 or (match.group(2) == "%" and value > 100):
-            raise ValueError(f"progress_every must be a number of seconds such as '30s' or a percentage in "
-                             f"(0, 100] such as '10%', got {text!r}")
-        return cls(seconds=value) if match.group(2) == "s" else cls(fraction=value / 100)
+        text = check_value("progress_every", text, [PROGRESS_EVERY]).strip()
+        value = float(text[:-1])
+        return cls(seconds=value) if text.endswith("s") else cls(fraction=value / 100)
 
 
 class Progress:
