@@ -30,9 +30,18 @@ class ScanReport:
         return gray / max(1, sum(self.modes.values()))
 
     def summary(self) -> str:
-        reasons = Counter(reason.split(":")[0] for _, reason in self.bad)
-        first = "; ".join(f"{path} ({reason})" for path, reason in self.bad[:SHOW_FIRST])
-        return f"{len(self.bad)} bad file(s) {dict(reasons)}; first: {first}"
+        return bad_summary(self.bad)
+
+
+def bad_summary(bad: list[tuple[str, str]]) -> str:
+    """One line for `(path, reason)` pairs: `N bad file(s) {tag: count}; first: path (reason); ...`."""
+    first = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOW_FIRST])
+    return f"{len(bad)} bad file(s) {reason_counts(bad)}; first: {first}"
+
+
+def reason_counts(bad: list[tuple[str, str]]) -> dict[str, int]:
+    """`{reason tag: count}`; the tag is the part of the reason before its first colon."""
+    return dict(Counter(reason.split(":")[0] for _, reason in bad))
 
 
 def scan(samples: Samples, *, max_pixels: int, full: bool = False, workers: int = 8) -> ScanReport:
@@ -112,6 +121,48 @@ def write_bad_files(bad: list[tuple[str, str]], path: Path) -> None:
     writer.writerow(["path", "reason"])
     writer.writerows(bad)
     atomic_write_text(path, buffer.getvalue())
+
+
+def record_skipped(bad: list[tuple[str, str]], path: Path) -> list[str]:
+    """List the files a job skipped in `path` (a bad_files.csv), and say so.
+
+    Nothing skipped: a `path` left by an earlier job on the same output is removed, so that it never
+    lists files of other data.
+
+    Returns:
+        The line to print (none when nothing was skipped).
+    """
+    if not bad:
+        path.unlink(missing_ok=True)
+        return []
+    write_bad_files(bad, path)
+    return skipped_lines(bad, path)
+
+
+def skipped_lines(bad: list[tuple[str, str]], listed_in: Path) -> list[str]:
+    """The line saying how many files were skipped and where they are listed; none when nothing was skipped."""
+    return [f"skipped {len(bad)} unreadable file(s) {reason_counts(bad)}, listed in {listed_in}"] if bad else []
+
+
+def check_readable(n_images: int, n_read: int, bad: list[tuple[str, str]], *, strict: bool) -> None:
+    """Stop a job that has nothing to work on, or (`strict`) any unreadable file.
+
+    Args:
+        n_images: Images the job was given.
+        n_read: Images read so far.
+        bad: `(path, reason)` of the unreadable ones.
+        strict: Any unreadable file is an error.
+
+    Raises:
+        ValueError: Naming the count and the first files.
+    """
+    if n_read == 0:
+        raise ValueError(f"none of the {n_images} image(s) can be read: {bad_summary(bad)}; check the paths "
+                         "and the files (a folder of another kind of data? files still being copied?)")
+    if strict and bad:
+        raise ValueError(f"strict: {len(bad)} of the {n_images} image(s) cannot be read: {bad_summary(bad)}; "
+                         "fix or remove these files, or drop --strict to skip them (they are then listed in "
+                         "bad_files.csv)")
 
 
 def bad_input_message(report: ScanReport) -> str:
