@@ -45,19 +45,19 @@ def reason_counts(bad: list[tuple[str, str]]) -> dict[str, int]:
 
 
 def scan(samples: Samples, *, max_pixels: int, full: bool = False, workers: int = 8) -> ScanReport:
-    """Check every file (in threads) and flag duplicate paths.
+    """Check every file (in threads) and flag paths listed twice (duplicates, or conflicting labels).
 
     Args:
         max_pixels: larger images are reported as possible decompression bombs.
         full: decode every file completely (catches truncated bodies), not only its header.
     """
     report = ScanReport()
-    duplicates = _duplicate_rows(samples)
+    repeated = _repeated_rows(samples)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         headers = list(pool.map(lambda p: _safe_probe(p, max_pixels, full), samples.paths))
     for index, (path, header) in enumerate(zip(samples.paths, headers)):
-        if index in duplicates:
-            report.bad.append((path, "duplicate: path listed more than once"))
+        if index in repeated:
+            report.bad.append((path, repeated[index]))
         elif isinstance(header, ImageReadError):
             report.bad.append((path, f"{header.reason}: {header.detail}"))
         else:
@@ -76,15 +76,31 @@ def _safe_probe(path: str, max_pixels: int, full: bool) -> ImageHeader | ImageRe
         return error
 
 
-def _duplicate_rows(samples: Samples) -> set[int]:
-    """Indices of the second and later rows naming an already-seen path."""
-    seen: set[str] = set()
-    repeated = set()
+def _repeated_rows(samples: Samples) -> dict[int, str]:
+    """`{row: reason}` for the second and later rows naming an already-seen path."""
+    first: dict[str, int] = {}
+    repeated = {}
     for index, path in enumerate(samples.paths):
-        if path in seen:
-            repeated.add(index)
-        seen.add(path)
+        if path in first:
+            repeated[index] = _repeat_reason(samples, first[path], index)
+        first.setdefault(path, index)
     return repeated
+
+
+def _repeat_reason(samples: Samples, first: int, again: int) -> str:
+    """A path listed twice: "conflict" when the two rows disagree on the label, else "duplicate"."""
+    where = _rows_named(samples, first, again)
+    label, other = samples.labels[first], samples.labels[again]
+    if label != other:
+        return (f"conflict: conflicting labels {label!r} and {other!r} for one file{where}; "
+                "keep the row with the right label and delete the other")
+    return f"duplicate: path listed more than once{where}"
+
+
+def _rows_named(samples: Samples, first: int, again: int) -> str:
+    """The manifest lines of two rows, as ` (m.csv, line 2; n.csv, line 7)`; "" when not from manifests."""
+    origins = [samples.origins[first], samples.origins[again]]
+    return f" ({'; '.join(origins)})" if all(origins) else ""
 
 
 def check_labels(samples: Samples, *, column: str = "label", multilabel: bool = False) -> None:
