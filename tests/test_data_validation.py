@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from data_factory import corrupt_tiff, read_csv, save, truncated_png, twelve_bit
+from data_factory import corrupt_tiff, read_csv, save, truncated_png, twelve_bit, write_csv
 from winnow.config import Config
 from winnow.data.prepare import validate_samples
-from winnow.data.sources import Samples, read_source
+from winnow.data.sources import Samples, read_source, read_sources
 from winnow.data.validation import ScanReport, bad_input_message, check_labels, scan, write_bad_files
 
 MAX_PIXELS = 400
@@ -62,6 +62,22 @@ def test_scan_reports_each_bad_kind(mixed):
     assert duplicate_row not in report.good
     assert report.modes == {"L": 7}
     assert report.grayscale_share() == 1.0
+
+
+def test_one_path_with_two_labels_is_a_conflict_naming_both_manifest_lines(tmp_path):
+    _img(tmp_path / "x.png")
+    _img(tmp_path / "y.png", 1)
+    first = write_csv(tmp_path / "m1.csv", ["path", "label"], [["y.png", "b"], ["x.png", "a"]])
+    second = write_csv(tmp_path / "m2.csv", ["path", "label"], [["y.png", "b"], ["x.png", "a"], ["x.png", "b"]])
+    samples = read_sources([str(first), str(second)])
+    reasons = [reason for _, reason in scan(samples, max_pixels=MAX_PIXELS).bad]
+    assert reasons[0] == f"duplicate: path listed more than once ({first}, line 2; {second}, line 2)"
+    assert reasons[1].startswith(f"duplicate: path listed more than once ({first}, line 3; {second}, line 3)")
+    assert reasons[2].startswith(f"conflict: conflicting labels 'a' and 'b' for one file ({first}, line 3; "
+                                 f"{second}, line 4)")
+    with pytest.raises(ValueError, match=rf"conflicting labels 'a' and 'b' for one file \({first}, line 3; "
+                                         rf"{second}, line 4\); keep the row with the right label"):
+        validate_samples(samples, _config(tmp_path))
 
 
 def test_header_scan_passes_truncated_file_but_full_scan_catches_it(tmp_path):

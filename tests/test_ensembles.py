@@ -173,7 +173,7 @@ def test_svm_ensemble_classifies_frozen_embeddings(runs, tmp_path, capsys, class
     ensemble = winnow.load(folder)
     member = ensemble.members[0]
     paths = [str(p) for p in sorted(Path(runs["held"]).rglob("*.png"))]
-    embeddings = member.view_embeddings(paths, TTA())[:, 0]
+    embeddings = member.view_embeddings(paths, TTA()).values[:, 0]
     assert embeddings.shape == (30, member.model.num_features)
     predictions = ensemble.predict(paths)
     assert np.allclose(predictions.probabilities, ensemble.combiner.predict_proba(embeddings), atol=1e-6)

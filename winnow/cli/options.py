@@ -115,8 +115,12 @@ SHARED_FLAGS: dict[str, Flag] = {
         "help": "thresholds file to apply (default: RUN/thresholds.json when present)"}),
     "no_thresholds": Flag("--no-thresholds", {"action": "store_true", "help": "ignore RUN/thresholds.json"}),
     "no_calibration": Flag("--no-calibration", {"action": "store_true", "help": "ignore RUN/calibration.json"}),
+    "strict": Flag("--strict", {
+        "action": "store_true",
+        "help": "stop with an error when any image cannot be read (default: skip it, list it in a "
+                "bad_files.csv beside the output and go on)"}),
 }
-INFERENCE_FLAGS = ("device", "batch_size", "workers")
+INFERENCE_FLAGS = ("device", "batch_size", "workers", "strict")  # every job that reads images takes them
 TTA_FLAGS = ("tta", "tta_merge")
 OPERATING_FLAGS = ("thresholds", "no_thresholds", "no_calibration")
 INTERVAL_FLAGS = ("n_bootstrap", "confidence", "min_support")

@@ -1,4 +1,8 @@
-"""`winnow predict RUN IMAGES...`: batched inference to a CSV (with the run's calibration and thresholds)."""
+"""`winnow predict RUN IMAGES...`: batched inference to a CSV (with the run's calibration and thresholds).
+
+Unreadable images are skipped and listed (path, reason) in `<out stem>.bad_files.csv` beside the CSV
+(`preds.csv` -> `preds.bad_files.csv`); `--strict` makes any of them an error.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,30 @@ import argparse
 
 from winnow.cli.options import (INFERENCE_FLAGS, OPERATING_FLAGS, RUN_HELP, TTA_FLAGS, add_flags, operating_settings,
                                 settings_of)
+from winnow.data.validation import record_skipped
 from winnow.inference.postprocess import describe_decision
 from winnow.loading import load
+from winnow.runs.layout import bad_files_beside
 
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("predict", help="predict classes of images with a trained run")
     parser.add_argument("run_dir", metavar="RUN", help=RUN_HELP)
     parser.add_argument("images", nargs="+", help="image files, folders or CSV manifests")
-    parser.add_argument("--out", default="preds.csv", help="output CSV (default: preds.csv)")
+    parser.add_argument("--out", default="preds.csv",
+                        help="output CSV (default: preds.csv); unreadable images are listed in "
+                             "<out stem>.bad_files.csv beside it")
     add_flags(parser, "checkpoint", *INFERENCE_FLAGS, *TTA_FLAGS, *OPERATING_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     predictor = load(args.run_dir, checkpoint=args.checkpoint, device=args.device, **operating_settings(args))
     predictions = predictor.predict(args.images, batch_size=args.batch_size, workers=args.workers,
-                                    **settings_of(args, TTA_FLAGS))
+                                    strict=args.strict, **settings_of(args, TTA_FLAGS))
     predictions.to_csv(args.out)
-    print(f"wrote {len(predictions.paths)} predictions to {args.out}"
-          + (f" ({len(predictions.bad)} unreadable file(s) skipped)" if predictions.bad else ""))
+    print(f"wrote {len(predictions.paths)} predictions to {args.out}")
+    for line in record_skipped(predictions.bad, bad_files_beside(args.out)):
+        print(line)
     if len(predictor.tasks) == 1:
         calibrated = f"; probabilities calibrated by {predictor.calibration_file}" if predictor.calibration else ""
         tta = f"; TTA {predictions.tta.label}" if predictions.tta.label else ""

@@ -12,6 +12,9 @@ from winnow.data.cache import DecodedCache
 from winnow.data.imageio import ImageReadError, read_image
 from winnow.data.preprocess import Preprocess
 
+# Training reaches a decode error only when its header-only scan let the file through.
+TRAINING_READ_HINT = "The header scan passed it; train with --verify full (and --skip-bad) to catch such files first"
+
 
 class ImageDataset(Dataset):
     """Images with integer targets.
@@ -25,6 +28,8 @@ class ImageDataset(Dataset):
         preprocess: deterministic decode-time settings.
         transform: `[C, S, S]` uint8 tensor -> float tensor.
         cache: optional decoded cache for these paths.
+        read_hint: appended to the detail of a decode error (how to avoid it); "" leaves the error as is
+            (prediction jobs skip such files and list them instead).
     """
 
     def __init__(
@@ -35,11 +40,13 @@ class ImageDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor],
         *,
         cache: DecodedCache | None = None,
+        read_hint: str = TRAINING_READ_HINT,
     ) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"paths and targets differ in length: {len(paths)} vs {len(targets)}")
         self.paths, self.targets = paths, targets
         self.preprocess, self.transform, self.cache = preprocess, transform, cache
+        self.read_hint = read_hint
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -51,8 +58,9 @@ class ImageDataset(Dataset):
         try:
             decoded = read_image(self.paths[index], in_chans=self.preprocess.in_chans, fill=self.preprocess.fill)
         except ImageReadError as error:
-            raise ImageReadError(error.path, error.reason, f"{error.detail}. The header scan passed it; "
-                                 "train with --verify full (and --skip-bad) to catch such files first") from error
+            if not self.read_hint:
+                raise
+            raise ImageReadError(error.path, error.reason, f"{error.detail}. {self.read_hint}") from error
         image = self.preprocess(decoded)
         if self.cache is not None:
             self.cache.put(index, image)

@@ -112,10 +112,7 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
         ImageReadError: missing, empty, non-image, or larger than `max_pixels`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(path, "missing", "file does not exist")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty", "file has zero bytes")
+    _require_content(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -133,6 +130,14 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
             "(possible decompression bomb); raise max_image_pixels if the file is genuine",
         )
     return header
+
+
+def _require_content(path: Path) -> None:
+    """Refuse a missing or zero-byte file with its own reason (not a vague decode error)."""
+    if not path.is_file():
+        raise ImageReadError(path, "missing", "file does not exist")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "empty", "file has zero bytes")
 
 
 def _reject_16bit_color_png(path: Path) -> None:
@@ -163,8 +168,12 @@ def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
     images; honours EXIF orientation; falls back to tifffile for TIFFs that PIL
     rejects. Transparent pixels become the `fill` gray level; high-depth data is
     scaled by its real range (min..max), not clipped.
+
+    Raises:
+        ImageReadError: missing, empty, corrupt or unsupported file.
     """
     path = Path(path)
+    _require_content(path)  # a file may vanish or be emptied after the scan
     _reject_16bit_color_png(path)
     try:
         with Image.open(path) as image:

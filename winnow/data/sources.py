@@ -17,7 +17,8 @@ VALID_SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validati
 class Samples:
     """A table of images: parallel lists, one row per image.
 
-    `extras` holds any further manifest columns per row (e.g. label columns of other tasks).
+    `extras` holds any further manifest columns per row (e.g. label columns of other tasks);
+    `origins` where each row was read ("m.csv, line 3"; None outside manifests), for messages.
     """
 
     paths: list[str] = field(default_factory=list)
@@ -25,25 +26,29 @@ class Samples:
     splits: list[str | None] = field(default_factory=list)
     groups: list[str | None] = field(default_factory=list)
     extras: list[dict[str, str]] = field(default_factory=list)
+    origins: list[str | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.extras:
             self.extras = [{} for _ in self.paths]
+        if not self.origins:
+            self.origins = [None] * len(self.paths)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def append(self, path: str, label: str, split: str | None = None, group: str | None = None,
-               extra: dict[str, str] | None = None) -> None:
+               extra: dict[str, str] | None = None, *, origin: str | None = None) -> None:
         self.paths.append(path)
         self.labels.append(label)
         self.splits.append(split)
         self.groups.append(group)
         self.extras.append(dict(extra or {}))
+        self.origins.append(origin)
 
     def extend(self, other: "Samples") -> None:
-        for row in other.rows():
-            self.append(*row)
+        for row, origin in zip(other.rows(), other.origins):
+            self.append(*row, origin=origin)
 
     def rows(self) -> list[tuple[str, str, str | None, str | None, dict[str, str]]]:
         return list(zip(self.paths, self.labels, self.splits, self.groups, self.extras))
@@ -60,7 +65,8 @@ class Samples:
     def subset(self, indices: list[int]) -> "Samples":
         picked = Samples()
         for i in indices:
-            picked.append(self.paths[i], self.labels[i], self.splits[i], self.groups[i], self.extras[i])
+            picked.append(self.paths[i], self.labels[i], self.splits[i], self.groups[i], self.extras[i],
+                          origin=self.origins[i])
         return picked
 
     def where_split(self, split: str) -> "Samples":
@@ -68,7 +74,7 @@ class Samples:
 
     def with_split(self, split: str) -> "Samples":
         return Samples(list(self.paths), list(self.labels), [split] * len(self), list(self.groups),
-                       [dict(e) for e in self.extras])
+                       [dict(e) for e in self.extras], list(self.origins))
 
 
 def read_source(source: str | Path) -> Samples:
@@ -144,7 +150,7 @@ def read_manifest(path: Path) -> Samples:
             )
         samples = Samples()
         for line_number, row in enumerate(reader, start=2):
-            samples.append(*_manifest_row(path, line_number, row))
+            samples.append(*_manifest_row(path, line_number, row), origin=f"{path}, line {line_number}")
     if not len(samples):
         raise ValueError(f"manifest {path} has a header but no rows")
     return samples

@@ -30,25 +30,34 @@ class ScanReport:
         return gray / max(1, sum(self.modes.values()))
 
     def summary(self) -> str:
-        reasons = Counter(reason.split(":")[0] for _, reason in self.bad)
-        first = "; ".join(f"{path} ({reason})" for path, reason in self.bad[:SHOW_FIRST])
-        return f"{len(self.bad)} bad file(s) {dict(reasons)}; first: {first}"
+        return bad_summary(self.bad)
+
+
+def bad_summary(bad: list[tuple[str, str]]) -> str:
+    """One line for `(path, reason)` pairs: `N bad file(s) {tag: count}; first: path (reason); ...`."""
+    first = "; ".join(f"{path} ({reason})" for path, reason in bad[:SHOW_FIRST])
+    return f"{len(bad)} bad file(s) {reason_counts(bad)}; first: {first}"
+
+
+def reason_counts(bad: list[tuple[str, str]]) -> dict[str, int]:
+    """`{reason tag: count}`; the tag is the part of the reason before its first colon."""
+    return dict(Counter(reason.split(":")[0] for _, reason in bad))
 
 
 def scan(samples: Samples, *, max_pixels: int, full: bool = False, workers: int = 8) -> ScanReport:
-    """Check every file (in threads) and flag duplicate paths.
+    """Check every file (in threads) and flag paths listed twice (duplicates, or conflicting labels).
 
     Args:
         max_pixels: larger images are reported as possible decompression bombs.
         full: decode every file completely (catches truncated bodies), not only its header.
     """
     report = ScanReport()
-    duplicates = _duplicate_rows(samples)
+    repeated = _repeated_rows(samples)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         headers = list(pool.map(lambda p: _safe_probe(p, max_pixels, full), samples.paths))
     for index, (path, header) in enumerate(zip(samples.paths, headers)):
-        if index in duplicates:
-            report.bad.append((path, "duplicate: path listed more than once"))
+        if index in repeated:
+            report.bad.append((path, repeated[index]))
         elif isinstance(header, ImageReadError):
             report.bad.append((path, f"{header.reason}: {header.detail}"))
         else:
@@ -67,15 +76,31 @@ def _safe_probe(path: str, max_pixels: int, full: bool) -> ImageHeader | ImageRe
         return error
 
 
-def _duplicate_rows(samples: Samples) -> set[int]:
-    """Indices of the second and later rows naming an already-seen path."""
-    seen: set[str] = set()
-    repeated = set()
+def _repeated_rows(samples: Samples) -> dict[int, str]:
+    """`{row: reason}` for the second and later rows naming an already-seen path."""
+    first: dict[str, int] = {}
+    repeated = {}
     for index, path in enumerate(samples.paths):
-        if path in seen:
-            repeated.add(index)
-        seen.add(path)
+        if path in first:
+            repeated[index] = _repeat_reason(samples, first[path], index)
+        first.setdefault(path, index)
     return repeated
+
+
+def _repeat_reason(samples: Samples, first: int, again: int) -> str:
+    """A path listed twice: "conflict" when the two rows disagree on the label, else "duplicate"."""
+    where = _rows_named(samples, first, again)
+    label, other = samples.labels[first], samples.labels[again]
+    if label != other:
+        return (f"conflict: conflicting labels {label!r} and {other!r} for one file{where}; "
+                "keep the row with the right label and delete the other")
+    return f"duplicate: path listed more than once{where}"
+
+
+def _rows_named(samples: Samples, first: int, again: int) -> str:
+    """The manifest lines of two rows, as ` (m.csv, line 2; n.csv, line 7)`; "" when not from manifests."""
+    origins = [samples.origins[first], samples.origins[again]]
+    return f" ({'; '.join(origins)})" if all(origins) else ""
 
 
 def check_labels(samples: Samples, *, column: str = "label", multilabel: bool = False) -> None:
@@ -112,6 +137,48 @@ def write_bad_files(bad: list[tuple[str, str]], path: Path) -> None:
     writer.writerow(["path", "reason"])
     writer.writerows(bad)
     atomic_write_text(path, buffer.getvalue())
+
+
+def record_skipped(bad: list[tuple[str, str]], path: Path) -> list[str]:
+    """List the files a job skipped in `path` (a bad_files.csv), and say so.
+
+    Nothing skipped: a `path` left by an earlier job on the same output is removed, so that it never
+    lists files of other data.
+
+    Returns:
+        The line to print (none when nothing was skipped).
+    """
+    if not bad:
+        path.unlink(missing_ok=True)
+        return []
+    write_bad_files(bad, path)
+    return skipped_lines(bad, path)
+
+
+def skipped_lines(bad: list[tuple[str, str]], listed_in: Path) -> list[str]:
+    """The line saying how many files were skipped and where they are listed; none when nothing was skipped."""
+    return [f"skipped {len(bad)} unreadable file(s) {reason_counts(bad)}, listed in {listed_in}"] if bad else []
+
+
+def check_readable(n_images: int, n_read: int, bad: list[tuple[str, str]], *, strict: bool) -> None:
+    """Stop a job that has nothing to work on, or (`strict`) any unreadable file.
+
+    Args:
+        n_images: Images the job was given.
+        n_read: Images read so far.
+        bad: `(path, reason)` of the unreadable ones.
+        strict: Any unreadable file is an error.
+
+    Raises:
+        ValueError: Naming the count and the first files.
+    """
+    if n_read == 0:
+        raise ValueError(f"none of the {n_images} image(s) can be read: {bad_summary(bad)}; check the paths "
+                         "and the files (a folder of another kind of data? files still being copied?)")
+    if strict and bad:
+        raise ValueError(f"strict: {len(bad)} of the {n_images} image(s) cannot be read: {bad_summary(bad)}; "
+                         "fix or remove these files, or drop --strict to skip them (they are then listed in "
+                         "bad_files.csv)")
 
 
 def bad_input_message(report: ScanReport) -> str:

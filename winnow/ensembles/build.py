@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import sklearn
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
 from winnow.data.splits import load_splits
+from winnow.data.validation import record_skipped, skipped_lines
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
 from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
@@ -40,17 +41,20 @@ class EnsembleBuild:
         definition: Content of its ensemble.json.
         members: The loaded member runs.
         warnings: Overlaps between the fit / evaluation images and the members' training images.
+        bad: `(path, reason)` of the fit images that could not be read (listed in the folder's bad_files.csv).
     """
 
     folder: Path
     definition: EnsembleDefinition
     members: list[Predictor]
     warnings: list[str]
+    bad: list[tuple[str, str]] = field(default_factory=list)
 
 
 def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path | None = None,
                    checkpoint: str = "best", data: str | Path | None = None, classifier: str = "svm",
-                   device: str = "auto", batch_size: int = 64, workers: int = 0) -> EnsembleBuild:
+                   device: str = "auto", batch_size: int = 64, workers: int = 0,
+                   strict: bool = False) -> EnsembleBuild:
     """Build an ensemble folder of `runs` (see the module docstring).
 
     Args:
@@ -61,20 +65,21 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
         data: Fit data of stack / svm (a data argument as `winnow eval`).
         classifier: svm or logistic (method svm).
         device, batch_size, workers: Inference settings.
+        strict: An unreadable fit image is an error (default: skipped, listed in the folder's bad_files.csv).
 
     Raises:
         ValueError: Too few or incompatible members, `data` for a method that fits nothing, an existing
-            `out`, or fit data lacking a class.
+            `out`, fit data lacking a class, or no readable fit image (`strict`: an unreadable one).
     """
     combiner = make_combiner(method, classifier=classifier)
     members = load_members(runs, method=method, checkpoint=checkpoint, device=device)
     if data is not None and combiner.fit_split is None:
         raise ValueError(f"data: method {method} fits nothing; drop --data (it is for stack and svm)")
     folder = _new_folder(out, Path(runs[0]), method)
-    fit, warnings, trained = None, [], training_images(members)
+    fit, bad, warnings, trained = None, [], [], training_images(members)
     if combiner.fit_split is not None:
         fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
-        fit = fit_combiner(combiner, members, fit_data, batch_size=batch_size, workers=workers)
+        fit, bad = fit_combiner(combiner, members, fit_data, batch_size=batch_size, workers=workers, strict=strict)
         warnings += fit_overlap_warnings(trained, fit_data, method) + stacking_warnings(fit)
     warnings += split_overlap_warnings(members[0], trained)
     definition = EnsembleDefinition(
@@ -82,8 +87,8 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
                             calibration_fingerprint=fingerprint(m.calibration_file)) for m in members],
         [task.to_dict() for task in members[0].tasks], COMBINER_FILE if fit else None, fit,
         {**provenance(), "sklearn": sklearn.__version__})
-    write_folder(folder, definition, combiner, splits=RunPaths(members[0].run_dir).splits)
-    return EnsembleBuild(folder, definition, members, warnings)
+    write_folder(folder, definition, combiner, splits=RunPaths(members[0].run_dir).splits, bad=bad)
+    return EnsembleBuild(folder, definition, members, warnings, bad)
 
 
 def load_members(runs: Sequence[str | Path], *, method: str, checkpoint: str, device: str) -> list[Predictor]:
@@ -123,15 +128,19 @@ def check_compatible(members: Sequence[Predictor], *, method: str) -> None:
 
 
 def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, batch_size: int,
-                 workers: int) -> dict[str, Any]:
-    """Fit `combiner` on the members' outputs for `data` (no TTA); returns the fit context."""
+                 workers: int, strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Fit `combiner` on the members' outputs for the readable images of `data` (no TTA).
+
+    Returns:
+        The fit context (saved in ensemble.json) and `(path, reason)` of the skipped images.
+    """
     targets = encode_labels(members[0].head, data.labels, data_name=data.name)
-    kept, bad = members[0].readable(data.paths)
-    paths = [data.paths[i] for i in kept]
-    inputs = member_inputs(members, combiner.input_kind, paths, TTA(), batch_size=batch_size, workers=workers)
-    combiner.fit(single_view(inputs, combiner.input_kind), targets[kept])
-    return {"data": data.source, "n_samples": len(kept), "n_unreadable": len(bad), "images_sha1": image_set_hash(paths),
-            "report": combiner.cv_report_}
+    inputs = members[0].read_outputs(data.paths, lambda good: member_inputs(
+        members, combiner.input_kind, good, TTA(), batch_size=batch_size, workers=workers), strict=strict)
+    combiner.fit(single_view(inputs.values, combiner.input_kind), targets[inputs.rows])
+    paths = [data.paths[i] for i in inputs.rows]
+    return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(inputs.bad),
+            "images_sha1": image_set_hash(paths), "report": combiner.cv_report_}, inputs.bad
 
 
 def training_images(members: Sequence[Predictor]) -> list[tuple[Predictor, set[str]]]:
@@ -194,12 +203,17 @@ def _new_folder(out: str | Path | None, first_run: Path, method: str) -> Path:
     return folder
 
 
-def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combiner, *, splits: Path) -> None:
-    """Write the whole folder under a temporary name, then rename it: never a half-built ensemble."""
+def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combiner, *, splits: Path,
+                 bad: Sequence[tuple[str, str]] = ()) -> None:
+    """Write the whole folder under a temporary name, then rename it: never a half-built ensemble.
+
+    `bad` (the fit images that could not be read) goes to the folder's bad_files.csv.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         save_ensemble(staging, definition, combiner)
+        record_skipped(list(bad), RunPaths(staging).bad_files)
         if splits.is_file():
             shutil.copy2(splits, staging / splits.name)
         os.replace(staging, folder)
@@ -217,6 +231,7 @@ def build_summary(build: EnsembleBuild) -> list[str]:
                                                                                            build.members)]
     if definition.fit:
         lines += fit_summary(definition.method, definition.fit)
+    lines += skipped_lines(build.bad, RunPaths(build.folder).bad_files)
     lines.append(f"next: winnow eval {build.folder} [DATA]; winnow tune {build.folder} --target ...; "
                  f"winnow predict {build.folder} IMAGES")
     return lines + [f"warning: {warning}" for warning in build.warnings]

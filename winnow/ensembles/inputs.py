@@ -8,23 +8,40 @@ from typing import Any
 import numpy as np
 
 from winnow.inference.postprocess import to_probabilities
-from winnow.inference.predictor import Predictor
+from winnow.inference.predictor import Predictor, ReadOutputs
 from winnow.inference.tta import TTA
 
 
 def member_inputs(members: Sequence[Predictor], input_kind: str, paths: list[str], augmentation: TTA, *,
-                  batch_size: int = 64, workers: int = 0) -> np.ndarray:
-    """The members' outputs on readable images.
+                  batch_size: int = 64, workers: int = 0) -> ReadOutputs:
+    """The members' outputs on the images that every member could read.
+
+    Each member reads the files itself, so a file that vanishes between two members is dropped for all.
 
     Returns:
-        "probabilities": each member's probabilities (its own calibration applied) `[M, N, V, K]`;
-        "embeddings": the members' embeddings concatenated `[N, V, D1 + D2 + ...]`.
+        `values`: for "probabilities", each member's probabilities (its own calibration applied)
+        `[M, n, V, K]`; for "embeddings", the members' embeddings concatenated `[n, V, D1 + D2 + ...]`.
+        `rows` index `paths`; `bad` lists each file some member could not read, once.
     """
     settings = {"batch_size": batch_size, "workers": workers}
     if input_kind == "probabilities":
-        return np.stack([to_probabilities(member.head, member.view_logits(paths, augmentation, **settings),
-                                          calibration=member.calibration) for member in members])
-    return np.concatenate([member.view_embeddings(paths, augmentation, **settings) for member in members], axis=-1)
+        outputs = [member.view_logits(paths, augmentation, **settings) for member in members]
+    else:
+        outputs = [member.view_embeddings(paths, augmentation, **settings) for member in members]
+    rows = sorted(set.intersection(*(set(output.rows) for output in outputs)))
+    bad = list(dict(pair for output in outputs for pair in output.bad).items())
+    if input_kind == "probabilities":
+        values = np.stack([to_probabilities(member.head, values_at(output, rows), calibration=member.calibration)
+                           for member, output in zip(members, outputs)])
+    else:
+        values = np.concatenate([values_at(output, rows) for output in outputs], axis=-1)
+    return ReadOutputs(values, rows, bad)
+
+
+def values_at(outputs: ReadOutputs, rows: list[int]) -> np.ndarray:
+    """`outputs.values` (image axis first) of the images at input positions `rows`, each of them read."""
+    position = {row: i for i, row in enumerate(outputs.rows)}
+    return outputs.values[[position[row] for row in rows]]
 
 
 def combine_views(combiner: Any, inputs: np.ndarray) -> np.ndarray:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from winnow.ensembles.inputs import combine_views, member_inputs
 from winnow.ensembles.store import EnsembleDefinition, load_combiner, read_ensemble
 from winnow.inference.postprocess import probabilities_to_logits
-from winnow.inference.predictor import Predictor, ScoringModel, image_set_hash
+from winnow.inference.predictor import Predictor, ReadOutputs, ScoringModel, image_set_hash
 from winnow.inference.tta import TTA
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import RunPaths
@@ -65,11 +63,12 @@ class EnsemblePredictor(ScoringModel):
                 f"{action} on them is optimistic; pass --data with images it has not seen"]
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                    workers: int = 0) -> np.ndarray:
-        """Softmax-form logits `[N, V, K]` of the combined probabilities (`log p`)."""
+                    workers: int = 0) -> ReadOutputs:
+        """Softmax-form logits `[n, V, K]` of the combined probabilities (`log p`) of the readable images."""
         inputs = member_inputs(self.members, self.combiner.input_kind, paths, augmentation, batch_size=batch_size,
                                workers=workers)
-        return probabilities_to_logits(self.head, combine_views(self.combiner, inputs))
+        logits = probabilities_to_logits(self.head, combine_views(self.combiner, inputs.values))
+        return ReadOutputs(logits, inputs.rows, inputs.bad)
 
 
 def member_changes(definition: EnsembleDefinition, members: list[Predictor]) -> list[str]:

@@ -58,7 +58,8 @@ def run_checkpoints(run_dir: str | Path) -> list[str]:
 
 def evaluate_checkpoints(run_dir: str | Path, data: str | Path | EvalData | None = None, *,
                          tta: str | int | None = None, tta_merge: str = "mean", device: str = "auto",
-                         batch_size: int = 64, workers: int = 0, plots: bool = True) -> CheckpointSweep:
+                         batch_size: int = 64, workers: int = 0, strict: bool = False,
+                         plots: bool = True) -> CheckpointSweep:
     """Evaluate every checkpoint (see the module docstring) with the run's calibration and thresholds.
 
     Args:
@@ -66,6 +67,7 @@ def evaluate_checkpoints(run_dir: str | Path, data: str | Path | EvalData | None
         data: A data argument as `evaluate` (None: the run's test split), or resolved `EvalData`.
         tta, tta_merge: Test-time augmentation.
         device, batch_size, workers: Inference settings.
+        strict: An unreadable image is an error (default: skipped, listed in each folder's bad_files.csv).
         plots: Draw each checkpoint's figures (the metrics-over-epochs plot is always drawn).
     """
     eval_data = data if isinstance(data, EvalData) else resolve_eval_data(run_dir, data, split="test")
@@ -73,7 +75,7 @@ def evaluate_checkpoints(run_dir: str | Path, data: str | Path | EvalData | None
     for name in run_checkpoints(run_dir):
         predictor = load(run_dir, checkpoint=name, device=device)
         evaluations[name] = evaluate_predictor(predictor, eval_data, checkpoint=name, tta=tta, tta_merge=tta_merge,
-                                               batch_size=batch_size, workers=workers, plots=plots)
+                                               batch_size=batch_size, workers=workers, strict=strict, plots=plots)
     rows = [checkpoint_row(name, evaluation.metrics) for name, evaluation in evaluations.items()]
     directory = RunPaths(run_dir).eval_data(eval_data.name)
     write_table(directory / CHECKPOINT_TABLE_FILE, rows)

@@ -32,14 +32,14 @@ def task_labels(task: TaskSpec, data: EvalData) -> tuple[np.ndarray, np.ndarray,
 
 
 def score_tasks(predictor: ScoringModel, data: EvalData, directory: Path, *, batch_size: int = 64, workers: int = 0,
-                plots: bool = True) -> tuple[Predictions, dict[str, dict[str, Any]]]:
-    """Predict `data` once, then score and write each task (see the module docstring).
+                strict: bool = False, plots: bool = True) -> tuple[Predictions, dict[str, dict[str, Any]]]:
+    """Predict `data` once (unreadable images skipped; `strict`: refused), then score and write each task.
 
     Raises:
         ValueError: A task column missing from the data, or labels outside a task's classes (before inference).
     """
     labelled = {task.name: task_labels(task, data) for task in predictor.tasks}
-    predictions = predictor.predict(data.paths, batch_size=batch_size, workers=workers)
+    predictions = predictor.predict(data.paths, batch_size=batch_size, workers=workers, strict=strict)
     position = {source: i for i, source in enumerate(predictions.source_index)}
     scores = {}
     for task in predictor.tasks:

@@ -4,6 +4,7 @@ Results go to `RUN/eval/<data>/<checkpoint>/` (`<checkpoint>-tta-<mode>-<merge>`
 metrics.json, predictions.csv (path, label, predicted, prob_<class>...), confusion_matrix.png,
 pr_curves.png, roc_curves.png and reliability.png. The run's calibration.json and thresholds.json
 are applied when present (calibration first, then thresholds) and reported in metrics.json.
+Unreadable images are skipped (`strict=True`: refused) and listed in the folder's bad_files.csv.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
+from winnow.data.validation import record_skipped
 from winnow.evaluation.multitask import score_tasks, task_means
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.predictor import Predictions, ScoringModel
 from winnow.loading import load
 from winnow.runs.files import fingerprint, write_json
-from winnow.runs.layout import EVAL_METRICS_FILE, RunPaths, checkpoint_label
+from winnow.runs.layout import BAD_FILES_FILE, EVAL_METRICS_FILE, RunPaths, checkpoint_label
 
 @dataclass
 class Evaluation:
@@ -44,14 +46,18 @@ class Evaluation:
 
 
 def predict_labelled(predictor: ScoringModel, data: EvalData, *, tta: str | int | None = None, tta_merge: str = "mean",
-                     batch_size: int = 64, workers: int = 0) -> tuple[Predictions, np.ndarray, list[str]]:
+                     batch_size: int = 64, workers: int = 0,
+                     strict: bool = False) -> tuple[Predictions, np.ndarray, list[str]]:
     """Predict labelled data; labels are checked against the run's classes before any inference.
+
+    Unreadable images are skipped and listed in `Predictions.bad` (`strict`: an error).
 
     Returns:
         Predictions of the readable images, their targets `[N]` and their labels `[N]`.
     """
     targets = encode_labels(predictor.head, data.labels, data_name=data.name)
-    predictions = predictor.predict(data.paths, batch_size=batch_size, workers=workers, tta=tta, tta_merge=tta_merge)
+    predictions = predictor.predict(data.paths, batch_size=batch_size, workers=workers, tta=tta, tta_merge=tta_merge,
+                                    strict=strict)
     rows = predictions.source_index
     return predictions, targets[rows], [data.labels[i] for i in rows]
 
@@ -59,7 +65,7 @@ def predict_labelled(predictor: ScoringModel, data: EvalData, *, tta: str | int 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str | Path = "best",
              tta: str | int | None = None, tta_merge: str = "mean", calibration: bool | str | Path = True,
              thresholds: bool | str | Path = True, device: str = "auto", batch_size: int = 64, workers: int = 0,
-             plots: bool = True) -> Evaluation:
+             strict: bool = False, plots: bool = True) -> Evaluation:
     """Evaluate one checkpoint of a run on labelled data (default: the run's test split).
 
     Args:
@@ -69,34 +75,37 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint:
         tta, tta_merge: Test-time augmentation (see `winnow.inference.tta`).
         calibration, thresholds: As `winnow.load` (True: the run's files when present).
         device, batch_size, workers: Inference settings.
+        strict: An unreadable image is an error (default: skipped, listed in the folder's bad_files.csv).
         plots: Draw the figures.
 
     Raises:
-        ValueError: Missing checkpoint, labels outside the run's classes, multitask run, bad files.
+        ValueError: Missing checkpoint, labels outside the run's classes, multitask run, no readable image
+            (`strict`: an unreadable one).
     """
     predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=calibration, thresholds=thresholds)
     eval_data = resolve_eval_data(run_dir, data, split="test")
     return evaluate_predictor(predictor, eval_data, checkpoint=checkpoint, tta=tta, tta_merge=tta_merge,
-                              batch_size=batch_size, workers=workers, plots=plots)
+                              batch_size=batch_size, workers=workers, strict=strict, plots=plots)
 
 
 def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path, tta: str | int | None = None,
-                       tta_merge: str = "mean", batch_size: int = 64, workers: int = 0,
+                       tta_merge: str = "mean", batch_size: int = 64, workers: int = 0, strict: bool = False,
                        plots: bool = True) -> Evaluation:
     """`evaluate` with a loaded predictor and resolved data (`checkpoint` names the output folder)."""
     if len(predictor.tasks) > 1:
         return evaluate_multitask(predictor, data, checkpoint=checkpoint, tta=tta, batch_size=batch_size,
-                                  workers=workers, plots=plots)
+                                  workers=workers, strict=strict, plots=plots)
     predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
-                                                    batch_size=batch_size, workers=workers)
+                                                    batch_size=batch_size, workers=workers, strict=strict)
     metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
     directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint, tta_label=predictions.tta.label)
     write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
+    record_skipped(predictions.bad, directory / BAD_FILES_FILE)
     return Evaluation(directory, metrics, predictions, targets, labels)
 
 
 def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path,
-                       tta: str | int | None = None, batch_size: int = 64, workers: int = 0,
+                       tta: str | int | None = None, batch_size: int = 64, workers: int = 0, strict: bool = False,
                        plots: bool = True) -> Evaluation:
     """`evaluate_predictor` for a multitask run (see `winnow.evaluation.multitask`).
 
@@ -105,10 +114,12 @@ def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: s
     if tta is not None:
         raise ValueError("TTA of multitask runs is not supported yet; drop --tta")
     directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint)
-    predictions, scores = score_tasks(predictor, data, directory, batch_size=batch_size, workers=workers, plots=plots)
+    predictions, scores = score_tasks(predictor, data, directory, batch_size=batch_size, workers=workers,
+                                      strict=strict, plots=plots)
     metrics = {**context(predictor, data, predictions, checkpoint), "n_samples": len(predictions.paths),
                **task_means(scores), "tasks": scores}
     write_json(directory / EVAL_METRICS_FILE, metrics)
+    record_skipped(predictions.bad, directory / BAD_FILES_FILE)
     return Evaluation(directory, metrics, predictions, {}, [])
 
 
@@ -131,7 +142,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
     """Human-readable lines of a metrics.json (a multitask run: one block per task)."""
     checkpoint, data = metrics["checkpoint"], metrics["data"]
     lines = [f"checkpoint {checkpoint['name']} (epoch {checkpoint['epoch']}) on {data['source']}: "
-             f"{metrics['n_samples']} images" + (f", {data['n_unreadable']} unreadable" if data["n_unreadable"] else "")
+             f"{metrics['n_samples']} images"
+             + (f", {data['n_unreadable']} unreadable skipped ({BAD_FILES_FILE})" if data["n_unreadable"] else "")
              + (f", TTA {metrics['tta']}" if metrics.get("tta") else "")]
     if "tasks" not in metrics:
         return lines + score_summary(metrics)

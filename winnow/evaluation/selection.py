@@ -80,8 +80,10 @@ def run_head(run_dir: str | Path) -> Head:
 
 def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | None = None, device: str = "auto",
                       batch_size: int = 64, workers: int = 0, n_bootstrap: int = 1000, confidence: float = 0.95,
-                      min_support: int = 20) -> dict[str, Any]:
+                      min_support: int = 20, strict: bool = False) -> dict[str, Any]:
     """Choose, copy and record the checkpoint that meets `target` best (see the module docstring).
+
+    Evaluations it runs skip unreadable images (`strict`: refuse them) and list them in their bad_files.csv.
 
     Returns:
         The content of selected.json.
@@ -94,7 +96,7 @@ def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | No
     parsed = parse_target(target, head.classes)
     eval_data = resolve_eval_data(run_dir, data, split="val")
     tables = checkpoint_tables(run_dir, eval_data, head.classes, device=device, batch_size=batch_size,
-                               workers=workers)
+                               workers=workers, strict=strict)
     settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
     candidates = [fit_candidate(name, epoch, target, probabilities, targets, head.classes, **settings)
                   for name, (epoch, probabilities, targets) in tables.items()]
@@ -107,11 +109,12 @@ def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | No
 
 
 def checkpoint_tables(run_dir: str | Path, data: EvalData, classes: list[str], *, device: str, batch_size: int,
-                      workers: int) -> dict[str, tuple[int | None, np.ndarray, np.ndarray]]:
+                      workers: int, strict: bool = False) -> dict[str, tuple[int | None, np.ndarray, np.ndarray]]:
     """`{checkpoint: (epoch, probabilities [N, K], targets [N])}` from the per-checkpoint evaluation."""
     names = run_checkpoints(run_dir)
     if not all(is_fresh(run_dir, data, name) for name in names):
-        evaluate_checkpoints(run_dir, data, device=device, batch_size=batch_size, workers=workers, plots=False)
+        evaluate_checkpoints(run_dir, data, device=device, batch_size=batch_size, workers=workers, strict=strict,
+                             plots=False)
     tables = {}
     for name in names:
         directory = RunPaths(run_dir).evaluation(data.name, name)

@@ -4,6 +4,7 @@ Multi-label runs tune the target's label alone (`LabelThresholds`). The probabil
 `predict` will produce: calibrated when the run has calibration.json,
 merged over TTA views when `tta` is given. thresholds.json holds `ThresholdTuner.to_dict()` plus the
 checkpoint, data and calibration it was tuned with, so that later use on other weights warns.
+Unreadable images are skipped (`strict=True`: refused) and listed in `RUN/thresholds.bad_files.csv`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from winnow.data.labelled import EvalData, resolve_eval_data
+from winnow.data.validation import record_skipped
 from winnow.evaluation.runner import predict_labelled
 from winnow.loading import load
 from winnow.operating.label_thresholds import LabelThresholds
@@ -20,7 +22,7 @@ from winnow.operating.store import save_thresholds
 from winnow.operating.targets import parse_target
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.files import fingerprint
-from winnow.runs.layout import RunPaths, checkpoint_label
+from winnow.runs.layout import RunPaths, bad_files_beside, checkpoint_label
 
 
 @dataclass
@@ -33,6 +35,7 @@ class TuneResult:
         path: The thresholds.json written.
         context: What was saved beside the tuner (checkpoint, data, calibration...).
         warnings: About the tuning data (e.g. an ensemble's stacker was fitted on it).
+        skipped: The line saying how many unreadable images were skipped and where they are listed.
     """
 
     tuner: ThresholdTuner
@@ -40,27 +43,29 @@ class TuneResult:
     path: Path
     context: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None, checkpoint: str | Path = "best",
              tta: str | int | None = None, tta_merge: str = "mean", n_bootstrap: int = 1000,
              confidence: float = 0.95, min_support: int = 20, device: str = "auto", batch_size: int = 64,
-             workers: int = 0) -> TuneResult:
+             workers: int = 0, strict: bool = False) -> TuneResult:
     """Fit a `ThresholdTuner` for `target` on the run's predictions of `data` (default: its val split).
 
     Multi-label runs get `LabelThresholds`: the target's label tuned alone, the others at the head's
-    threshold; `TuneResult.tuner` is then the label's tuner.
+    threshold; `TuneResult.tuner` is then the label's tuner. `strict`: an unreadable image is an error
+    (default: skipped).
 
     Raises:
         ValueError: Malformed target or unknown class (before any inference), labels outside the run's
-            classes, an unreachable target, or a multitask run.
+            classes, an unreachable target, a multitask run, or no readable image (`strict`: an unreadable one).
     """
     predictor = load(run_dir, checkpoint=checkpoint, device=device, thresholds=False)
     head = predictor.head
     parse_target(target, predictor.classes)
     eval_data = resolve_eval_data(run_dir, data, split="val")
     predictions, targets, _ = predict_labelled(predictor, eval_data, tta=tta, tta_merge=tta_merge,
-                                               batch_size=batch_size, workers=workers)
+                                               batch_size=batch_size, workers=workers, strict=strict)
     settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
     decision = (LabelThresholds(target, default_threshold=head.threshold, **settings) if head.kind == "multilabel"
                 else ThresholdTuner(target, **settings)).fit(predictions.probabilities, targets, predictor.classes)
@@ -71,8 +76,10 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
                "calibration_fingerprint": fingerprint(predictor.calibration_file)}
     path = RunPaths(run_dir).thresholds
     save_thresholds(path, decision, context=context)
+    skipped = record_skipped(predictions.bad, bad_files_beside(path))
     tuner = decision.tuner_ if isinstance(decision, LabelThresholds) else decision
-    return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"))
+    return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"),
+                      skipped)
 
 
 def tune_summary(result: TuneResult) -> list[str]:
@@ -86,5 +93,5 @@ def tune_summary(result: TuneResult) -> list[str]:
              f"{key} = {tuner.achieved_[key]:.4f}, {tuner.confidence:.0%} bootstrap CI [{low:.4f}, {high:.4f}], "
              f"{'lower' if target.op == '>=' else 'upper'} bound {tuner.conservative_bound_:.4f}",
              "  ".join(f"{name} {value:.4f}" for name, value in tuner.achieved_.items() if name != key),
-             f"saved {result.path}"]
+             f"saved {result.path}", *result.skipped]
     return lines + [f"warning: {warning}" for warning in [*tuner.warnings_, *result.warnings]]

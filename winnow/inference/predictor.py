@@ -3,7 +3,9 @@
 `ScoringModel` holds what runs and ensembles share (operating files, `predict`); `Predictor` is a
 trained run (`winnow.ensembles.predictor.EnsemblePredictor` the ensemble). For single-task runs the run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and
 `winnow tune`) are applied when present: calibration to the logits, the tuned decision rule to the
-probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference.tta`.
+probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference.tta`. An image that
+cannot be read is skipped and listed in `Predictions.bad` (`strict=True`: an error), whether the header
+scan or the decode in the data loader (`winnow.data.unreadable`) finds it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset, default_collate
 
 from winnow.calibration.store import Calibrator, load_calibration
 from winnow.config import read_saved
@@ -28,7 +30,8 @@ from winnow.data.dataset import ImageDataset
 from winnow.data.prepare import DataSpec
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
-from winnow.data.validation import scan
+from winnow.data.unreadable import NothingRead, skipping_loader
+from winnow.data.validation import bad_summary, check_readable, scan
 from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
@@ -48,6 +51,22 @@ from winnow.training.engine import predict_probabilities
 
 log = logging.getLogger("winnow")
 AUGMENT_KEYS = ("fill", "hflip", "vflip", "rotate", "scale_jitter", "brightness", "contrast", "randaugment")
+
+
+@dataclass(frozen=True)
+class ReadOutputs:
+    """A model's outputs on the images it could read, and the images it could not.
+
+    Attributes:
+        values: Outputs of the read images, in input order: `[n, V, F]` (V = TTA views), `{task: [n, K]}`
+            for a multi-task model, or `[M, n, V, K]` for the members of an ensemble.
+        rows: Position of each read image in the input paths `[n]`.
+        bad: `(path, reason)` of the images that could not be read.
+    """
+
+    values: Any
+    rows: list[int]
+    bad: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -234,8 +253,8 @@ class ScoringModel:
         return self.tasks[0].head
 
     def predict(self, images: list[str | Path] | str | Path, *, batch_size: int = 64, workers: int = 0,
-                tta: str | int | None = None, tta_merge: str = "mean") -> Predictions:
-        """Predict files, folders or manifests; unreadable files are listed in `Predictions.bad`.
+                tta: str | int | None = None, tta_merge: str = "mean", strict: bool = False) -> Predictions:
+        """Predict files, folders or manifests; unreadable files are skipped and listed in `Predictions.bad`.
 
         Args:
             images: Image files, folders (searched recursively) or CSV manifests.
@@ -243,38 +262,69 @@ class ScoringModel:
             workers: DataLoader workers.
             tta: None, "flips", "d4" or a number of random views (see `winnow.inference.tta`).
             tta_merge: "mean" or "gmean" of the views' probabilities.
+            strict: Any unreadable file is an error instead.
+
+        Raises:
+            ValueError: No image can be read, or (`strict`) one cannot.
         """
         paths = collect_images([images] if isinstance(images, (str, Path)) else list(images))
-        kept, bad = self.readable(paths)
-        good = [paths[i] for i in kept]
         augmentation = parse_tta(tta, merge=tta_merge, seed=self.seed)
+        settings = {"batch_size": batch_size, "workers": workers}
         if len(self.tasks) > 1 and augmentation.mode == "none":
-            return Predictions(good, self.tasks, self.multitask_probabilities(good, batch_size, workers), bad,
-                               source_index=kept)
+            outputs = self.read_outputs(paths, lambda good: self.multitask_probabilities(good, **settings),
+                                        strict=strict)
+            return Predictions([paths[i] for i in outputs.rows], self.tasks, outputs.values, outputs.bad,
+                               source_index=outputs.rows)
         head = self.head
-        view_logits = self.view_logits(good, augmentation, batch_size=batch_size, workers=workers)
-        views = to_probabilities(head, view_logits, calibration=self.calibration)
+        outputs = self.read_outputs(paths, lambda good: self.view_logits(good, augmentation, **settings), strict=strict)
+        views = to_probabilities(head, outputs.values, calibration=self.calibration)
         merged = merge_views(views, augmentation.merge, rows_sum_to_one=head.kind != "multilabel")
-        return Predictions(good, self.tasks, merged, bad, view_logits=view_logits, decision=self.decision,
-                           calibration=self.calibration, source_index=kept, tta=augmentation)
+        return Predictions([paths[i] for i in outputs.rows], self.tasks, merged, outputs.bad,
+                           view_logits=outputs.values, decision=self.decision, calibration=self.calibration,
+                           source_index=outputs.rows, tta=augmentation)
+
+    def read_outputs(self, paths: list[str], compute: Callable[[list[str]], ReadOutputs], *,
+                     strict: bool = False) -> ReadOutputs:
+        """Run `compute` on the images of `paths` whose header reads; skip and list every unreadable one.
+
+        A file fails either at the header scan here or at the full decode inside `compute`'s loader (data
+        cut after a valid header, file deleted since the scan); both kinds end up in `bad`, and `rows`
+        index `paths`.
+
+        Args:
+            paths: Image files `[N]`.
+            compute: Outputs of a list of files (e.g. `view_logits`), rows relative to that list.
+            strict: Any unreadable file is an error.
+
+        Raises:
+            ValueError: No image can be read (checked before `compute` too), or (`strict`) one cannot.
+        """
+        kept, bad = self.readable(paths)
+        # strict waits for the full decode, so that its message counts every unreadable file at once
+        check_readable(len(paths), len(kept), bad, strict=False)
+        try:
+            outputs = compute([paths[i] for i in kept])
+        except NothingRead as error:  # every file that passed the scan failed to decode
+            outputs = ReadOutputs(None, [], error.bad)
+        rows, bad = [kept[row] for row in outputs.rows], bad + outputs.bad
+        check_readable(len(paths), len(rows), bad, strict=strict)
+        if bad:
+            log.warning("skipping %s", bad_summary(bad))
+        return ReadOutputs(outputs.values, rows, bad)
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                    workers: int = 0) -> np.ndarray:
-        """Uncalibrated softmax-form logits `[N, V, K]` of readable images over the TTA views."""
+                    workers: int = 0) -> ReadOutputs:
+        """Uncalibrated softmax-form logits `[n, V, K]` of the readable images over the TTA views."""
         raise NotImplementedError
 
-    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
-        """`{task: [N, K]}` probabilities of a multi-task model."""
+    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> ReadOutputs:
+        """`{task: [n, K]}` probabilities of a multi-task model on the readable images."""
         raise ValueError(f"{self.run_dir} has a single task; use predict()")
 
     def readable(self, paths: list[str]) -> tuple[list[int], list[tuple[str, str]]]:
-        """Positions of the readable images in `paths`, and `(path, reason)` of the others."""
+        """Header scan: positions of the readable images in `paths`, and `(path, reason)` of the others."""
         report = scan(Samples(paths, [""] * len(paths), [None] * len(paths), [None] * len(paths)),
                       max_pixels=self.max_image_pixels)
-        if report.bad:
-            log.warning("predict: skipping %s", report.summary())
-        if not report.good:
-            raise ValueError(f"none of the {len(paths)} images can be read: {report.summary()}")
         return report.good, report.bad
 
     def _operating_file(self, setting: bool | str | Path, default: Path) -> Path | None:
@@ -357,32 +407,38 @@ class Predictor(ScoringModel):
         return self.spec.classes
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                    workers: int = 0) -> np.ndarray:
-        """Uncalibrated softmax-form logits `[N, V, K]` (binary heads `[0, z]`) over the TTA views."""
-        return softmax_logits(self.head, self._view_outputs(self.model, paths, augmentation, batch_size, workers))
+                    workers: int = 0) -> ReadOutputs:
+        """Uncalibrated softmax-form logits `[n, V, K]` (binary heads `[0, z]`) over the TTA views."""
+        outputs = self._view_outputs(self.model, paths, augmentation, batch_size, workers)
+        return ReadOutputs(softmax_logits(self.head, outputs.values), outputs.rows, outputs.bad)
 
     def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                        workers: int = 0) -> np.ndarray:
-        """Pooled pre-logits embeddings `[N, V, D]` (`forward_head(pre_logits=True)`) over the TTA views."""
+                        workers: int = 0) -> ReadOutputs:
+        """Pooled pre-logits embeddings `[n, V, D]` (`forward_head(pre_logits=True)`) over the TTA views."""
         return self._view_outputs(EmbeddingModel(self.model), paths, augmentation, batch_size, workers)
 
-    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> dict[str, np.ndarray]:
+    def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> ReadOutputs:
         dataset = self._dataset(paths, eval_transform(self.spec.mean, self.spec.std))
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda)
-        return predict_probabilities(self.model, loader, self.accel,
-                                     to_probabilities=lambda logits: probabilities(self.tasks, logits))[0]
+        return self._run(self.model, dataset, paths, batch_size, workers,
+                         to_probabilities=lambda logits: probabilities(self.tasks, logits))
 
     def _dataset(self, paths: list[str], transform: Callable) -> ImageDataset:
-        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform)
+        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform, read_hint="")
 
     def _view_outputs(self, module: nn.Module, paths: list[str], augmentation: TTA, batch_size: int,
-                      workers: int) -> np.ndarray:
-        """Outputs `[N, V, F]` of `module` (the model, or its embedding) over the views of each image."""
+                      workers: int) -> ReadOutputs:
+        """Outputs `[n, V, F]` of `module` (the model, or its embedding) over the views of each readable image."""
         augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
         views = build_views(augmentation, self.spec.mean, self.spec.std, augment=augment)
         dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
                               seed=augmentation.seed if augmentation.mode == "random" else None)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=self.accel.is_cuda,
-                            collate_fn=collate_views)
-        return predict_probabilities(ViewModel(module, len(views)), loader, self.accel,
-                                     to_probabilities=lambda outputs: outputs.float())[0]
+        return self._run(ViewModel(module, len(views)), dataset, paths, batch_size, workers,
+                         to_probabilities=lambda outputs: outputs.float(), collate=collate_views)
+
+    def _run(self, module: nn.Module, dataset: Dataset, paths: list[str], batch_size: int, workers: int, *,
+             to_probabilities: Callable, collate: Callable = default_collate) -> ReadOutputs:
+        """`module`'s outputs on every item of `dataset` whose file reads; the others are listed in `bad`."""
+        reads = skipping_loader(dataset, paths, batch_size=batch_size, workers=workers,
+                                pin_memory=self.accel.is_cuda, collate=collate)
+        values = predict_probabilities(module, reads, self.accel, to_probabilities=to_probabilities)[0]
+        return ReadOutputs(values, reads.rows, reads.bad)

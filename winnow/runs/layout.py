@@ -18,7 +18,8 @@ SPLITS_FILE = "splits.csv"
 METRICS_FILE = "metrics.jsonl"  # one row per epoch
 SUMMARY_FILE = "summary.json"
 TRAIN_LOG_FILE = "train.log"
-BAD_FILES_FILE = "bad_files.csv"
+BAD_FILES_FILE = "bad_files.csv"  # images skipped: at training (--skip-bad), or in an eval / ensemble folder
+BAD_FILES_SUFFIX = ".bad_files.csv"  # beside a job's output file: preds.csv -> preds.bad_files.csv
 TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 CHECKPOINT_SUFFIX = ".pt"
@@ -122,6 +123,16 @@ class RunPaths:
     def report(self, data_name: str | None = None) -> Path:
         """`report.html` for the run's test split (no `data_name`), `report-<data>.html` otherwise."""
         return self.root / (REPORT_FILE if data_name is None else f"report-{data_name}.html")
+
+
+def bad_files_beside(output: str | Path) -> Path:
+    """Where a job writing the file `output` lists the images it skipped: `<stem>.bad_files.csv` beside it.
+
+    e.g. `preds.csv` -> `preds.bad_files.csv`, `RUN/thresholds.json` -> `RUN/thresholds.bad_files.csv`
+    (never the run's own bad_files.csv, which lists the files skipped at training).
+    """
+    output = Path(output)
+    return output.with_name(output.stem + BAD_FILES_SUFFIX)
 
 
 def is_ensemble(folder: str | Path) -> bool:
