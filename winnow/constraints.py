@@ -2,8 +2,8 @@
 
 A setting is described by a list of constraints; a value is valid when it meets any of
 them. A constraint is an :class:`Interval` (integers or finite numbers in a range), an
-:class:`Options` (a fixed set of choices), a :class:`Matches` (a string of a given form), a type (``str``, ``bool``, ``dict``, ...) or
-``None`` (None is allowed). A value that meets none raises
+:class:`Options` (a fixed set of choices), a :class:`Matches` (a string of a given form),
+a type (``str``, ``bool``, ``dict``, ...) or ``None`` (None is allowed). A value that meets none raises
 :class:`InvalidParameterError` with one message shape::
 
     check_value("epochs", 0, [Interval(Integral, 1, None, closed="left")])

@@ -6,8 +6,8 @@ processes when `workers > 0`). `SkipUnreadable` turns such a read into a `Failed
 collate function `SkipCollate` keeps the markers apart from the good items, and `ReadLog` iterates the
 loader: it yields the collated good items only and records the positions that were read and the
 files that failed, with why; when not one item could be read it raises `NothingRead` at the end, so
-that no caller ever handles an empty, shapeless result. Prediction jobs (predict, eval, tune, calibrate, ensemble, report) load
-through it; training does not: it verifies its files before the first epoch and stops on a bad one.
+that no caller ever handles an empty, shapeless result. Prediction jobs (predict, eval, tune, calibrate,
+ensemble, report) load through it; training does not: it verifies its files before the first epoch and stops on a bad one.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """`winnow.load(run_dir).predict(images)`: batched inference with a run's preprocessing.
 
 `ScoringModel` holds what runs and ensembles share (operating files, `predict`); `Predictor` is a
-trained run (`winnow.ensembles.predictor.EnsemblePredictor` the ensemble). For single-task runs the run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and
-`winnow tune`) are applied when present: calibration to the logits, the tuned decision rule to the
-probabilities. Test-time augmentation (`tta=`) is described in `winnow.inference.tta`. An image that
-cannot be read is skipped and listed in `Predictions.bad` (`strict=True`: an error), whether the header
-scan or the decode in the data loader (`winnow.data.unreadable`) finds it.
+trained run (`winnow.ensembles.predictor.EnsemblePredictor` the ensemble). For single-task runs the
+run's `calibration.json` and `thresholds.json` (from `winnow calibrate` and `winnow tune`) are applied
+when present: calibration to the logits, the tuned decision rule to the probabilities. Test-time
+augmentation (`tta=`) is described in `winnow.inference.tta`. An image that cannot be read is skipped
+and listed in `Predictions.bad` (`strict=True`: an error), whether the header scan or the decode in the
+data loader (`winnow.data.unreadable`) finds it.
 """
 
 from __future__ import annotations
