@@ -62,3 +62,23 @@ def test_nothing_to_report_for_plain_images(tmp_path):
     with collect_decode_notes() as notes:
         read_image(path, in_chans=1)
     assert notes.summary() is None and not notes.fallback
+
+
+def test_training_on_malformed_tiffs_reports_once_and_logs_no_bar(tmp_path, capfd):
+    import winnow
+
+    from conftest import fast_config
+
+    root = tmp_path / "tiffs"
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            malformed_rgb16_tiff(root / label / f"{label}{i}.tif")
+    run = winnow.train(fast_config(tmp_path, root, epochs=1, progress=True, progress_every="10%"))
+    log_text = (run.path / "train.log").read_text()
+    stderr = capfd.readouterr().err
+    assert "\r" not in stderr and "\r" not in log_text  # stderr is no terminal here: plain lines only
+    assert log_text.count("decoding: 16 file(s) needed the tifffile fallback reader") == 1
+    assert "incorrect StripByteCounts count" in log_text  # named once, in the summary
+    assert "tifffile" not in stderr.replace("tifffile fallback", "").replace("tifffile repaired", "")
+    assert "epoch 1/1: " in log_text and "img (100%)" in log_text  # the plain progress lines

@@ -17,7 +17,7 @@ from winnow.data.samplers import build_sampler, describe_mix
 from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
 from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
-from winnow.data.validation import bad_input_message, check_labels, scan
+from winnow.data.validation import bad_input_message, check_labels, log_decode_notes, scan
 from winnow.tasks.spec import TaskSpec, build_tasks, encode_targets, task_entries, task_targets
 
 log = logging.getLogger("winnow")
@@ -66,6 +66,7 @@ def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tu
         raise ValueError(bad_input_message(report))
     if report.bad:
         log.warning("skipping %s", report.summary())
+    log_decode_notes(report.decode)
     good = samples.subset(report.good)
     for entry in task_entries(config):
         check_labels(good, column=entry["column"], multilabel=entry["head"] == "multilabel")

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from winnow.data.imageio import ImageHeader, ImageReadError, is_grayscale_mode, probe, read_image
+from winnow.data.imageio import (DecodeNotes, ImageHeader, ImageReadError, collect_decode_notes, is_grayscale_mode,
+                                 probe, read_image)
 from winnow.data.sources import Samples
 from winnow.runs.atomic import atomic_write_text
 from winnow.tasks.heads import label_parts
 
+log = logging.getLogger("winnow")
 SHOW_FIRST = 5
 
 
 @dataclass
 class ScanReport:
-    """What the scan found: good sample indices, bad files with reasons, image modes."""
+    """What the scan found: good sample indices, bad files with reasons, image modes, decoding notes."""
 
     good: list[int] = field(default_factory=list)
     bad: list[tuple[str, str]] = field(default_factory=list)
     modes: Counter = field(default_factory=Counter)
+    decode: DecodeNotes = field(default_factory=DecodeNotes)
 
     def grayscale_share(self) -> float:
         gray = sum(n for mode, n in self.modes.items() if is_grayscale_mode(mode))
@@ -31,6 +35,13 @@ class ScanReport:
 
     def summary(self) -> str:
         return bad_summary(self.bad)
+
+
+def log_decode_notes(notes: DecodeNotes) -> None:
+    """One log line for the files that needed the tifffile fallback (instead of tifffile's line per file)."""
+    line = notes.summary()
+    if line:
+        log.info("decoding: %s", line)
 
 
 def bad_summary(bad: list[tuple[str, str]]) -> str:
@@ -53,8 +64,9 @@ def scan(samples: Samples, *, max_pixels: int, full: bool = False, workers: int 
     """
     report = ScanReport()
     repeated = _repeated_rows(samples)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with collect_decode_notes() as notes, ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         headers = list(pool.map(lambda p: _safe_probe(p, max_pixels, full), samples.paths))
+    report.decode = notes
     for index, (path, header) in enumerate(zip(samples.paths, headers)):
         if index in repeated:
             report.bad.append((path, repeated[index]))

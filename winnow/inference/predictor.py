@@ -28,11 +28,12 @@ from torch.utils.data import Dataset, default_collate
 from winnow.calibration.store import Calibrator, load_calibration
 from winnow.config import read_saved
 from winnow.data.dataset import ImageDataset
+from winnow.data.imageio import collect_decode_notes
 from winnow.data.prepare import DataSpec
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
 from winnow.data.unreadable import NothingRead, skipping_loader
-from winnow.data.validation import bad_summary, check_readable, scan
+from winnow.data.validation import bad_summary, check_readable, log_decode_notes, scan
 from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
@@ -49,6 +50,7 @@ from winnow.training.checkpoint import evaluation_weights, load_checkpoint
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
 from winnow.training.engine import predict_probabilities
+from winnow.training.progress import Progress
 
 log = logging.getLogger("winnow")
 AUGMENT_KEYS = ("fill", "hflip", "vflip", "rotate", "scale_jitter", "brightness", "contrast", "randaugment")
@@ -300,13 +302,15 @@ class ScoringModel:
         Raises:
             ValueError: No image can be read (checked before `compute` too), or (`strict`) one cannot.
         """
-        kept, bad = self.readable(paths)
-        # strict waits for the full decode, so that its message counts every unreadable file at once
-        check_readable(len(paths), len(kept), bad, strict=False)
-        try:
-            outputs = compute([paths[i] for i in kept])
-        except NothingRead as error:  # every file that passed the scan failed to decode
-            outputs = ReadOutputs(None, [], error.bad)
+        with collect_decode_notes() as notes:
+            kept, bad = self.readable(paths)
+            # strict waits for the full decode, so that its message counts every unreadable file at once
+            check_readable(len(paths), len(kept), bad, strict=False)
+            try:
+                outputs = compute([paths[i] for i in kept])
+            except NothingRead as error:  # every file that passed the scan failed to decode
+                outputs = ReadOutputs(None, [], error.bad)
+        log_decode_notes(notes)  # workers > 0 decode in other processes: their notes are not seen here
         rows, bad = [kept[row] for row in outputs.rows], bad + outputs.bad
         check_readable(len(paths), len(rows), bad, strict=strict)
         if bad:
@@ -441,5 +445,10 @@ class Predictor(ScoringModel):
         """`module`'s outputs on every item of `dataset` whose file reads; the others are listed in `bad`."""
         reads = skipping_loader(dataset, paths, batch_size=batch_size, workers=workers,
                                 pin_memory=self.accel.is_cuda, collate=collate)
-        values = predict_probabilities(module, reads, self.accel, to_probabilities=to_probabilities)[0]
+        progress = Progress(len(paths), description=f"scoring with {Path(self.run_dir).name}", enabled=True)
+        try:
+            values = predict_probabilities(module, reads, self.accel, to_probabilities=to_probabilities,
+                                           progress=progress)[0]
+        finally:
+            progress.close()
         return ReadOutputs(values, reads.rows, reads.bad)

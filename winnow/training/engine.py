@@ -109,10 +109,12 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, options:
 
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator, loss_fn: nn.Module | None = None,
-                          *, to_probabilities: Callable = lambda logits: logits.float().softmax(dim=1)):
+                          *, to_probabilities: Callable = lambda logits: logits.float().softmax(dim=1),
+                          progress: Progress | None = None):
     """Probabilities, targets and mean loss (nan without loss_fn) over a loader.
 
     Probabilities are `[N, K]` arrays (or {task: array} for multi-task models); targets likewise.
+    `progress` is told the images of each batch.
     """
     model.eval()
     probabilities, targets_all, total_loss, seen = [], [], 0.0, 0
@@ -125,6 +127,8 @@ def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator
         probabilities.append(_to_cpu(to_probabilities(logits)))
         targets_all.append(targets)
         seen += len(images)
+        if progress is not None:
+            progress.update(len(images))
     return _concat(probabilities), _concat(targets_all), total_loss / seen if loss_fn and seen else float("nan")
 
 

@@ -40,7 +40,7 @@ from winnow.training.progress import Progress, summary_line
 from winnow.training.state import TrainState, unwrap
 
 log = logging.getLogger("winnow")
-RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "save_every", "cache", "cache_dir")
+RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "progress_every", "save_every", "cache", "cache_dir")
 
 
 @dataclass
@@ -260,7 +260,7 @@ def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, op
     loss_fn.set_epoch(epoch)
     set_train_mode(state.model)
     progress = Progress(len(loaders.train.sampler), description=f"epoch {epoch + 1}/{config.epochs}",
-                        enabled=config.progress and ctx.dist_info.is_main)
+                        enabled=config.progress and ctx.dist_info.is_main, every=config.progress_every)
     lr, start = current_lr(state.optimizer), time.perf_counter()
     try:
         train_stats = train_one_epoch(state.model, loaders.train, loss_fn, state.optimizer, state.scheduler,
