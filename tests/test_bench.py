@@ -32,3 +32,11 @@ def test_recipes_bench_table(tmp_path):
     assert "| data | ce | 0.600 ± 0.100 | 0.500 ± 0.100 | 0.400 ± 0.100 | 0.300 ± 0.100 | 11 |" in table
     assert recipes.rare_classes({"a": 100, "b": 90, "c": 10}) == ["c"]
     assert recipes.rare_classes({"a": 10, "b": 10}) == ["a"]  # none is rare: the single rarest
+
+
+def test_embed_bench_prints_the_ratio(manifest, capsys):
+    bench = _load("embed")
+    assert bench.main(["--data", str(manifest), "--model", "test_resnet", "--img-size", "32", "--batch-size", "8",
+                       "--images", "16", "--workers", "0", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "embed" in out and "model-only" in out and "ratio median" in out and "target >= 0.9" in out

@@ -1,0 +1,94 @@
+"""`winnow embed`: pre-logits embeddings with path, label and split, npz or parquet, bad files skipped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import winnow
+from winnow.data.dataset import ImageDataset
+from winnow.data.transforms import eval_transform
+from winnow.embeddings.extract import EmbeddingSet, embed
+from winnow.models.embedding import EmbeddingModel
+from winnow.runs.layout import RunPaths
+
+from conftest import fast_config
+from test_bad_files_jobs import with_bad_files
+from test_eval_cli import cli, read_rows, shape_folder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("embed_run")
+    return winnow.train(fast_config(root, shape_folder(root / "train", 8, seed=0), head="binary",
+                                    positive_class="good", epochs=1, name="tiny")).path
+
+
+def test_embeddings_equal_the_models_pre_logits_and_keep_labels_and_splits(run):
+    embeddings = embed(run, "all")
+    splits = read_rows(RunPaths(run).splits)
+    assert embeddings.paths == [row["path"] for row in splits]
+    assert embeddings.labels == [row["label"] for row in splits] and embeddings.splits == [r["split"] for r in splits]
+    predictor = winnow.load(run)
+    spec = predictor.spec
+    dataset = ImageDataset(embeddings.paths[:4], [-1] * 4, spec.preprocess(), eval_transform(spec.mean, spec.std))
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    with torch.no_grad():
+        expected = EmbeddingModel(predictor.model.eval())(images).numpy()
+    assert embeddings.embeddings.shape == (len(splits), expected.shape[1])
+    np.testing.assert_allclose(embeddings.embeddings[:4], expected, rtol=1e-4, atol=1e-5)
+    assert embeddings.meta["checkpoint"] == "best" and embeddings.meta["classes"] == ["bad", "good"]
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".parquet"])
+def test_cli_writes_a_file_that_loads_back(run, tmp_path, capsys, suffix):
+    out = tmp_path / f"val{suffix}"
+    code, printed, _ = cli(capsys, "embed", run, "val", "--out", out)
+    assert code == 0 and f"to {out}" in printed
+    loaded = EmbeddingSet.load(out)
+    direct = embed(run, "val")
+    np.testing.assert_allclose(loaded.embeddings, direct.embeddings, rtol=1e-6)
+    assert (loaded.paths, loaded.labels, loaded.splits) == (direct.paths, direct.labels, direct.splits)
+    assert set(loaded.splits) == {"val"} and loaded.meta["run"] == str(Path(run).resolve())
+    loaded.check_from(run)
+
+
+def test_unlabelled_folder_and_tta(run, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for source in sorted((RunPaths(run).root.parent.parent / "train" / "good").glob("*.png"))[:3]:
+        (folder / source.name).write_bytes(source.read_bytes())
+    plain, flips = embed(run, folder), embed(run, folder, tta="flips")
+    assert plain.labels == ["", "", ""] and plain.splits == ["", "", ""]
+    assert flips.meta["tta"] == "flips-mean" and flips.embeddings.shape == plain.embeddings.shape
+    assert not np.allclose(flips.embeddings, plain.embeddings)  # averaged over flipped views
+
+
+def test_unreadable_files_are_skipped_and_listed_beside_the_output(run, tmp_path, capsys):
+    folder, good = with_bad_files(tmp_path / "held")
+    (folder / "good" / "gone.png").unlink()  # a missing file: listed by the scan
+    out = tmp_path / "held.npz"
+    code, printed, _ = cli(capsys, "embed", run, folder, "--out", out)
+    assert code == 0 and "2 unreadable file(s) skipped" in printed
+    listed = {Path(row["path"]).name for row in read_rows(tmp_path / "held.bad_files.csv")}
+    assert listed == {"cut.jpg", "zero.png"}
+    assert sorted(EmbeddingSet.load(out).paths) == sorted(good)
+    code, _, err = cli(capsys, "embed", run, folder, "--out", tmp_path / "strict.npz", "--strict")
+    assert code != 0 and "strict" in err
+
+
+def test_bad_input_is_refused_with_the_fix(run, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"expected a \.npz or \.parquet file"):
+        embed(run, "val").save(tmp_path / "x.csv")
+    code, _, err = cli(capsys, "embed", run, "val", "--tta", "flips", "--tta-merge", "gmean")
+    assert code == 2 and "embeddings of the TTA views are averaged" in err
+    stale = embed(run, "val")
+    stale.meta["checkpoint_fingerprint"] = "0-0"
+    with pytest.raises(ValueError, match=r"embed again with `winnow embed"):
+        stale.check_from(run)
+    np.savez(tmp_path / "other.npz", embeddings=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="not a winnow embeddings file"):
+        EmbeddingSet.load(tmp_path / "other.npz")
