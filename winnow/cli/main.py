@@ -9,6 +9,7 @@ import sys
 from winnow.cli import calibrate, demo, embed, ensemble, predict, runs, select, train, tune
 from winnow.cli import eval as evaluate
 from winnow.cli import report
+from winnow.runs.atomic import FileWriteError
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
             "calibrate": calibrate, "select": select, "ensemble": ensemble, "report": report, "embed": embed}
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except ValueError as error:  # bad input; a TypeError is a programming error and shows its traceback
+    # bad input, or a file that could not be written (disk full...): the message says what to do.
+    # A TypeError or another OSError is a programming or system error and shows its traceback.
+    except (ValueError, FileWriteError) as error:
         print(f"winnow {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,8 @@ def run(args: argparse.Namespace) -> int:
         result = train(None, resume=args.resume, overrides=flag_overrides(args))
     else:
         result = train(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
+    if result.rank != 0:  # under torchrun every process gets the result; rank 0 reports it
+        return 0 if result.status == "finished" else 1
     print(f"run: {result.path}  status: {result.status}  best {result.config.select_metric} "
           f"{_fmt(result.best_metric)} (epoch {result.best_epoch})")
     if result.test_metrics:

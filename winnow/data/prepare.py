@@ -139,8 +139,18 @@ def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *
     return _loader(dataset, config, sampler=sampler, pin_memory=pin_memory, drop_last=len(dataset) > config.batch_size)
 
 
-def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = False) -> DataLoader:
-    return _loader(dataset, config, sampler=None, pin_memory=pin_memory, drop_last=False)
+def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = False, rank: int = 0,
+                world_size: int = 1) -> DataLoader:
+    """Loader over every image of `dataset` in order, or over one rank's shard of it.
+
+    With `world_size` > 1, rank r reads images r, r + world_size, r + 2 * world_size...: the shards
+    are disjoint, cover every image once and are not padded (they differ in length by at most one),
+    so metrics over the gathered shards count each image once.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
+    shard = range(rank, len(dataset), world_size) if world_size > 1 else None
+    return _loader(dataset, config, sampler=shard, pin_memory=pin_memory, drop_last=False)
 
 
 def _loader(dataset: ImageDataset, config: Config, *, sampler, pin_memory: bool, drop_last: bool) -> DataLoader:

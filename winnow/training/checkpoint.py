@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -30,8 +30,40 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save a training state dict atomically (with RNG states added)."""
-    atomic_write(path, lambda handle: torch.save({**state, "rng": rng_states()}, handle))
+    """Save a training state dict atomically (with RNG states added).
+
+    Raises:
+        FileWriteError: The disk is full or the folder is not writable; `path` keeps its previous content.
+    """
+    def write(handle: IO[bytes]) -> None:
+        recorder = _WriteErrors(handle)
+        try:
+            torch.save({**state, "rng": rng_states()}, recorder)
+        except RuntimeError as error:
+            # torch's zip writer reports a failed write (disk full...) as a RuntimeError
+            # ("unexpected pos"); re-raise the OSError itself so that atomic_write names the cause.
+            if recorder.error is not None:
+                raise recorder.error from error
+            raise
+
+    atomic_write(path, write)
+
+
+class _WriteErrors:
+    """A binary file that remembers the OSError its write raised."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle, self.error = handle, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def evaluation_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:

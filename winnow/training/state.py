@@ -38,6 +38,7 @@ class TrainState:
         return self.ema.module if self.ema is not None else self.model
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a checkpoint needs to continue exactly: weights, optimiser, counters, history."""
         return {
             "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -48,9 +49,13 @@ class TrainState:
             "step_in_epoch": self.step_in_epoch,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
+            # every finished epoch's metrics row: metrics.jsonl is rebuilt from it on resume, so a
+            # kill between saving last.pt and writing the row loses nothing
+            "history": [dict(row) for row in self.history],
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Restore a loaded checkpoint (RNG states included)."""
         unwrap(self.model).load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         for name in ("scheduler", "scaler", "ema"):
@@ -59,6 +64,8 @@ class TrainState:
                 target.load_state_dict(checkpoint[name])
         self.epoch, self.step_in_epoch = checkpoint["epoch"], checkpoint.get("step_in_epoch", 0)
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
+        if "history" in checkpoint:  # older checkpoints lack it; the trainer reads metrics.jsonl then
+            self.history = [dict(row) for row in checkpoint["history"]]
         restore_rng_states(checkpoint["rng"])
 
     def is_improvement(self, value: float, *, lower_is_better: bool) -> bool:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,18 @@ from winnow.data.validation import write_bad_files
 from winnow.losses import create_loss
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
+from winnow.runs.atomic import FileWriteError, atomic_write, remove_stale_temp_files
 from winnow.runs.files import read_json, read_metrics, write_json, write_metrics
-from winnow.runs.layout import RunPaths, dataset_name, unique_run_dir
+from winnow.runs.layout import (BAD_FILES_FILE, CHECKPOINT_SUFFIX, CLASSES_FILE, CONFIG_FILE, METRICS_FILE,
+                                PREPROCESSING_FILE, SPLITS_FILE, SUMMARY_FILE, RunPaths, dataset_name,
+                                unique_run_dir)
 from winnow.runs.provenance import provenance
 from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
 from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
 from winnow.training.checkpoint import evaluation_weights, load_checkpoint, save_checkpoint
 from winnow.training.device import Accelerator, make_accelerator
-from winnow.training.distributed import DistInfo, init_distributed
+from winnow.training.distributed import (DistInfo, all_reduce, broadcast_object, gather_predictions,
+                                        init_distributed, sync_module)
 from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInterrupted, predict_probabilities,
                                     train_one_epoch)
 from winnow.training.mixing import BatchMixer
@@ -41,11 +46,19 @@ from winnow.training.state import TrainState, unwrap
 
 log = logging.getLogger("winnow")
 RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "progress_every", "save_every", "cache", "cache_dir")
+# Files `train` alone writes in a run folder (and in checkpoints/): on resume, temporary files a
+# killed write left for them are deleted.
+OWN_FILES = (CONFIG_FILE, CLASSES_FILE, PREPROCESSING_FILE, SPLITS_FILE, BAD_FILES_FILE, METRICS_FILE, SUMMARY_FILE)
+OWN_CHECKPOINTS = tuple(f"{name}{CHECKPOINT_SUFFIX}" for name in ("last", "best", "epoch*"))
 
 
 @dataclass
 class Run:
-    """A finished (or stopped) training run."""
+    """A finished (or stopped) training run.
+
+    Under torchrun every process returns the same Run; `rank` says which process this is
+    (only rank 0 writes files, so only rank 0 should print).
+    """
 
     path: Path
     config: Config
@@ -54,6 +67,7 @@ class Run:
     best_epoch: int | None
     test_metrics: dict[str, float] | None
     status: str
+    rank: int = 0
 
 
 @dataclass
@@ -64,51 +78,119 @@ class Loaders:
 
 
 def train(config: Config, *, resume: str | Path | None = None, overrides: dict | None = None) -> Run:
-    """Train a classifier as configured, or continue the run folder `resume`."""
+    """Train a classifier as configured, or continue the run folder `resume`.
+
+    Under torchrun each process calls this; they share one run folder, which rank 0 alone writes.
+
+    Raises:
+        ValueError: Bad settings or data, or a folder that cannot be resumed.
+        FileWriteError: A file could not be written (disk full...); the message says how to go on.
+    """
     dist_info = init_distributed()
-    config, paths = _open_run(config, resume, overrides or {}, dist_info)
+    config, paths, from_checkpoint = _open_run(config, resume, overrides or {}, dist_info)
     _seed_everything(config.seed)
     accel = make_accelerator(config.device, config.amp, config.channels_last, dist_info)
     samples, spec = _prepare_data(config, paths, resumed=resume is not None, dist_info=dist_info)
     tasks = build_tasks(config, samples.where_split("train").column)
     loaders = _build_loaders(samples, spec, config, tasks, accel, dist_info)
+    # Seeded again so that the initial weights do not depend on what data preparation drew: a run
+    # killed before its first checkpoint restarts from the same weights.
+    _seed_everything(config.seed)
     model = _build_model(config, tasks, spec, accel, dist_info)
     loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets).to(accel.device)
     state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
-    if resume is not None:
-        state.load_state_dict(load_checkpoint(paths.checkpoint("last")))
-        state.history = [row for row in read_metrics(paths.metrics) if row["epoch"] <= state.epoch]
-        log.info("resuming %s after epoch %d", paths.root, state.epoch)
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
-    status = _fit(state, loss_fn, loaders, context)
-    return _finish(state, loss_fn, loaders, context, status)
+    try:
+        if from_checkpoint:
+            _restore(state, context)
+        status = _fit(state, loss_fn, loaders, context)
+        return _finish(state, loss_fn, loaders, context, status)
+    except FileWriteError as error:
+        raise error.followed_by(f", then resume with `winnow train --resume {paths.root}`") from error
 
 
 def _open_run(config: Config, resume: str | Path | None, overrides: dict,
-              dist_info: DistInfo) -> tuple[Config, RunPaths]:
+              dist_info: DistInfo) -> tuple[Config, RunPaths, bool]:
+    """The run folder and its config, and whether it has a last.pt to continue from.
+
+    Rank 0 picks a new folder and tells the other ranks; resuming, every rank reads the folder
+    (it must be on a file system they all see).
+    """
     if resume is None:
-        root = unique_run_dir(config.out, config.name or _default_name(config))
-        paths = RunPaths(root)
+        root = unique_run_dir(config.out, config.name or _default_name(config)) if dist_info.is_main else None
+        paths = RunPaths(broadcast_object(root, dist_info))
         if dist_info.is_main:
             paths.checkpoints.mkdir(parents=True, exist_ok=True)
             save_yaml(config, paths.config, extra=provenance())
-        _attach_log_file(paths)
-        return config, paths
+        _setup_logging(paths, dist_info)
+        return config, paths, False
     paths = RunPaths(Path(resume))
-    if not paths.checkpoint("last").is_file():
-        raise ValueError(f"cannot resume {resume}: {paths.checkpoint('last')} is missing; "
-                         "is this a winnow run folder that finished at least one epoch?")
+    from_checkpoint = paths.checkpoint("last").is_file()
+    if not from_checkpoint and not paths.config.is_file():
+        raise ValueError(f"cannot resume {resume}: {paths.checkpoint('last')} is missing and so is "
+                         f"{paths.config}; is this a winnow run folder? Start a new run with `winnow train DATA`")
     not_allowed = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if not_allowed:
         raise ValueError(f"--resume keeps the run's settings; cannot change {not_allowed}. "
                          f"Only {list(RESUME_OVERRIDES)} may change on resume; start a new run otherwise")
     config = read_saved(paths.config).replace(**overrides)
     if dist_info.is_main:
+        for folder, names in ((paths.root, OWN_FILES), (paths.checkpoints, OWN_CHECKPOINTS)):
+            remove_stale_temp_files(folder, names)
         save_yaml(config, paths.config, extra=provenance())
-    _attach_log_file(paths)
-    return config, paths
+    _setup_logging(paths, dist_info)
+    if not from_checkpoint:
+        log.info("%s stopped before its first epoch ended (no %s): training it from the start with its "
+                 "saved settings", paths.root, paths.checkpoint("last").name)
+    return config, paths, from_checkpoint
+
+
+def _restore(state: TrainState, ctx: FitContext) -> None:
+    """Load last.pt; rank 0 then brings the files derived from it up to date."""
+    paths = ctx.paths
+    checkpoint = load_checkpoint(paths.checkpoint("last"))
+    state.load_state_dict(checkpoint)
+    if "history" not in checkpoint:  # written before checkpoints carried the history
+        state.history = read_metrics(paths.metrics)
+    # a Ctrl-C between recording an epoch's row and counting the epoch leaves one row too many
+    state.history = [row for row in state.history if row["epoch"] <= state.epoch]
+    if ctx.dist_info.is_main:
+        _reconcile(state, checkpoint, ctx)
+    log.info("resuming %s after epoch %d", paths.root, state.epoch)
+
+
+def _reconcile(state: TrainState, checkpoint: dict, ctx: FitContext) -> None:
+    """Redo what a kill after saving last.pt may have cut short: metrics.jsonl, best.pt, epochNNNN.pt.
+
+    Idempotent: on a folder that was not cut short it rewrites metrics.jsonl with the same rows.
+    """
+    paths = ctx.paths
+    write_metrics(paths.metrics, state.history)
+    if checkpoint.get("step_in_epoch", 0):
+        return  # saved by Ctrl-C mid-epoch: the previous epoch's own saves had completed before it
+    # At the end of an epoch last.pt holds exactly what that epoch's best/epochNNNN copies hold.
+    wanted = []
+    if state.best_epoch == state.epoch and _saved_epoch(paths.checkpoint("best")) != state.epoch:
+        wanted.append("best")
+    save_every = ctx.config.save_every
+    if save_every and state.epoch % save_every == 0 and not paths.checkpoint(f"epoch{state.epoch:04d}").is_file():
+        wanted.append(f"epoch{state.epoch:04d}")
+    for name in wanted:
+        log.info("copying %s to %s (the run stopped before writing it)", paths.checkpoint("last"),
+                 paths.checkpoint(name))
+        _copy_file(paths.checkpoint("last"), paths.checkpoint(name))
+
+
+def _saved_epoch(path: Path) -> int | None:
+    """The epoch a checkpoint was saved at (None when absent)."""
+    return load_checkpoint(path)["epoch"] if path.is_file() else None
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    with open(source, "rb") as handle:
+        atomic_write(destination, lambda out: shutil.copyfileobj(handle, out))
 
 
 def _default_name(config: Config) -> str:
@@ -116,11 +198,16 @@ def _default_name(config: Config) -> str:
     return f"{data_name}-{config.model.replace(':', '-').replace('/', '-')}"
 
 
-def _attach_log_file(paths: RunPaths) -> None:
-    paths.root.mkdir(parents=True, exist_ok=True)
+def _setup_logging(paths: RunPaths, dist_info: DistInfo) -> None:
+    """Rank 0 logs to train.log (and the console); the other ranks log errors only."""
     for handler in [h for h in log.handlers if getattr(h, "winnow_run_log", False)]:
         log.removeHandler(handler)
         handler.close()
+    if not dist_info.is_main:
+        # their lines would repeat rank 0's; errors still show which rank failed
+        log.setLevel(logging.ERROR)
+        return
+    paths.root.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(paths.train_log)
     handler.winnow_run_log = True
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -137,16 +224,17 @@ def _seed_everything(seed: int) -> None:
 def _prepare_data(config: Config, paths: RunPaths, *, resumed: bool,
                   dist_info: DistInfo) -> tuple[Samples, DataSpec]:
     """Splits (new or saved), file scan, classes and normalisation."""
-    if resumed:
+    if resumed and paths.preprocessing.is_file() and paths.splits.is_file():
         return load_splits(paths.splits), DataSpec(**read_json(paths.preprocessing, what="preprocessing"))
     samples, bad, grayscale_share = validate_samples(resolve_samples(config), config)
     spec = build_spec(samples, config, grayscale_share=grayscale_share)
     if dist_info.is_main:
         save_splits(samples, paths.splits)
         write_json(paths.classes, spec.classes)
-        write_json(paths.preprocessing, spec.to_dict())
         if bad:
             write_bad_files(bad, paths.bad_files)
+        # last: a resume takes the saved data only once this file exists
+        write_json(paths.preprocessing, spec.to_dict())
     counts = {split: len(samples.where_split(split)) for split in ("train", "val", "test")}
     log.info("data: %s images %s, %d classes, in_chans=%d", len(samples), counts, len(spec.classes), spec.in_chans)
     return samples, spec
@@ -163,6 +251,7 @@ class FitContext:
     spec: DataSpec
     dist_info: DistInfo
     mixer: BatchMixer | None = None
+    evaluated: dict[str, int] = field(default_factory=dict)  # images scored by the last val / test pass
 
     def to_probabilities(self, logits):
         return probabilities(self.tasks, logits)
@@ -175,7 +264,10 @@ def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list
     for split in ("val", "test"):
         subset = samples.where_split(split)
         dataset = make_dataset(subset, spec, config, tasks, train=False, cache_dir=cache_dir)
-        split_loader[split] = eval_loader(dataset, config, pin_memory=accel.is_cuda) if len(subset) else None
+        # each rank scores its own shard (all GPUs work, and no rank waits idle for a collective
+        # timeout while rank 0 scores a large split); _evaluate gathers them
+        split_loader[split] = eval_loader(dataset, config, pin_memory=accel.is_cuda, rank=dist_info.rank,
+                                          world_size=dist_info.world_size) if len(subset) else None
     train_set = make_dataset(samples.where_split("train"), spec, config, tasks, train=True, cache_dir=cache_dir)
     loader = train_loader(train_set, config, tasks, rank=dist_info.rank, world_size=dist_info.world_size,
                           pin_memory=accel.is_cuda)
@@ -226,14 +318,22 @@ def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
     """Epoch loop; returns the run status (finished, interrupted, diverged)."""
     writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
     options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer)
+    epoch_started = state.epoch
     try:
         while state.epoch < ctx.config.epochs:
+            epoch_started = state.epoch
             row = _run_epoch(state, loss_fn, loaders, ctx, options)
             _after_epoch(state, row, ctx, writer)
     except (TrainingInterrupted, KeyboardInterrupt) as stop:
-        # Ctrl-C in the training loop: resume continues at the next batch; elsewhere (validation)
-        # every batch of the epoch was applied.
-        steps = stop.steps_done if isinstance(stop, TrainingInterrupted) else len(loaders.train)
+        # Ctrl-C in the training loop: resume continues at the next batch; in validation every
+        # batch of the epoch was applied (the loader's length counts those after a mid-epoch
+        # resume's skip); while saving, the epoch is complete and its row recorded.
+        if isinstance(stop, TrainingInterrupted):
+            steps = stop.steps_done
+        elif state.epoch > epoch_started:
+            steps = 0
+        else:
+            steps = state.step_in_epoch + len(loaders.train)
         state.step_in_epoch = steps
         log.warning("interrupted after %d batches of epoch %d: saving %s", steps, state.epoch + 1,
                     ctx.paths.checkpoint("last"))
@@ -267,18 +367,34 @@ def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, op
                                       ctx.accel, options, epoch=epoch, progress=progress, start_step=start_step)
     finally:
         progress.close()
-    row = {"epoch": epoch + 1, "train_loss": train_stats["train_loss"], "lr": lr,
-           "img_per_s": train_stats["img_per_s"]}
+    info, device = ctx.dist_info, ctx.accel.device
+    # every rank trained on as many images: the mean of the ranks' means is the global mean
+    row = {"epoch": epoch + 1, "train_loss": all_reduce(train_stats["train_loss"], info, device), "lr": lr,
+           "img_per_s": all_reduce(train_stats["img_per_s"], info, device, op="sum")}
     if loaders.val is not None:
-        row.update(_evaluate(state.eval_model(), loaders.val, loss_fn, ctx, prefix="val_"))
+        metrics, ctx.evaluated["val"] = _evaluate(state.eval_model(), loaders.val, loss_fn, ctx, prefix="val_")
+        row.update(metrics)
     row["time_s"] = round(time.perf_counter() - start, 2)
-    return row
+    # rank 0's row everywhere, so that every rank takes the same best-checkpoint decision
+    return broadcast_object(row, info)
 
 
-def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *, prefix: str) -> dict[str, float]:
+def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *,
+              prefix: str) -> tuple[dict[str, float], int]:
+    """Loss and metrics of `model` over a split, and the number of images scored.
+
+    Under torchrun each rank scores its shard with rank 0's weights and statistics; every rank
+    gets the metrics of the whole split.
+    """
+    if ctx.dist_info.enabled:
+        # DDP's forward broadcasts buffers, a collective that ranks with unequal shards would not all
+        # reach; the bare module runs without it
+        model = unwrap(model)
+        sync_module(model, ctx.dist_info)
     probs, targets, loss = predict_probabilities(model, loader, ctx.accel, loss_fn,
                                                  to_probabilities=ctx.to_probabilities)
-    return {f"{prefix}loss": loss, **task_metrics(ctx.tasks, probs, targets, prefix=prefix)}
+    probs, targets, loss, count = gather_predictions(probs, targets, loss, ctx.dist_info)
+    return {f"{prefix}loss": loss, **task_metrics(ctx.tasks, probs, targets, prefix=prefix)}, count
 
 
 def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
@@ -288,18 +404,21 @@ def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
     improved = metric is None or state.is_improvement(metric, lower_is_better=config.select_metric == "val_loss")
     if improved:
         state.best_metric, state.best_epoch = metric, state.epoch
+    state.history.append(row)
+    # last.pt first: it carries the history and the best epoch, and resume trusts it alone. A kill
+    # after it loses nothing: resume rewrites metrics.jsonl from it and copies it to best.pt (or
+    # epochNNNN.pt) when this epoch's copy is missing. A kill before it redoes the epoch.
     _save(state, "last", ctx)
     if improved:
         _save(state, "best", ctx)
     if config.save_every and state.epoch % config.save_every == 0:
         _save(state, f"epoch{state.epoch:04d}", ctx)
-    state.history.append(row)
     if ctx.dist_info.is_main:
         write_metrics(ctx.paths.metrics, state.history)
         for key, value in row.items():
             if key != "epoch":
                 writer.add_scalar(key, value, state.epoch)
-        _write_summary(state, config, ctx.paths, "running")
+        _write_summary(state, ctx, "running")
     log.info(summary_line(row, epochs=config.epochs) + ("  *best*" if improved else ""))
 
 
@@ -319,26 +438,29 @@ def _tensorboard(paths: RunPaths):
     return SummaryWriter(str(paths.tensorboard))
 
 
-def _write_summary(state: TrainState, config: Config, paths: RunPaths, status: str,
-                   test_metrics: dict | None = None) -> None:
+def _write_summary(state: TrainState, ctx: FitContext, status: str, test_metrics: dict | None = None) -> None:
+    config, paths = ctx.config, ctx.paths
     elapsed = sum(row.get("time_s", 0.0) for row in state.history)
     write_json(paths.summary, {
         "name": paths.root.name, "model": config.model, "data": config.data, "status": status,
         "epochs_done": state.epoch, "epochs": config.epochs, "select_metric": config.select_metric,
         "best_metric": state.best_metric, "best_epoch": state.best_epoch, "elapsed_s": round(elapsed, 1),
-        "test": test_metrics})
+        "test": test_metrics, "images_evaluated": dict(ctx.evaluated)})
 
 
 def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, status: str) -> Run:
     test_metrics = None
-    if loaders.test is not None and status == "finished" and ctx.paths.checkpoint("best").exists():
+    info = ctx.dist_info
+    has_best = broadcast_object(info.is_main and ctx.paths.checkpoint("best").exists(), info)
+    if loaders.test is not None and status == "finished" and has_best:
         model = unwrap(state.eval_model())
-        checkpoint = load_checkpoint(ctx.paths.checkpoint("best"))
-        model.load_state_dict(evaluation_weights(checkpoint))
-        test_metrics = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
+        if info.is_main:  # _evaluate hands rank 0's weights to the other ranks
+            model.load_state_dict(evaluation_weights(load_checkpoint(ctx.paths.checkpoint("best"))))
+        test_metrics, ctx.evaluated["test"] = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
         log.info("test (best checkpoint, epoch %s): %s", state.best_epoch,
                  "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
-    if ctx.dist_info.is_main:
-        _write_summary(state, ctx.config, ctx.paths, status, test_metrics)
+    if info.is_main:
+        _write_summary(state, ctx, status, test_metrics)
     log.info("run folder: %s", ctx.paths.root)
-    return Run(ctx.paths.root, ctx.config, state.history, state.best_metric, state.best_epoch, test_metrics, status)
+    return Run(ctx.paths.root, ctx.config, state.history, state.best_metric, state.best_epoch, test_metrics, status,
+               rank=info.rank)
