@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from winnow.config import Config, read_saved, save_yaml
+from winnow.config import Config
 from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_samples, train_loader,
                                  validate_samples)
 from winnow.data.sources import Samples
@@ -25,31 +24,25 @@ from winnow.data.validation import write_bad_files
 from winnow.losses import create_loss
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
-from winnow.runs.atomic import FileWriteError, atomic_write, remove_stale_temp_files
-from winnow.runs.files import read_json, read_metrics, write_json, write_metrics
-from winnow.runs.layout import (BAD_FILES_FILE, CHECKPOINT_SUFFIX, CLASSES_FILE, CONFIG_FILE, METRICS_FILE,
-                                PREPROCESSING_FILE, SPLITS_FILE, SUMMARY_FILE, RunPaths, dataset_name,
-                                unique_run_dir)
+from winnow.runs.atomic import FileWriteError
+from winnow.runs.files import read_json, write_json, write_metrics
+from winnow.runs.layout import RunPaths
 from winnow.runs.provenance import provenance
 from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
 from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
 from winnow.training.checkpoint import evaluation_weights, load_checkpoint, save_checkpoint
 from winnow.training.device import Accelerator, make_accelerator
-from winnow.training.distributed import (DistInfo, all_reduce, broadcast_object, gather_predictions,
-                                        init_distributed, sync_module)
+from winnow.training.distributed import (DistInfo, all_reduce, broadcast_object, gather_predictions, init_distributed,
+                                         sync_module)
 from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInterrupted, predict_probabilities,
                                     train_one_epoch)
 from winnow.training.mixing import BatchMixer
 from winnow.training.optim import create_optimizer, create_schedule, current_lr
 from winnow.training.progress import Progress, summary_line
+from winnow.training.run_folder import open_run, restore
 from winnow.training.state import TrainState, unwrap
 
 log = logging.getLogger("winnow")
-RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "progress_every", "save_every", "cache", "cache_dir")
-# Files `train` alone writes in a run folder (and in checkpoints/): on resume, temporary files a
-# killed write left for them are deleted.
-OWN_FILES = (CONFIG_FILE, CLASSES_FILE, PREPROCESSING_FILE, SPLITS_FILE, BAD_FILES_FILE, METRICS_FILE, SUMMARY_FILE)
-OWN_CHECKPOINTS = tuple(f"{name}{CHECKPOINT_SUFFIX}" for name in ("last", "best", "epoch*"))
 
 
 @dataclass
@@ -87,7 +80,7 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
         FileWriteError: A file could not be written (disk full...); the message says how to go on.
     """
     dist_info = init_distributed()
-    config, paths, from_checkpoint = _open_run(config, resume, overrides or {}, dist_info)
+    config, paths, from_checkpoint = open_run(config, resume, overrides or {}, dist_info)
     _seed_everything(config.seed)
     accel = make_accelerator(config.device, config.amp, config.channels_last, dist_info)
     samples, spec = _prepare_data(config, paths, resumed=resume is not None, dist_info=dist_info)
@@ -104,115 +97,11 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
     try:
         if from_checkpoint:
-            _restore(state, context)
+            restore(state, paths, dist_info, save_every=config.save_every)
         status = _fit(state, loss_fn, loaders, context)
         return _finish(state, loss_fn, loaders, context, status)
     except FileWriteError as error:
         raise error.followed_by(f", then resume with `winnow train --resume {paths.root}`") from error
-
-
-def _open_run(config: Config, resume: str | Path | None, overrides: dict,
-              dist_info: DistInfo) -> tuple[Config, RunPaths, bool]:
-    """The run folder and its config, and whether it has a last.pt to continue from.
-
-    Rank 0 picks a new folder and tells the other ranks; resuming, every rank reads the folder
-    (it must be on a file system they all see).
-    """
-    if resume is None:
-        root = unique_run_dir(config.out, config.name or _default_name(config)) if dist_info.is_main else None
-        paths = RunPaths(broadcast_object(root, dist_info))
-        if dist_info.is_main:
-            paths.checkpoints.mkdir(parents=True, exist_ok=True)
-            save_yaml(config, paths.config, extra=provenance())
-        _setup_logging(paths, dist_info)
-        return config, paths, False
-    paths = RunPaths(Path(resume))
-    from_checkpoint = paths.checkpoint("last").is_file()
-    if not from_checkpoint and not paths.config.is_file():
-        raise ValueError(f"cannot resume {resume}: {paths.checkpoint('last')} is missing and so is "
-                         f"{paths.config}; is this a winnow run folder? Start a new run with `winnow train DATA`")
-    not_allowed = sorted(set(overrides) - set(RESUME_OVERRIDES))
-    if not_allowed:
-        raise ValueError(f"--resume keeps the run's settings; cannot change {not_allowed}. "
-                         f"Only {list(RESUME_OVERRIDES)} may change on resume; start a new run otherwise")
-    config = read_saved(paths.config).replace(**overrides)
-    if dist_info.is_main:
-        for folder, names in ((paths.root, OWN_FILES), (paths.checkpoints, OWN_CHECKPOINTS)):
-            remove_stale_temp_files(folder, names)
-        save_yaml(config, paths.config, extra=provenance())
-    _setup_logging(paths, dist_info)
-    if not from_checkpoint:
-        log.info("%s stopped before its first epoch ended (no %s): training it from the start with its "
-                 "saved settings", paths.root, paths.checkpoint("last").name)
-    return config, paths, from_checkpoint
-
-
-def _restore(state: TrainState, ctx: FitContext) -> None:
-    """Load last.pt; rank 0 then brings the files derived from it up to date."""
-    paths = ctx.paths
-    checkpoint = load_checkpoint(paths.checkpoint("last"))
-    state.load_state_dict(checkpoint)
-    if "history" not in checkpoint:  # written before checkpoints carried the history
-        state.history = read_metrics(paths.metrics)
-    # a Ctrl-C between recording an epoch's row and counting the epoch leaves one row too many
-    state.history = [row for row in state.history if row["epoch"] <= state.epoch]
-    if ctx.dist_info.is_main:
-        _reconcile(state, checkpoint, ctx)
-    log.info("resuming %s after epoch %d", paths.root, state.epoch)
-
-
-def _reconcile(state: TrainState, checkpoint: dict, ctx: FitContext) -> None:
-    """Redo what a kill after saving last.pt may have cut short: metrics.jsonl, best.pt, epochNNNN.pt.
-
-    Idempotent: on a folder that was not cut short it rewrites metrics.jsonl with the same rows.
-    """
-    paths = ctx.paths
-    write_metrics(paths.metrics, state.history)
-    if checkpoint.get("step_in_epoch", 0):
-        return  # saved by Ctrl-C mid-epoch: the previous epoch's own saves had completed before it
-    # At the end of an epoch last.pt holds exactly what that epoch's best/epochNNNN copies hold.
-    wanted = []
-    if state.best_epoch == state.epoch and _saved_epoch(paths.checkpoint("best")) != state.epoch:
-        wanted.append("best")
-    save_every = ctx.config.save_every
-    if save_every and state.epoch % save_every == 0 and not paths.checkpoint(f"epoch{state.epoch:04d}").is_file():
-        wanted.append(f"epoch{state.epoch:04d}")
-    for name in wanted:
-        log.info("copying %s to %s (the run stopped before writing it)", paths.checkpoint("last"),
-                 paths.checkpoint(name))
-        _copy_file(paths.checkpoint("last"), paths.checkpoint(name))
-
-
-def _saved_epoch(path: Path) -> int | None:
-    """The epoch a checkpoint was saved at (None when absent)."""
-    return load_checkpoint(path)["epoch"] if path.is_file() else None
-
-
-def _copy_file(source: Path, destination: Path) -> None:
-    with open(source, "rb") as handle:
-        atomic_write(destination, lambda out: shutil.copyfileobj(handle, out))
-
-
-def _default_name(config: Config) -> str:
-    data_name = dataset_name(config.data[0]) if config.data else "data"
-    return f"{data_name}-{config.model.replace(':', '-').replace('/', '-')}"
-
-
-def _setup_logging(paths: RunPaths, dist_info: DistInfo) -> None:
-    """Rank 0 logs to train.log (and the console); the other ranks log errors only."""
-    for handler in [h for h in log.handlers if getattr(h, "winnow_run_log", False)]:
-        log.removeHandler(handler)
-        handler.close()
-    if not dist_info.is_main:
-        # their lines would repeat rank 0's; errors still show which rank failed
-        log.setLevel(logging.ERROR)
-        return
-    paths.root.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.train_log)
-    handler.winnow_run_log = True
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
 
 
 def _seed_everything(seed: int) -> None:
