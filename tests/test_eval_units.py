@@ -15,7 +15,7 @@ from winnow.calibration.store import load_calibration, save_calibration
 from winnow.evaluation.report_files import write_plots
 from winnow.evaluation.scoring import score
 from winnow.inference.postprocess import decide, softmax_logits, to_probabilities
-from winnow.inference.predictor import Predictions
+from winnow.inference.predictions import Predictions
 from winnow.inference.tta import d4_ops, flip_ops, merge_views, parse_tta
 from winnow.metrics.report import full_metrics_multilabel
 from winnow.operating.store import load_thresholds

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from winnow.inference.postprocess import to_probabilities
-from winnow.inference.predictor import Predictor, ReadOutputs
+from winnow.inference.predictions import ReadOutputs
+from winnow.inference.predictor import Predictor
 from winnow.inference.tta import TTA
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from winnow.ensembles.inputs import combine_views, member_inputs
 from winnow.ensembles.store import EnsembleDefinition, load_combiner, read_ensemble
 from winnow.inference.postprocess import probabilities_to_logits
-from winnow.inference.predictor import Predictor, ReadOutputs, ScoringModel, image_set_hash
+from winnow.inference.predictions import ReadOutputs
+from winnow.inference.predictor import Predictor, ScoringModel, image_set_hash
 from winnow.inference.tta import TTA
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import RunPaths

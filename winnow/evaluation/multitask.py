@@ -17,7 +17,8 @@ import numpy as np
 from winnow.data.labelled import EvalData, encode_labels
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
-from winnow.inference.predictor import Predictions, ScoringModel
+from winnow.inference.predictions import Predictions
+from winnow.inference.predictor import ScoringModel
 from winnow.tasks.spec import TaskSpec
 
 MEAN_KEYS = ("accuracy", "balanced_accuracy", "macro_f1")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from winnow.inference.predictor import Predictions
+from winnow.inference.predictions import Predictions
 from winnow.metrics.plots import confusion_matrix_png, pr_curves_png, reliability_png, roc_curves_png
 from winnow.operating.decisions import PerClassThresholds
 from winnow.operating.label_thresholds import LabelThresholds

@@ -20,7 +20,8 @@ from winnow.data.validation import record_skipped
 from winnow.evaluation.multitask import score_tasks, task_means
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
-from winnow.inference.predictor import Predictions, ScoringModel
+from winnow.inference.predictions import Predictions
+from winnow.inference.predictor import ScoringModel
 from winnow.loading import load
 from winnow.runs.files import fingerprint, write_json
 from winnow.runs.layout import BAD_FILES_FILE, EVAL_METRICS_FILE, RunPaths, checkpoint_label

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.metrics import log_loss
 
 from winnow.inference.postprocess import describe_decision
-from winnow.inference.predictor import Predictions
+from winnow.inference.predictions import Predictions
 from winnow.metrics.report import (expected_calibration_error, full_metrics, full_metrics_multilabel,
                                    pooled_label_calibration)
 from winnow.operating.tuner import ThresholdTuner

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from winnow.data.imageio import read_image
-from winnow.inference.predictor import Predictions
+from winnow.inference.predictions import Predictions
 from winnow.metrics.checks import UNCERTAIN
 from winnow.reporting.html import esc, image, paragraph
 
