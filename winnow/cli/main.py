@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import calibrate, demo, ensemble, predict, runs, select, train, tune
+from winnow.cli import calibrate, demo, ensemble, head, predict, runs, select, train, tune
 from winnow.cli import eval as evaluate
 from winnow.cli import report
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
-            "calibrate": calibrate, "select": select, "ensemble": ensemble, "report": report}
+            "calibrate": calibrate, "select": select, "ensemble": ensemble, "head": head, "report": report}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,8 +34,9 @@ from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
 from winnow.data.transforms import eval_transform
 from winnow.data.unreadable import NothingRead, skipping_loader
 from winnow.data.validation import bad_summary, check_readable, log_decode_notes, scan
-from winnow.inference.postprocess import decide, decided_labels, softmax_logits, to_probabilities
+from winnow.inference.postprocess import UNKNOWN, decide, decided_labels, softmax_logits, to_probabilities
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
+from winnow.metrics.checks import UNCERTAIN
 from winnow.models.embedding import EmbeddingModel
 from winnow.models.registry import create_model
 from winnow.operating.label_thresholds import LabelThresholds
@@ -65,11 +66,13 @@ class ReadOutputs:
             for a multi-task model, or `[M, n, V, K]` for the members of an ensemble.
         rows: Position of each read image in the input paths `[n]`.
         bad: `(path, reason)` of the images that could not be read.
+        rejected: Read images that a head's reject option calls unknown `[n]` (bool), or None without one.
     """
 
     values: Any
     rows: list[int]
     bad: list[tuple[str, str]] = field(default_factory=list)
+    rejected: np.ndarray | None = None
 
 
 @dataclass
@@ -90,6 +93,9 @@ class Predictions:
         calibration: The calibrator applied to the logits (calibration.json), or None.
         source_index: Position of each row in the list of input images `[N]`.
         tta: The test-time augmentation used.
+        rejected: Images the head's reject option calls unknown `[N]` (bool: far from every class), or None
+            when the folder has no reject option. Their probabilities are kept; `predicted` says "unknown".
+        reject: The reject option (threshold, TPR, novelty score, fit data), or None.
     """
 
     paths: list[str]
@@ -101,6 +107,8 @@ class Predictions:
     calibration: Calibrator | None = None
     source_index: list[int] = field(default_factory=list)
     tta: TTA = field(default_factory=TTA)
+    rejected: np.ndarray | None = None
+    reject: dict[str, Any] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -125,14 +133,21 @@ class Predictions:
 
     @property
     def predicted(self) -> list[str] | dict[str, list[str]]:
-        """Predicted labels: the tuned decision rule when there is one, else the head's rule."""
-        if len(self.tasks) == 1:
-            return decided_labels(self.tasks[0].head, self.decision, self.probabilities)
-        return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+        """Predicted labels: "unknown" where the reject option rejects, else the tuned decision rule when there
+        is one, else the head's rule."""
+        if len(self.tasks) > 1:
+            return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+        labels = decided_labels(self.tasks[0].head, self.decision, self.probabilities)
+        return [UNKNOWN if rejected else label for label, rejected in zip(labels, ~self.accepted)]
+
+    @property
+    def accepted(self) -> np.ndarray:
+        """Images the reject option accepts `[N]` (bool; all of them without a reject option)."""
+        return np.ones(len(self.paths), bool) if self.rejected is None else ~self.rejected
 
     def predicted_indices(self) -> np.ndarray:
-        """Class indices `[N]` of `predicted` (-1 = uncertain); single-task softmax heads."""
-        return decide(self.tasks[0].head, self.decision, self.probabilities)
+        """Class indices `[N]` of `predicted` (-1: rejected as unknown, or uncertain); single-task softmax heads."""
+        return np.where(self.accepted, decide(self.tasks[0].head, self.decision, self.probabilities), UNCERTAIN)
 
     def columns(self) -> list[tuple[str, list]]:
         """(header, values) pairs of the CSV after `path`."""
@@ -222,7 +237,13 @@ class ScoringModel:
         seed: Seed of random TTA views.
         max_image_pixels: Larger images are refused as decompression bombs.
         calibration, thresholds: As `Predictor`.
+
+    Attributes:
+        reject: The folder's reject option (a head on embeddings with `fit_reject`), or None: then `view_logits`
+            also says which images it rejects as unknown (`ReadOutputs.rejected`).
     """
+
+    reject: dict[str, Any] | None = None
 
     def __init__(self, run_dir: Path, tasks: list[TaskSpec], *, checkpoint_path: Path, epoch: int | None,
                  seed: int, max_image_pixels: int, calibration: bool | str | Path = True,
@@ -284,7 +305,7 @@ class ScoringModel:
         merged = merge_views(views, augmentation.merge, rows_sum_to_one=head.kind != "multilabel")
         return Predictions([paths[i] for i in outputs.rows], self.tasks, merged, outputs.bad,
                            view_logits=outputs.values, decision=self.decision, calibration=self.calibration,
-                           source_index=outputs.rows, tta=augmentation)
+                           source_index=outputs.rows, tta=augmentation, rejected=outputs.rejected, reject=self.reject)
 
     def read_outputs(self, paths: list[str], compute: Callable[[list[str]], ReadOutputs], *,
                      strict: bool = False) -> ReadOutputs:
@@ -315,7 +336,7 @@ class ScoringModel:
         check_readable(len(paths), len(rows), bad, strict=strict)
         if bad:
             log.warning("skipping %s", bad_summary(bad))
-        return ReadOutputs(outputs.values, rows, bad)
+        return ReadOutputs(outputs.values, rows, bad, outputs.rejected)
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
                     workers: int = 0) -> ReadOutputs:
