@@ -1,10 +1,13 @@
-"""`winnow ensemble RUN1 RUN2 ... --method mean|vote|stack|svm`: an ensemble folder that eval, tune, predict accept."""
+"""`winnow ensemble RUN1 RUN2 ... --method mean|vote|stack|svm`: an ensemble folder that eval, tune, predict accept.
+
+Method svm fits a head on the runs' concatenated embeddings (`--classifier`: any kind of `winnow head`).
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, add_flags, settings_of
+from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, REJECT_FLAGS, add_flags, settings_of
 from winnow.ensembles.build import build_ensemble, build_summary
 from winnow.ensembles.feature_head import CLASSIFIERS
 from winnow.ensembles.methods import METHODS
@@ -21,12 +24,15 @@ def add_parser(sub) -> None:
     parser.add_argument("--data", default=None,
                         help=DATA_HELP + "; fit data of stack (default: val split of RUN1) and svm (default: "
                              "train split of RUN1)")
-    parser.add_argument("--classifier", default="svm", choices=CLASSIFIERS, help="classifier of --method svm")
+    parser.add_argument("--classifier", default="svm", choices=CLASSIFIERS,
+                        help="head of --method svm on the concatenated embeddings (default: svm; see `winnow head`)")
+    add_flags(parser, *REJECT_FLAGS, help_suffix={"reject_tpr": "; --method svm only"})
     add_flags(parser, *INFERENCE_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     build = build_ensemble(args.runs, method=args.method, out=args.out, checkpoint=args.checkpoint, data=args.data,
-                           classifier=args.classifier, **settings_of(args, INFERENCE_FLAGS))
+                           classifier=args.classifier, **settings_of(args, REJECT_FLAGS),
+                           **settings_of(args, INFERENCE_FLAGS))
     print("\n".join(build_summary(build)))
     return 0

@@ -115,6 +115,14 @@ SHARED_FLAGS: dict[str, Flag] = {
         "help": "thresholds file to apply (default: RUN/thresholds.json when present)"}),
     "no_thresholds": Flag("--no-thresholds", {"action": "store_true", "help": "ignore RUN/thresholds.json"}),
     "no_calibration": Flag("--no-calibration", {"action": "store_true", "help": "ignore RUN/calibration.json"}),
+    "reject_tpr": Flag("--reject-tpr", {
+        "metavar": "TPR", "type": float, "default": None,
+        "help": "fit a reject option: images far from every class are predicted 'unknown', the threshold set so "
+                "that this share of known-class images (--reject-data) is accepted, e.g. 0.95 (default: none)"}),
+    "reject_data": Flag("--reject-data", {
+        "metavar": "DATA", "default": None,
+        "help": "labelled images of the known classes to fit the reject option on, not the fit images "
+                "(default: val split of RUN)"}),
     "strict": Flag("--strict", {
         "action": "store_true",
         "help": "stop with an error when any image cannot be read (default: skip it, list it in a "
@@ -124,6 +132,7 @@ INFERENCE_FLAGS = ("device", "batch_size", "workers", "strict")  # every job tha
 TTA_FLAGS = ("tta", "tta_merge")
 OPERATING_FLAGS = ("thresholds", "no_thresholds", "no_calibration")
 INTERVAL_FLAGS = ("n_bootstrap", "confidence", "min_support")
+REJECT_FLAGS = ("reject_tpr", "reject_data")  # the reject option of a head on embeddings
 
 
 def add_flags(parser: argparse.ArgumentParser, *names: str, help_suffix: dict[str, str] | None = None) -> None:

@@ -1,7 +1,8 @@
 """`winnow predict RUN IMAGES...`: batched inference to a CSV (with the run's calibration and thresholds).
 
 Unreadable images are skipped and listed (path, reason) in `<out stem>.bad_files.csv` beside the CSV
-(`preds.csv` -> `preds.bad_files.csv`); `--strict` makes any of them an error.
+(`preds.csv` -> `preds.bad_files.csv`); `--strict` makes any of them an error. A head folder with a reject
+option (`winnow head --reject-tpr`) writes "unknown" as the predicted label of the images it rejects.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 from winnow.cli.options import (INFERENCE_FLAGS, OPERATING_FLAGS, RUN_HELP, TTA_FLAGS, add_flags, operating_settings,
                                 settings_of)
 from winnow.data.validation import record_skipped
-from winnow.inference.postprocess import describe_decision
+from winnow.inference.postprocess import UNKNOWN, describe_decision
 from winnow.loading import load
 from winnow.runs.layout import bad_files_beside
 
@@ -37,5 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if len(predictor.tasks) == 1:
         calibrated = f"; probabilities calibrated by {predictor.calibration_file}" if predictor.calibration else ""
         tta = f"; TTA {predictions.tta.label}" if predictions.tta.label else ""
-        print(f"decision: {describe_decision(predictor.head, predictor.decision)}{calibrated}{tta}")
+        print(f"decision: {describe_decision(predictor.head, predictor.decision, reject=predictor.reject)}"
+              f"{calibrated}{tta}")
+    if predictions.rejected is not None:
+        print(f"rejected as {UNKNOWN!r}: {int(predictions.rejected.sum())} of {len(predictions.paths)} images")
     return 0

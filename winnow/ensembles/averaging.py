@@ -35,9 +35,10 @@ class MeanCombiner(BaseEstimator):
     input_kind = "probabilities"
     fit_split: str | None = None  # nothing to fit
 
-    def fit(self, probabilities: np.ndarray, targets: np.ndarray | None = None) -> "MeanCombiner":
-        """Record the number of members and classes of `probabilities` `[M, N, K]`."""
-        array = check_member_probabilities(probabilities)
+    def fit(self, probabilities: np.ndarray, targets: np.ndarray | None = None, *,
+            n_classes: int | None = None) -> "MeanCombiner":
+        """Record the number of members and classes of `probabilities` `[M, N, K]` (`K == n_classes` when given)."""
+        array = check_member_probabilities(probabilities, n_classes=n_classes)
         self.n_members_, self.n_classes_ = array.shape[0], array.shape[2]
         return self
 

@@ -1,9 +1,13 @@
-"""`winnow ensemble RUN1 RUN2 ... --method M`: check the members, fit the combiner, write the folder.
+"""`winnow ensemble RUN1 RUN2 ... --method M` and `winnow head RUN --kind K`: check the members, fit the
+combiner, write the folder.
 
 `mean` and `vote` learn nothing. `stack` fits on validation images (default: the first member's val
-split), `svm` on training images (default: its train split), both without TTA. The folder gets the
-first member's splits.csv, so that `winnow eval ENSEMBLE` defaults to the same test split; images
-that some member trained on are reported, since they make the ensemble look better than it is.
+split), `svm` (a head on embeddings, `classifier` any kind of `winnow.embeddings.heads`) on training
+images (default: its train split), both without TTA. With `reject_tpr`, the head's reject option is then
+fitted on images it was not fitted on (default: the first member's val split). `winnow head` is method
+svm with one member. The folder gets the first member's splits.csv, so that `winnow eval ENSEMBLE`
+defaults to the same test split; images that some member trained on are reported, since they make the
+ensemble look better than it is.
 """
 
 from __future__ import annotations
@@ -16,20 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sklearn
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
 from winnow.data.splits import load_splits
 from winnow.data.validation import record_skipped, skipped_lines
+from winnow.embeddings.base import check_tpr
+from winnow.ensembles.feature_head import check_classifier
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
 from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
-from winnow.inference.postprocess import require_softmax_head
+from winnow.inference.postprocess import UNKNOWN, describe_reject, require_softmax_head
 from winnow.inference.predictor import Predictor, image_set_hash
 from winnow.inference.tta import TTA
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import COMBINER_FILE, RunPaths, is_ensemble, unique_run_dir
 from winnow.runs.provenance import provenance
+
+LOW_CLASS_ACCEPTANCE = 0.1  # warn when a class keeps this much less than the asked TPR under the reject threshold
 
 
 @dataclass
@@ -53,6 +62,7 @@ class EnsembleBuild:
 
 def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path | None = None,
                    checkpoint: str = "best", data: str | Path | None = None, classifier: str = "svm",
+                   reject_tpr: float | None = None, reject_data: str | Path | None = None,
                    device: str = "auto", batch_size: int = 64, workers: int = 0,
                    strict: bool = False) -> EnsembleBuild:
     """Build an ensemble folder of `runs` (see the module docstring).
@@ -63,24 +73,25 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
         out: The new folder (default: `ensemble-<method>` beside the first run).
         checkpoint: Checkpoint name of every member.
         data: Fit data of stack / svm (a data argument as `winnow eval`).
-        classifier: svm or logistic (method svm).
+        classifier: The head of method svm: a kind of `winnow.embeddings.heads.HEADS` (svm, logistic, knn...).
+        reject_tpr: Method svm: fit the head's reject option to accept this share of the `reject_data`
+            images (default: no reject option).
+        reject_data: Data of the reject option (default: the first member's val split).
         device, batch_size, workers: Inference settings.
         strict: An unreadable fit image is an error (default: skipped, listed in the folder's bad_files.csv).
 
     Raises:
-        ValueError: Too few or incompatible members, `data` for a method that fits nothing, an existing
-            `out`, fit data lacking a class, or no readable fit image (`strict`: an unreadable one).
+        ValueError: Too few or incompatible members, `data` or `reject_*` for a method that cannot use them,
+            an existing `out`, fit data lacking a class, or no readable fit image (`strict`: an unreadable one).
     """
     combiner = make_combiner(method, classifier=classifier)
+    check_fit_settings(combiner, method, data=data, reject_tpr=reject_tpr, reject_data=reject_data)
     members = load_members(runs, method=method, checkpoint=checkpoint, device=device)
-    if data is not None and combiner.fit_split is None:
-        raise ValueError(f"data: method {method} fits nothing; drop --data (it is for stack and svm)")
+    _check_reject_label(members[0], reject_tpr)
     folder = _new_folder(out, Path(runs[0]), method)
-    fit, bad, warnings, trained = None, [], [], training_images(members)
-    if combiner.fit_split is not None:
-        fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
-        fit, bad = fit_combiner(combiner, members, fit_data, batch_size=batch_size, workers=workers, strict=strict)
-        warnings += fit_overlap_warnings(trained, fit_data, method) + stacking_warnings(fit)
+    trained, settings = training_images(members), {"batch_size": batch_size, "workers": workers, "strict": strict}
+    fit, bad, warnings = fit_all(combiner, members, method, data=data, reject_tpr=reject_tpr, reject_data=reject_data,
+                                 trained=trained, settings=settings)
     warnings += split_overlap_warnings(members[0], trained)
     definition = EnsembleDefinition(
         method, [member_ref(folder, m.run_dir, checkpoint, checkpoint_fingerprint=fingerprint(m.checkpoint_path),
@@ -127,6 +138,66 @@ def check_compatible(members: Sequence[Predictor], *, method: str) -> None:
         require_softmax_head(first.head, action=f"winnow ensemble --method {method}")
 
 
+def check_fit_settings(combiner: Combiner, method: str, *, data: str | Path | None, reject_tpr: float | None,
+                       reject_data: str | Path | None) -> None:
+    """Refuse fit settings the method cannot use, before any image is read.
+
+    Raises:
+        ValueError: `data` for a method that fits nothing, `reject_tpr` for a method without a head on
+            embeddings or out of (0, 1], `reject_data` without `reject_tpr`.
+    """
+    if data is not None and combiner.fit_split is None:
+        raise ValueError(f"data: method {method} fits nothing; drop --data (it is for stack and svm)")
+    if reject_tpr is not None and combiner.input_kind != "embeddings":
+        raise ValueError(f"reject_tpr: method {method} has no head on embeddings to reject with; use --method svm "
+                         "(any --classifier) or `winnow head`")
+    if reject_tpr is not None:
+        check_tpr(reject_tpr)
+    if reject_data is not None and reject_tpr is None:
+        raise ValueError("reject_data: given without reject_tpr; add --reject-tpr (e.g. 0.95) or drop --reject-data")
+
+
+def _check_reject_label(first: Predictor, reject_tpr: float | None) -> None:
+    if reject_tpr is not None and UNKNOWN in first.classes:
+        raise ValueError(f"reject_tpr: {first.run_dir} has a class named {UNKNOWN!r}, the label the reject option "
+                         "gives; rename that class, or drop --reject-tpr")
+
+
+def fit_all(combiner: Combiner, members: Sequence[Predictor], method: str, *, data: str | Path | None,
+            reject_tpr: float | None, reject_data: str | Path | None, trained: list[tuple[Predictor, set[str]]],
+            settings: dict[str, Any]) -> tuple[dict[str, Any] | None, list[tuple[str, str]], list[str]]:
+    """Fit the combiner (when its method fits) and then its reject option (when asked).
+
+    Returns:
+        The fit context (None for mean / vote), the unreadable images and the warnings.
+    """
+    if combiner.fit_split is None:
+        return None, [], []
+    fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
+    fit, bad = fit_combiner(combiner, members, fit_data, **settings)
+    warnings = fit_overlap_warnings(trained, fit_data, method) + stacking_warnings(fit)
+    if reject_tpr is not None:
+        reject_set = resolve_eval_data(members[0].run_dir, reject_data, split="val")
+        fit["reject"], reject_bad = fit_reject(combiner, members, reject_set, tpr=reject_tpr, **settings)
+        bad = list(dict(bad + reject_bad).items())  # a file in both sets is listed once
+        warnings += reject_warnings(fit_data, reject_set, fit["reject"], members[0].classes)
+    return fit, bad, warnings
+
+
+def read_fit_inputs(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, batch_size: int,
+                    workers: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+    """The members' outputs for the readable images of `data`, without TTA (what `combiner.fit` takes).
+
+    Returns:
+        Inputs (`[M, N, K]` or `[N, D]`), class indices `[N]`, the images read `[N]` and the skipped ones.
+    """
+    targets = encode_labels(members[0].head, data.labels, data_name=data.name)
+    inputs = members[0].read_outputs(data.paths, lambda good: member_inputs(
+        members, combiner.input_kind, good, TTA(), batch_size=batch_size, workers=workers), strict=strict)
+    return (single_view(inputs.values, combiner.input_kind), targets[inputs.rows],
+            [data.paths[i] for i in inputs.rows], inputs.bad)
+
+
 def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, batch_size: int,
                  workers: int, strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Fit `combiner` on the members' outputs for the readable images of `data` (no TTA).
@@ -134,13 +205,40 @@ def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalDat
     Returns:
         The fit context (saved in ensemble.json) and `(path, reason)` of the skipped images.
     """
-    targets = encode_labels(members[0].head, data.labels, data_name=data.name)
-    inputs = members[0].read_outputs(data.paths, lambda good: member_inputs(
-        members, combiner.input_kind, good, TTA(), batch_size=batch_size, workers=workers), strict=strict)
-    combiner.fit(single_view(inputs.values, combiner.input_kind), targets[inputs.rows])
-    paths = [data.paths[i] for i in inputs.rows]
-    return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(inputs.bad),
-            "images_sha1": image_set_hash(paths), "report": combiner.cv_report_}, inputs.bad
+    inputs, targets, paths, bad = read_fit_inputs(combiner, members, data, batch_size=batch_size, workers=workers,
+                                                  strict=strict)
+    combiner.fit(inputs, targets, n_classes=len(members[0].classes))
+    return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(bad),
+            "images_sha1": image_set_hash(paths), "report": combiner.cv_report_}, bad
+
+
+def fit_reject(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, tpr: float, batch_size: int,
+               workers: int, strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Fit the head's reject option on the members' embeddings of the readable images of `data` (no TTA).
+
+    Returns:
+        The reject context (saved in ensemble.json as `fit["reject"]`) and the skipped images.
+    """
+    embeddings, targets, paths, bad = read_fit_inputs(combiner, members, data, batch_size=batch_size,
+                                                      workers=workers, strict=strict)
+    combiner.fit_reject(embeddings, targets, tpr=tpr)
+    return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(bad),
+            "images_sha1": image_set_hash(paths), **combiner.head_.reject_report_}, bad
+
+
+def reject_warnings(fit_data: EvalData, reject_set: EvalData, reject: dict[str, Any], classes: list[str]) -> list[str]:
+    """A threshold fitted on the head's own fit images is too strict; a class far below the TPR loses many images."""
+    found = []
+    shared = {os.path.realpath(p) for p in fit_data.paths} & {os.path.realpath(p) for p in reject_set.paths}
+    if shared:
+        found.append(f"{len(shared)} of the {len(reject_set.paths)} reject images ({reject_set.source}) are among the "
+                     "images the head was fitted on: they look closer to their class than new images do, so the "
+                     "threshold is too strict; fit the reject option on other images (--reject-data)")
+    for name, rate in zip(classes, reject["accepted_per_class"]):
+        if rate is not None and rate < reject["tpr"] - LOW_CLASS_ACCEPTANCE:
+            found.append(f"class {name!r} keeps only {rate:.0%} of its reject images under the threshold (overall "
+                         f"{reject['accepted_rate']:.0%}): many of its images will be predicted {UNKNOWN!r}")
+    return found
 
 
 def training_images(members: Sequence[Predictor]) -> list[tuple[Predictor, set[str]]]:
@@ -222,10 +320,33 @@ def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combine
         raise
 
 
-def build_summary(build: EnsembleBuild) -> list[str]:
-    """Human-readable lines: members, the fit and its cross-validation, next steps, warnings."""
+def build_head(run: str | Path, *, kind: str, out: str | Path | None = None, **settings: Any) -> EnsembleBuild:
+    """`winnow head RUN --kind K`: a head on one run's embeddings, as a one-member ensemble of method svm.
+
+    Args:
+        run: Run folder from `winnow train`.
+        kind: A kind of `winnow.embeddings.heads.HEADS`.
+        out: The new folder (default: `<run name>-head-<kind>` beside the run).
+        settings: Further arguments of `build_ensemble` (checkpoint, data, reject_tpr, reject_data, device...).
+    """
+    check_classifier(kind)
+    if out is None:
+        run_path = Path(run)
+        named = run_path.name not in ("", ".", "..")  # "." has no name to build on: use its real folder
+        parent = run_path.parent if named else run_path.resolve().parent
+        out = unique_run_dir(parent, f"{run_path.resolve().name}-head-{kind}")
+    return build_ensemble([run], method="svm", classifier=kind, out=out, **settings)
+
+
+def build_summary(build: EnsembleBuild, *, title: str | None = None) -> list[str]:
+    """Human-readable lines: members, the fit and its cross-validation, the reject option, next steps, warnings.
+
+    Args:
+        build: The written folder.
+        title: First line (default: "ensemble (METHOD) of N run(s): FOLDER").
+    """
     definition = build.definition
-    lines = [f"ensemble ({definition.method}) of {len(build.members)} run(s): {build.folder}"]
+    lines = [title or f"ensemble ({definition.method}) of {len(build.members)} run(s): {build.folder}"]
     lines += [f"  member {member.run_dir} (checkpoint {ref.checkpoint}"
               f"{', calibrated' if member.calibration else ''})" for ref, member in zip(definition.members,
                                                                                            build.members)]
@@ -238,18 +359,38 @@ def build_summary(build: EnsembleBuild) -> list[str]:
 
 
 def fit_summary(method: str, fit: dict[str, Any]) -> list[str]:
-    """Lines describing the combiner's fit and its cross-validated scores."""
+    """Lines describing the combiner's fit, its cross-validated scores and its reject option."""
     report = fit["report"]
-    lines = [f"fitted on {fit['data']} ({fit['n_samples']} images), {report['folds']}-fold cross-validation, "
-             f"C={report['C']:g}"]
     if method == "stack":
         stack, mean = report["stack_out_of_fold"], report["mean_of_members"]
-        lines.append("  out-of-fold: " + _scores(stack) + "  |  mean of members: " + _scores(mean))
+        lines = [f"fitted on {fit['data']} ({fit['n_samples']} images), {report['folds']}-fold cross-validation, "
+                 f"C={report['C']:g}",
+                 "  out-of-fold: " + _scores(stack) + "  |  mean of members: " + _scores(mean)]
         lines += [f"  member {i + 1}: {_scores(scores)}" for i, scores in enumerate(report["members"])]
     else:
-        lines.append("  " + "  ".join(f"{key} {value:.4f}" for key, value in report.items()
-                                      if key.startswith("cv_")))
-    return lines
+        lines = [f"fitted on {fit['data']} ({fit['n_samples']} images): {head_choice(report)}"]
+        scores = "  ".join(f"{key} {value:.4f}" for key, value in report.items() if key.startswith("cv_"))
+        lines += [f"  {scores}"] if scores else []
+    return lines + (reject_summary(fit["reject"]) if fit.get("reject") else [])
+
+
+def head_choice(report: dict[str, Any]) -> str:
+    """e.g. "knn head, 5-fold cross-validation, k=5" or "gmm head, components=[1, 2] by BIC, covariance diag"."""
+    chosen = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+                       for key, value in report["chosen"].items())
+    parts = [f"{report['classifier']} head"] + ([f"{report['folds']}-fold cross-validation"] if report["folds"] else [])
+    parts.append(chosen + (f" by {report['selection']}" if report.get("selection") else ""))
+    if report.get("covariance_type"):
+        parts.append(f"covariance {report['covariance_type']}, priors {report['priors']}")
+    return ", ".join(parts)
+
+
+def reject_summary(reject: dict[str, Any]) -> list[str]:
+    """The reject option: rule, where it was fitted, the acceptance achieved there."""
+    rates = [rate for rate in reject["accepted_per_class"] if rate is not None]
+    return [f"reject: {describe_reject(reject)}",
+            f"  on those {reject['n_samples']} images: {reject['accepted_rate']:.1%} accepted "
+            f"(lowest class {min(rates):.1%}), {1 - reject['accepted_rate']:.1%} rejected"]
 
 
 def _scores(scores: dict[str, float]) -> str:

@@ -3,13 +3,16 @@
 Each member is loaded with its own calibration.json (not its thresholds.json); the combiner merges
 the members' probabilities (or embeddings) per TTA view; the ensemble's own calibration.json and
 thresholds.json (from `winnow calibrate ENSEMBLE` / `winnow tune ENSEMBLE`) then apply as for a run.
-The combined probabilities enter that path as softmax-form logits `log p`.
+The combined probabilities enter that path as softmax-form logits `log p`. A head on embeddings with a
+reject option (`winnow head --reject-tpr`) also says which images are far from every class, on the novelty
+score averaged over the TTA views; `Predictions.predicted` calls them "unknown".
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from winnow.ensembles.inputs import combine_views, member_inputs
 from winnow.ensembles.store import EnsembleDefinition, load_combiner, read_ensemble
@@ -45,6 +48,7 @@ class EnsemblePredictor(ScoringModel):
         for warning in member_changes(self.definition, self.members):
             log.warning("%s", warning)
         self.combiner = load_combiner(folder, self.definition)
+        self.reject = reject_option(self.combiner, self.definition)
         first = self.members[0]
         super().__init__(folder, [TaskSpec.from_saved(task) for task in self.definition.tasks],
                          checkpoint_path=RunPaths(folder).ensemble, epoch=None, seed=first.config.seed,
@@ -69,7 +73,16 @@ class EnsemblePredictor(ScoringModel):
         inputs = member_inputs(self.members, self.combiner.input_kind, paths, augmentation, batch_size=batch_size,
                                workers=workers)
         logits = probabilities_to_logits(self.head, combine_views(self.combiner, inputs.values))
-        return ReadOutputs(logits, inputs.rows, inputs.bad)
+        rejected = self.combiner.reject_views(inputs.values) if self.reject is not None else None
+        return ReadOutputs(logits, inputs.rows, inputs.bad, rejected)
+
+
+def reject_option(combiner: Any, definition: EnsembleDefinition) -> dict[str, Any] | None:
+    """The combiner's reject option (threshold, TPR, novelty score, fit data), or None when it has none."""
+    if combiner.input_kind != "embeddings" or not combiner.rejects:
+        return None
+    fitted = (definition.fit or {}).get("reject") or {}
+    return {**combiner.head_.reject_report_, "data": fitted.get("data")}
 
 
 def member_changes(definition: EnsembleDefinition, members: list[Predictor]) -> list[str]:

@@ -13,44 +13,22 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, log_loss
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from winnow.embeddings.model_selection import logistic_cv, stratified_folds
 from winnow.ensembles.averaging import check_member_probabilities
 
 LOG_FLOOR = 1e-6  # log-probabilities below log(1e-6) carry no information worth a weight
-CS = np.logspace(-3, 2, 11)  # regularisation strengths tried (inverse; features standardised)
 
 
 def stack_features(probabilities: np.ndarray) -> np.ndarray:
     """Members' probabilities `[M, N, K]` -> log-probability features `[N, M * K]`."""
     logs = np.log(np.clip(probabilities, LOG_FLOOR, None))
     return logs.transpose(1, 0, 2).reshape(logs.shape[1], -1)
-
-
-def stratified_folds(targets: np.ndarray, n_classes: int, *, max_folds: int, seed: int, what: str,
-                     min_per_class: int = 2) -> StratifiedKFold:
-    """Stratified folds: `max_folds`, fewer when the rarest class has fewer samples.
-
-    Raises:
-        ValueError: A class with fewer than `min_per_class` samples (absent included).
-    """
-    counts = np.bincount(targets, minlength=n_classes)
-    if counts.min() < min_per_class:
-        missing = [k for k, count in enumerate(counts) if count < min_per_class]
-        raise ValueError(f"{what}: every class needs at least {min_per_class} samples in the fit data; class indices "
-                         f"{missing} have {counts[missing].tolist()}; pass --data with more labelled images")
-    return StratifiedKFold(n_splits=int(min(max_folds, counts.min())), shuffle=True, random_state=seed)
-
-
-def logistic_cv(folds: StratifiedKFold, *, class_weight: str | None = None) -> LogisticRegressionCV:
-    """An L2 logistic regression whose `C` is chosen on `folds` by log loss (expects standardised features)."""
-    return LogisticRegressionCV(Cs=CS, cv=folds, scoring="neg_log_loss", class_weight=class_weight, max_iter=2000,
-                                l1_ratios=(0.0,), use_legacy_attributes=False)
 
 
 def scaled_logistic_cv(folds: StratifiedKFold) -> Pipeline:
@@ -84,9 +62,10 @@ class StackedLogistic(BaseEstimator):
     def __init__(self, *, cv: int = 5, seed: int = 0) -> None:
         self.cv, self.seed = cv, seed
 
-    def fit(self, probabilities: np.ndarray, targets: np.ndarray) -> "StackedLogistic":
-        """Fit on members' probabilities `[M, N, K]` and class indices `[N]`."""
-        array = check_member_probabilities(probabilities)
+    def fit(self, probabilities: np.ndarray, targets: np.ndarray, *,
+            n_classes: int | None = None) -> "StackedLogistic":
+        """Fit on members' probabilities `[M, N, K]` and class indices `[N]` (`K == n_classes` when given)."""
+        array = check_member_probabilities(probabilities, n_classes=n_classes)
         targets = np.asarray(targets, dtype=np.int64)
         self.n_members_, self.n_classes_ = array.shape[0], array.shape[2]
         # 3 per class: the nested cross-validation's inner folds need 2 per class in every outer training fold

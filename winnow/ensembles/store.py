@@ -20,7 +20,8 @@ from winnow.runs.atomic import atomic_write
 from winnow.runs.files import read_json, write_json
 from winnow.runs.layout import RunPaths
 
-FORMAT = "winnow-ensemble/1"
+FORMAT = "winnow-ensemble/2"  # 2: method svm saves a head of winnow.embeddings.heads
+OLD_FORMAT = "winnow-ensemble/1"  # still read, except its svm combiners (a pipeline this version cannot use)
 
 
 @dataclass
@@ -58,11 +59,12 @@ class EnsembleDefinition:
     """Content of ensemble.json.
 
     Attributes:
-        method: mean, vote, stack or svm.
+        method: mean, vote, stack or svm (a head on embeddings: `fit["report"]["classifier"]` names its kind).
         members: The member runs.
         tasks: The (single) task, as saved in a run's preprocessing.json.
         combiner_file: File of the fitted combiner (stack, svm) or None.
-        fit: What the combiner was fitted on, and its cross-validation report.
+        fit: What the combiner was fitted on, and its cross-validation report; `fit["reject"]`: where and how
+            the head's reject threshold was fitted (method svm with a reject option).
         versions: winnow / scikit-learn versions and git commit at build time.
     """
 
@@ -96,9 +98,7 @@ def read_ensemble(folder: str | Path) -> EnsembleDefinition:
     """
     path = RunPaths(folder).ensemble
     data = read_json(path, what="ensemble")
-    if data.get("format") != FORMAT:
-        raise ValueError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}; "
-                         "rebuild it with `winnow ensemble`")
+    check_format(path, data)
     missing = [key for key in ("method", "members", "tasks") if key not in data]
     if missing:
         raise ValueError(f"{path} lacks {missing}; rebuild it with `winnow ensemble`")
@@ -107,11 +107,26 @@ def read_ensemble(folder: str | Path) -> EnsembleDefinition:
                               data.get("versions", {}))
 
 
+def check_format(path: Path, data: dict[str, Any]) -> None:
+    """Accept the current format, and the old one for methods whose combiner did not change.
+
+    Raises:
+        ValueError: Another format, or an svm ensemble of the old format.
+    """
+    if data.get("format") == OLD_FORMAT and data.get("method") == "svm":
+        raise ValueError(f"{path}: this svm ensemble was built by an older winnow (format {OLD_FORMAT!r}), whose "
+                         "combiner.joblib this version cannot use; rebuild it with `winnow ensemble RUN... --method "
+                         "svm` (or `winnow head RUN --kind svm`)")
+    if data.get("format") not in (FORMAT, OLD_FORMAT):
+        raise ValueError(f"{path}: expected format {FORMAT!r}, got {data.get('format')!r}; "
+                         "rebuild it with `winnow ensemble`")
+
+
 def load_combiner(folder: Path, definition: EnsembleDefinition) -> Any:
     """The fitted combiner: unpickled from combiner.joblib, or a fresh mean / vote combiner.
 
     Raises:
-        ValueError: combiner.joblib is missing.
+        ValueError: combiner.joblib is missing, saved by another scikit-learn, or fitted on other classes.
     """
     if not definition.combiner_file:
         return make_combiner(definition.method)
@@ -122,4 +137,14 @@ def load_combiner(folder: Path, definition: EnsembleDefinition) -> Any:
     if saved and saved != sklearn.__version__:
         raise ValueError(f"{path} was saved with scikit-learn {saved}, this is {sklearn.__version__}; "
                          "rebuild the ensemble with `winnow ensemble` (pickled estimators are not portable)")
-    return joblib.load(path)
+    combiner = joblib.load(path)
+    _check_classes(combiner, path, folder, definition.tasks[0]["classes"])
+    return combiner
+
+
+def _check_classes(combiner: Any, path: Path, folder: Path, classes: list[str]) -> None:
+    """A combiner.joblib copied from another folder may have been fitted on other classes."""
+    if getattr(combiner, "n_classes_", len(classes)) != len(classes):
+        raise ValueError(f"{path} was fitted on {combiner.n_classes_} classes, but {RunPaths(folder).ensemble} names "
+                         f"{len(classes)} ({classes}); it comes from another folder: rebuild the ensemble with "
+                         "`winnow ensemble` (or `winnow head`)")

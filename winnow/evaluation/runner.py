@@ -164,9 +164,20 @@ def score_summary(metrics: dict[str, Any]) -> list[str]:
         calibration = metrics["calibration"]
         lines.append(f"calibration: {calibration['method']} scaling; ECE {calibration['ece_uncalibrated']:.4f} "
                      f"uncalibrated -> {calibration['ece_calibrated']:.4f}")
+    if metrics.get("reject"):
+        lines += reject_summary(metrics["reject"])
     if metrics.get("operating_point"):
         lines += operating_point_summary(metrics["operating_point"])
     return lines
+
+
+def reject_summary(reject: dict[str, Any]) -> list[str]:
+    """Lines for metrics.json's `reject`: how many images were rejected, and the metrics counting them wrong."""
+    every = reject["all_images"]
+    scores = "  ".join(f"{key} {every[key]:.4f}" for key in ("accuracy", "balanced_accuracy", "macro_f1"))
+    return [f"rejected as {reject['label']!r}: {reject['n_rejected']} of {every['n_samples']} images "
+            f"({reject['rate']:.1%}); the label metrics above leave them out",
+            f"  all {every['n_samples']} images, {reject['label']!r} counted wrong: {scores}"]
 
 
 def operating_point_summary(point: dict[str, Any]) -> list[str]:

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss
 
-from winnow.inference.postprocess import describe_decision
+from winnow.inference.postprocess import UNKNOWN, describe_decision
 from winnow.inference.predictions import Predictions
 from winnow.metrics.report import (expected_calibration_error, full_metrics, full_metrics_multilabel,
-                                   pooled_label_calibration)
+                                   metrics_counting_rejected, pooled_label_calibration)
 from winnow.operating.tuner import ThresholdTuner
 
 
@@ -23,6 +23,11 @@ def score(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:
     held) and `calibration` (the calibrator, with ECE and log loss before it). Multi-label heads:
     `full_metrics_multilabel` at the head's threshold.
 
+    With a reject option, the images it rejects count as uncertain: the label metrics are over the
+    accepted images, `reject` gives the count and rate rejected and the label metrics over all images
+    with the rejected counted as wrong, and the operating point is evaluated on the accepted images
+    (the tuned rule only decides those).
+
     Args:
         predictions: Predictions of a single-task run `[N, K]`.
         targets: Class indices `[N]` (multi-label: multi-hot `[N, K]`).
@@ -31,13 +36,30 @@ def score(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:
     probabilities = predictions.probabilities
     if head.kind == "multilabel":
         return _score_multilabel(predictions, targets)
-    report = full_metrics(probabilities, targets, head.classes, predictions=predictions.predicted_indices())
-    report["decision_rule"] = describe_decision(head, predictions.decision)
+    decided, accepted = predictions.predicted_indices(), predictions.accepted
+    report = full_metrics(probabilities, targets, head.classes, predictions=decided)
+    report["decision_rule"] = describe_decision(head, predictions.decision, reject=predictions.reject)
     report["thresholds"] = predictions.decision.to_dict() if predictions.decision is not None else None
-    report["operating_point"] = (predictions.decision.evaluate(probabilities, targets)
-                                 if isinstance(predictions.decision, ThresholdTuner) else None)
+    report["operating_point"] = (predictions.decision.evaluate(probabilities[accepted], targets[accepted])
+                                 if isinstance(predictions.decision, ThresholdTuner) and accepted.any() else None)
     report["calibration"] = _calibration(predictions, targets)
+    report["reject"] = reject_scores(predictions, targets, decided) if predictions.rejected is not None else None
     return report
+
+
+def reject_scores(predictions: Predictions, targets: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
+    """The reject option and what it did here: images rejected (count, rate, per true class), metrics over all.
+
+    Args:
+        predictions: Predictions with a reject option `[N, K]`.
+        targets: Class indices `[N]`.
+        decided: `predictions.predicted_indices()` `[N]` (-1: rejected, or left uncertain by the rule).
+    """
+    rejected, classes = predictions.rejected, predictions.classes
+    per_class = np.bincount(targets[rejected], minlength=len(classes)).tolist()
+    return {**predictions.reject, "label": UNKNOWN, "n_rejected": int(rejected.sum()),
+            "rate": float(rejected.mean()), "rejected_per_class": dict(zip(classes, per_class)),
+            "n_accepted": int((~rejected).sum()), "all_images": metrics_counting_rejected(targets, decided, classes)}
 
 
 def _score_multilabel(predictions: Predictions, targets: np.ndarray) -> dict[str, Any]:

@@ -5,6 +5,8 @@ Multi-label runs tune the target's label alone (`LabelThresholds`). The probabil
 merged over TTA views when `tta` is given. thresholds.json holds `ThresholdTuner.to_dict()` plus the
 checkpoint, data and calibration it was tuned with, so that later use on other weights warns.
 Unreadable images are skipped (`strict=True`: refused) and listed in `RUN/thresholds.bad_files.csv`.
+A folder whose head has a reject option is tuned on the images it accepts: `predict` rejects first, and the
+tuned rule decides only the rest.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.data.validation import record_skipped
 from winnow.evaluation.runner import predict_labelled
+from winnow.inference.postprocess import UNKNOWN
+from winnow.inference.predictions import Predictions
 from winnow.loading import load
 from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.store import save_thresholds
@@ -67,11 +73,14 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
     predictions, targets, _ = predict_labelled(predictor, eval_data, tta=tta, tta_merge=tta_merge,
                                                batch_size=batch_size, workers=workers, strict=strict)
     settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
+    accepted = accepted_rows(predictions)
     decision = (LabelThresholds(target, default_threshold=head.threshold, **settings) if head.kind == "multilabel"
-                else ThresholdTuner(target, **settings)).fit(predictions.probabilities, targets, predictor.classes)
+                else ThresholdTuner(target, **settings)).fit(predictions.probabilities[accepted], targets[accepted],
+                                                             predictor.classes)
     context = {"checkpoint": checkpoint_label(checkpoint),
                "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path),
-               "data": eval_data.source, "n_samples": len(targets), "tta": predictions.tta.label or None,
+               "data": eval_data.source, "n_samples": int(accepted.sum()), "n_rejected": int((~accepted).sum()),
+               "tta": predictions.tta.label or None,
                "calibrated": predictor.calibration is not None,
                "calibration_fingerprint": fingerprint(predictor.calibration_file)}
     path = RunPaths(run_dir).thresholds
@@ -80,6 +89,20 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
     tuner = decision.tuner_ if isinstance(decision, LabelThresholds) else decision
     return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"),
                       skipped)
+
+
+def accepted_rows(predictions: Predictions) -> np.ndarray:
+    """The images the reject option accepts `[N]` (all without one): the ones the tuned rule will decide.
+
+    Raises:
+        ValueError: The reject option rejects every image.
+    """
+    accepted = predictions.accepted
+    if not accepted.any():
+        raise ValueError(f"the reject option rejects all {len(accepted)} tuning images as {UNKNOWN!r}, so nothing is "
+                         "left to tune on; refit it on these classes' images (`winnow head --reject-tpr`) or tune "
+                         "on other data (--data)")
+    return accepted
 
 
 def tune_summary(result: TuneResult) -> list[str]:
@@ -94,4 +117,8 @@ def tune_summary(result: TuneResult) -> list[str]:
              f"{'lower' if target.op == '>=' else 'upper'} bound {tuner.conservative_bound_:.4f}",
              "  ".join(f"{name} {value:.4f}" for name, value in tuner.achieved_.items() if name != key),
              f"saved {result.path}", *result.skipped]
+    if result.context.get("n_rejected"):
+        lines.insert(1, f"the reject option rejects {result.context['n_rejected']} of these images as {UNKNOWN!r}; "
+                        f"tuned on the {result.context['n_samples']} it accepts (predict rejects first, then applies "
+                        "this threshold)")
     return lines + [f"warning: {warning}" for warning in [*tuner.warnings_, *result.warnings]]

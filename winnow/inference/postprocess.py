@@ -6,10 +6,13 @@ calibrator (temperature or vector scaling, fitted on these) serves both. Multi-l
 independent logit per label (calibrated by a `multilabel=True` scaler, then a sigmoid).
 
 Order at prediction: logits -> calibration (calibration.json) -> probabilities -> decision rule
-(thresholds.json, else the head's own rule: argmax, or the binary threshold).
+(thresholds.json, else the head's own rule: argmax, or the binary threshold). A folder whose head on
+embeddings has a reject option labels the images it rejects "unknown" first; the rule decides the rest.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, softmax
@@ -23,6 +26,7 @@ from winnow.tasks.heads import Head
 
 SOFTMAX_KINDS = ("multiclass", "binary")  # heads whose probabilities sum to one (calibratable, tunable)
 PROBABILITY_FLOOR = 1e-12
+UNKNOWN = "unknown"  # predicted label of an image the reject option finds far from every class
 
 
 def require_softmax_head(head: Head, *, action: str) -> None:
@@ -90,8 +94,10 @@ def decided_labels(head: Head, decision: Decision | None, probabilities: np.ndar
     return [head.classes[k] for k in decide(head, None, probabilities).tolist()]
 
 
-def describe_decision(head: Head, decision: Decision | None) -> str:
-    """One line saying which rule makes the predicted labels."""
+def describe_decision(head: Head, decision: Decision | None, *, reject: dict[str, Any] | None = None) -> str:
+    """One line saying which rule makes the predicted labels (after the reject option, when there is one)."""
+    if reject is not None:
+        return f"{describe_reject(reject)}; then {describe_decision(head, decision)}"
     if isinstance(decision, ThresholdTuner):
         return (f"predicted {decision.target_.cls!r} when prob_{decision.target_.cls} >= {decision.threshold_:.6g} "
                 f"(thresholds.json, target {decision.target_})")
@@ -104,3 +110,10 @@ def describe_decision(head: Head, decision: Decision | None) -> str:
         return f"the head's default threshold {head.threshold:g} (no thresholds.json; run `winnow tune` to set one)"
     return "argmax of the probabilities (no thresholds.json)"
 
+
+
+def describe_reject(reject: dict[str, Any]) -> str:
+    """The reject option of a head on embeddings (`EmbeddingHead.reject_report_` plus its fit data) in words."""
+    where = f" on {reject['data']}" if reject.get("data") else ""
+    return (f"{UNKNOWN!r} when the {reject['score']} exceeds {reject['threshold']:.6g} (reject option fitted{where} "
+            f"to accept {reject['tpr']:.0%} of known-class images)")

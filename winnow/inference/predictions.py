@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from winnow.calibration.store import Calibrator
-from winnow.inference.postprocess import decide, decided_labels, to_probabilities
+from winnow.inference.postprocess import UNKNOWN, decide, decided_labels, to_probabilities
 from winnow.inference.tta import TTA, merge_views
+from winnow.metrics.checks import UNCERTAIN
 from winnow.operating.store import Decision
 from winnow.runs.atomic import atomic_write_text
 from winnow.tasks.heads import Head
@@ -31,11 +32,13 @@ class ReadOutputs:
             for a multi-task model, or `[M, n, V, K]` for the members of an ensemble.
         rows: Position of each read image in the input paths `[n]`.
         bad: `(path, reason)` of the images that could not be read.
+        rejected: Read images that a head's reject option calls unknown `[n]` (bool), or None without one.
     """
 
     values: Any
     rows: list[int]
     bad: list[tuple[str, str]] = field(default_factory=list)
+    rejected: np.ndarray | None = None
 
 
 @dataclass
@@ -56,6 +59,9 @@ class Predictions:
         calibration: The calibrator applied to the logits (calibration.json), or None.
         source_index: Position of each row in the list of input images `[N]`.
         tta: The test-time augmentation used.
+        rejected: Images the head's reject option calls unknown `[N]` (bool: far from every class), or None
+            when the folder has no reject option. Their probabilities are kept; `predicted` says "unknown".
+        reject: The reject option (threshold, TPR, novelty score, fit data), or None.
     """
 
     paths: list[str]
@@ -67,6 +73,8 @@ class Predictions:
     calibration: Calibrator | None = None
     source_index: list[int] = field(default_factory=list)
     tta: TTA = field(default_factory=TTA)
+    rejected: np.ndarray | None = None
+    reject: dict[str, Any] | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -91,14 +99,21 @@ class Predictions:
 
     @property
     def predicted(self) -> list[str] | dict[str, list[str]]:
-        """Predicted labels: the tuned decision rule when there is one, else the head's rule."""
-        if len(self.tasks) == 1:
-            return decided_labels(self.tasks[0].head, self.decision, self.probabilities)
-        return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+        """Predicted labels: "unknown" where the reject option rejects, else the tuned decision rule when there
+        is one, else the head's rule."""
+        if len(self.tasks) > 1:
+            return {t.name: t.head.predict(self.probabilities[t.name]) for t in self.tasks}
+        labels = decided_labels(self.tasks[0].head, self.decision, self.probabilities)
+        return [UNKNOWN if rejected else label for label, rejected in zip(labels, ~self.accepted)]
+
+    @property
+    def accepted(self) -> np.ndarray:
+        """Images the reject option accepts `[N]` (bool; all of them without a reject option)."""
+        return np.ones(len(self.paths), bool) if self.rejected is None else ~self.rejected
 
     def predicted_indices(self) -> np.ndarray:
-        """Class indices `[N]` of `predicted` (-1 = uncertain); single-task softmax heads."""
-        return decide(self.tasks[0].head, self.decision, self.probabilities)
+        """Class indices `[N]` of `predicted` (-1: rejected as unknown, or uncertain); single-task softmax heads."""
+        return np.where(self.accepted, decide(self.tasks[0].head, self.decision, self.probabilities), UNCERTAIN)
 
     def columns(self) -> list[tuple[str, list]]:
         """(header, values) pairs of the CSV after `path`."""

@@ -109,7 +109,13 @@ class ScoringModel:
         seed: Seed of random TTA views.
         max_image_pixels: Larger images are refused as decompression bombs.
         calibration, thresholds: As `Predictor`.
+
+    Attributes:
+        reject: The folder's reject option (a head on embeddings with `fit_reject`), or None: then `view_logits`
+            also says which images it rejects as unknown (`ReadOutputs.rejected`).
     """
+
+    reject: dict[str, Any] | None = None
 
     def __init__(self, run_dir: Path, tasks: list[TaskSpec], *, checkpoint_path: Path, epoch: int | None,
                  seed: int, max_image_pixels: int, calibration: bool | str | Path = True,
@@ -171,7 +177,7 @@ class ScoringModel:
         merged = merge_views(views, augmentation.merge, rows_sum_to_one=head.kind != "multilabel")
         return Predictions([paths[i] for i in outputs.rows], self.tasks, merged, outputs.bad,
                            view_logits=outputs.values, decision=self.decision, calibration=self.calibration,
-                           source_index=outputs.rows, tta=augmentation)
+                           source_index=outputs.rows, tta=augmentation, rejected=outputs.rejected, reject=self.reject)
 
     def read_outputs(self, paths: list[str], compute: Callable[[list[str]], ReadOutputs], *,
                      strict: bool = False) -> ReadOutputs:
@@ -202,7 +208,7 @@ class ScoringModel:
         check_readable(len(paths), len(rows), bad, strict=strict)
         if bad:
             log.warning("skipping %s", bad_summary(bad))
-        return ReadOutputs(outputs.values, rows, bad)
+        return ReadOutputs(outputs.values, rows, bad, outputs.rejected)
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
                     workers: int = 0) -> ReadOutputs:

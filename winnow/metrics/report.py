@@ -197,6 +197,35 @@ def full_metrics_multilabel(probabilities: np.ndarray, targets: np.ndarray, labe
     return report
 
 
+def metrics_counting_rejected(targets: np.ndarray, predicted: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+    """Label metrics over every row, a rejected row (UNCERTAIN, -1) counted as wrong.
+
+    A rejected row is a miss of its true class (its recall drops) and a prediction of no class (no
+    precision changes). Without rejected rows the values equal `full_metrics`' label metrics.
+
+    Args:
+        targets: True class indices `[N]`.
+        predicted: Decided class indices `[N]`, -1 for rejected rows.
+        classes: Class names `[K]`.
+
+    Returns:
+        Keys: n_samples, accuracy, balanced_accuracy (mean recall over the classes in `targets`), macro_f1
+        (over the classes in targets or accepted predictions), weighted_f1.
+    """
+    names = check_classes(classes, n_classes=len(classes))
+    predicted = np.asarray(predicted, dtype=np.int64)
+    targets = check_targets(targets, n_samples=len(predicted), n_classes=len(names))
+    labels = list(range(len(names)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        _, recall, f1, support = precision_recall_fscore_support(targets, predicted, labels=labels, average=None,
+                                                                 zero_division=0)
+    present = (support > 0) | np.isin(labels, predicted)
+    return {"n_samples": len(targets), "accuracy": float((predicted == targets).mean()),
+            "balanced_accuracy": float(recall[support > 0].mean()), "macro_f1": float(f1[present].mean()),
+            "weighted_f1": float(np.average(f1, weights=support))}
+
+
 # --------------------------------------------------------------------------------------------- pieces
 
 

@@ -105,7 +105,10 @@ def ensemble_pairs(record: dict[str, Any] | None) -> list[tuple[str, Any]]:
     if not record:
         return []
     members = [f"{member.get('run', '?')} ({member.get('checkpoint', '?')})" for member in record.get("members", [])]
-    return [("ensemble", f"{record.get('method', '?')} of {len(members)} member(s)"), ("members", "; ".join(members))]
+    head = ((record.get("fit") or {}).get("report") or {}).get("classifier")  # method svm: which head on embeddings
+    combined = f"{record.get('method', '?')} of {len(members)} member(s)"
+    combined += f"; {head} head on embeddings" if head else ""
+    return [("ensemble", combined), ("members", "; ".join(members))]
 
 
 def code_text(origin: dict[str, Any]) -> str:

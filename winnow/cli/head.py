@@ -1,0 +1,37 @@
+"""`winnow head RUN --kind knn|centroid|gmm|logistic|svm`: a head on a run's frozen embeddings, as a folder.
+
+The folder is a one-member ensemble (method svm with that head), so eval, tune, calibrate, predict and
+report accept it. `--reject-tpr` adds the reject option: images far from every class are predicted
+"unknown" (threshold fitted on the run's val split, or `--reject-data`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, REJECT_FLAGS, add_flags, settings_of
+from winnow.embeddings.heads import HEADS
+from winnow.ensembles.build import build_head, build_summary
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("head", help="fit a head (knn, centroid, gmm, logistic, svm) on a run's frozen "
+                                         "embeddings, optionally with a reject option")
+    parser.add_argument("run_dir", metavar="RUN", help="run folder from `winnow train`")
+    parser.add_argument("--kind", required=True, choices=list(HEADS),
+                        help="knn (cosine, distance-weighted), centroid (nearest class mean), gmm (a Gaussian mixture "
+                             "per class), logistic or svm")
+    parser.add_argument("--data", default=None, help=DATA_HELP + "; fit data (default: train split of RUN)")
+    add_flags(parser, *REJECT_FLAGS)
+    parser.add_argument("--out", default=None, help="new head folder (default: RUN-head-KIND beside RUN)")
+    add_flags(parser, "checkpoint")
+    add_flags(parser, *INFERENCE_FLAGS)
+
+
+def run(args: argparse.Namespace) -> int:
+    build = build_head(args.run_dir, kind=args.kind, out=args.out, checkpoint=args.checkpoint, data=args.data,
+                       **settings_of(args, REJECT_FLAGS), **settings_of(args, INFERENCE_FLAGS))
+    title = f"{args.kind} head on the embeddings of {Path(args.run_dir)}: {build.folder}"
+    print("\n".join(build_summary(build, title=title)))
+    return 0

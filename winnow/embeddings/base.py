@@ -1,0 +1,189 @@
+"""The contract of every head on embeddings, and the one reject mechanism they share.
+
+A head classifies embeddings `[N, D]` (a trained model's pooled pre-logits features) into K classes
+with scikit-learn's conventions: `fit(X, y, n_classes=K)` returns the head, `predict_proba(X)` gives
+`[N, K]`, learned attributes end in `_`. Every head also scores how far each embedding lies from all
+the classes it learned (`novelty_score`, higher = farther). `fit_reject` puts a threshold on that score
+from validation images of the known classes at a stated true-positive rate (the share of them
+accepted); `reject` flags the embeddings beyond it and `predict` gives them UNCERTAIN (-1), so that
+open-set images (debris, blood cells in a chromosome stream) are not forced into a class.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.utils.validation import check_is_fitted
+
+from winnow.constraints import Interval, check_value, validate_params
+from winnow.embeddings.model_selection import check_class_counts
+from winnow.metrics.checks import UNCERTAIN, check_targets
+
+NOT_FITTED = "This %(name)s is not fitted yet: call fit(embeddings [N, D], class indices [N]) first"
+NO_REJECT = ("This %(name)s has no reject threshold: call fit_reject(val embeddings, val class indices, tpr=0.95) "
+             "first (predict_proba and predict work without one)")
+MIN_PER_CLASS = 2  # cross-validated heads need a sample of each class on both sides of every fold
+FOLDS = [Interval(Integral, 2, None)]
+SEED = [Interval(Integral, 0, 2**32 - 1)]
+
+
+def check_embeddings(embeddings: Any, *, n_features: int | None = None) -> np.ndarray:
+    """Embeddings as a finite float `[N, D]` array.
+
+    Raises:
+        ValueError: Not 2-D, non-finite, or `D` different from the fitted one.
+    """
+    array = np.asarray(embeddings, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"embeddings: expected [samples, features], got shape {array.shape}; pass one row per "
+                         "image (a single embedding `x` as `x[None, :]`)")
+    if not np.isfinite(array).all():
+        raise ValueError("embeddings: found NaN or infinite values; check the model that produced them")
+    if n_features is not None and array.shape[1] != n_features:
+        raise ValueError(f"embeddings: fitted on {n_features} features, got {array.shape[1]}; the head belongs to "
+                         "another model (or a member run changed since): refit it on this model's embeddings")
+    return array
+
+
+def check_tpr(tpr: Any) -> float:
+    """The reject option's true-positive rate, in (0, 1].
+
+    Raises:
+        InvalidParameterError: Not a number in (0, 1].
+    """
+    return check_value("reject tpr", tpr, [Interval(Real, 0, 1, closed="right")],
+                       hint="the share of known-class validation images to accept, e.g. 0.95")
+
+
+def fit_targets(targets: Any, *, n_samples: int, n_classes: int | None) -> tuple[np.ndarray, int]:
+    """Class indices `[N]` and the number of classes (default: the largest index + 1, at least 2).
+
+    Raises:
+        ValueError: Wrong length, indices outside `[0, n_classes)`, or fewer than two classes.
+        TypeError: Non-integer targets.
+    """
+    array = np.asarray(targets)
+    if n_classes is None:
+        integral = array.size and np.issubdtype(array.dtype, np.integer)
+        n_classes = int(array.max()) + 1 if integral else 2
+    check_value("n_classes", n_classes, [Interval(Integral, 2, None)],
+                hint="a head tells classes apart; fit it on labelled images of two or more classes")
+    return check_targets(array, n_samples=n_samples, n_classes=n_classes), n_classes
+
+
+def nearest_distance(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Euclidean distance `[N]` of each point `[N, D]` to its nearest centroid `[K, D]`."""
+    return euclidean_distances(points, centroids).min(axis=1)
+
+
+class EmbeddingHead(ClassifierMixin, BaseEstimator):
+    """Base of the heads: input checks, fitted-state checks and the reject option.
+
+    Subclasses set `kind`, `novelty_description` and `_parameter_constraints`, and implement
+    `_fit(X, y) -> report`, `_proba(X) -> [N, K]` and `_novelty(X) -> [N]` on checked arrays.
+
+    Attributes:
+        n_classes_, classes_: Number of classes and their indices `[K]`.
+        class_counts_: Training samples per class `[K]`.
+        n_features_: Embedding size `D`.
+        cv_report_: What was chosen (`chosen`), on how many folds (`folds`, None without cross-validation)
+            and the cross-validated score (`cv_*`).
+        reject_threshold_: Largest accepted novelty score (after `fit_reject`).
+        reject_report_: The true-positive rate asked, the threshold and the acceptance achieved on the
+            reject data, overall and per class (after `fit_reject`).
+    """
+
+    kind = ""
+    novelty_description = ""
+    _parameter_constraints: dict[str, list] = {}
+
+    def fit(self, embeddings: Any, targets: Any, *, n_classes: int | None = None) -> EmbeddingHead:
+        """Fit on embeddings `[N, D]` and class indices `[N]`; every class needs at least two samples.
+
+        Raises:
+            InvalidParameterError: A parameter out of range.
+            ValueError: Bad embeddings or targets, or a class with fewer than two samples.
+        """
+        validate_params(self.get_params(), self._parameter_constraints, where=f"{self.kind} head")
+        array = check_embeddings(embeddings)
+        targets, n_classes = fit_targets(targets, n_samples=len(array), n_classes=n_classes)
+        self.class_counts_ = check_class_counts(targets, n_classes, min_per_class=MIN_PER_CLASS,
+                                                what=f"{self.kind} head")
+        self.n_classes_, self.classes_ = n_classes, np.arange(n_classes)
+        self.__dict__.pop("reject_threshold_", None)  # a threshold of the old fit means nothing for the new one
+        self.__dict__.pop("reject_report_", None)
+        self.cv_report_ = {"classifier": self.kind, **self._fit(array, targets)}
+        self.n_features_ = array.shape[1]  # set last: it marks the head as fitted
+        return self
+
+    def predict_proba(self, embeddings: Any) -> np.ndarray:
+        """Embeddings `[N, D]` -> class probabilities `[N, K]` (rejection does not change them)."""
+        return self._proba(self._checked(embeddings))
+
+    def predict(self, embeddings: Any) -> np.ndarray:
+        """Class indices `[N]`: the most probable class, or UNCERTAIN (-1) where the head rejects."""
+        array = self._checked(embeddings)
+        predicted = self._proba(array).argmax(axis=1)
+        if not self.has_reject:
+            return predicted
+        return np.where(self.rejects_scores(self._novelty(array)), UNCERTAIN, predicted)
+
+    def novelty_score(self, embeddings: Any) -> np.ndarray:
+        """How far each embedding `[N, D]` is from every learned class `[N]` (higher = farther)."""
+        return self._novelty(self._checked(embeddings))
+
+    def fit_reject(self, embeddings: Any, targets: Any, *, tpr: float = 0.95) -> EmbeddingHead:
+        """Set `reject_threshold_` so that a share `tpr` of these known-class embeddings `[N, D]` is accepted.
+
+        Fit it on images the head was not fitted on (the val split): training images lie closer to the
+        classes than new ones, and a threshold from them would reject too much.
+
+        Raises:
+            InvalidParameterError: `tpr` outside (0, 1].
+            ValueError: Bad embeddings, or class indices `[N]` outside the head's classes.
+        """
+        tpr = check_tpr(tpr)
+        array = self._checked(embeddings)
+        targets = check_targets(targets, n_samples=len(array), n_classes=self.n_classes_)
+        scores = self._novelty(array)
+        threshold = float(np.quantile(scores, tpr, method="higher"))  # "higher": at least `tpr` accepted
+        accepted = scores <= threshold
+        per_class = [float(accepted[targets == k].mean()) if (targets == k).any() else None
+                     for k in range(self.n_classes_)]
+        self.reject_threshold_ = threshold
+        self.reject_report_ = {"tpr": tpr, "threshold": threshold, "n_samples": len(scores),
+                               "accepted_rate": float(accepted.mean()), "accepted_per_class": per_class,
+                               "score": self.novelty_description}
+        return self
+
+    def reject(self, embeddings: Any) -> np.ndarray:
+        """Whether each embedding `[N, D]` is beyond the reject threshold, i.e. far from every class `[N]`."""
+        check_is_fitted(self, "reject_threshold_", msg=NO_REJECT)
+        return self.rejects_scores(self.novelty_score(embeddings))
+
+    def rejects_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Novelty scores `[N]` -> rejected `[N]` (bool), e.g. for scores averaged over TTA views."""
+        check_is_fitted(self, "reject_threshold_", msg=NO_REJECT)
+        return np.asarray(scores) > self.reject_threshold_
+
+    @property
+    def has_reject(self) -> bool:
+        """Whether `fit_reject` has set a threshold."""
+        return hasattr(self, "reject_threshold_")
+
+    def _checked(self, embeddings: Any) -> np.ndarray:
+        check_is_fitted(self, "n_features_", msg=NOT_FITTED)
+        return check_embeddings(embeddings, n_features=self.n_features_)
+
+    def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _proba(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _novelty(self, array: np.ndarray) -> np.ndarray:
+        raise NotImplementedError

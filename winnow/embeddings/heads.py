@@ -1,0 +1,292 @@
+"""Heads on embeddings, picked by name: knn, centroid, gmm, logistic, svm.
+
+Each is an `EmbeddingHead` (see `winnow.embeddings.base`: scikit-learn conventions and the shared
+reject option) built on scikit-learn; the novelty score (higher = farther from every class) follows the
+head's own geometry:
+
+- knn: `KNeighborsClassifier`, cosine distance, distance-weighted votes, `k` cross-validated; novelty
+  1 - the largest cosine similarity to a training embedding.
+- centroid: nearest class mean (`NearestCentroid`) of L2-normalised embeddings; softmax of minus the
+  squared distances, its temperature fitted on out-of-fold distances; novelty: distance to the nearest mean.
+- gmm: one `GaussianMixture` per class on standardised embeddings, components chosen by BIC; posterior =
+  prior x likelihood, normalised; novelty: minus the largest class log-likelihood.
+- logistic: `LogisticRegressionCV` on standardised embeddings (`C` by log loss); svm: RBF `SVC` on
+  standardised embeddings (`C` by balanced accuracy), Platt-scaled; novelty of both: distance to the
+  nearest class mean in the standardised space.
+
+Classes are weighted "balanced" by the logistic and svm heads by default, since the data this is for is
+rarely balanced; the gmm head's priors are the training class shares by default.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.neighbors import KNeighborsClassifier, NearestCentroid
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler, normalize
+from sklearn.svm import SVC
+
+from winnow.calibration.scaling import TemperatureScaling
+from winnow.constraints import InvalidParameterError, Interval, Options, check_known_keys, check_value
+from winnow.embeddings.base import FOLDS, SEED, EmbeddingHead, nearest_distance
+from winnow.embeddings.model_selection import logistic_cv, stratified_folds
+
+KS = (1, 3, 5, 7, 9, 15, 21, 31)  # neighbour counts tried by the knn head
+SVM_CS = (0.1, 1.0, 10.0)
+SAMPLES_PER_COMPONENT = 5  # a mixture component fitted on fewer samples than this is noise, whatever BIC says
+CLASS_WEIGHT = [None, Options(("balanced",))]
+
+
+class KNNHead(EmbeddingHead):
+    """k nearest neighbours by cosine distance, votes weighted by inverse distance.
+
+    Args:
+        k: Neighbours; None: the `KS` value with the best cross-validated balanced accuracy.
+        cv: Most cross-validation folds (fewer when a class is rarer).
+        seed: Seed of the folds.
+
+    Attributes:
+        model_: The fitted `KNeighborsClassifier` (it keeps the training embeddings).
+    """
+
+    kind = "knn"
+    novelty_description = "1 - the largest cosine similarity to a training embedding"
+    _parameter_constraints = {"k": [None, Interval(Integral, 1, None)], "cv": FOLDS, "seed": SEED}
+
+    def __init__(self, *, k: int | None = None, cv: int = 5, seed: int = 0) -> None:
+        self.k, self.cv, self.seed = k, cv, seed
+
+    def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        if self.k is not None:
+            if self.k > len(array):
+                raise InvalidParameterError(f"knn head: k must be at most the {len(array)} fit images, got {self.k}")
+            self.model_ = _neighbours(self.k).fit(array, targets)
+            return {"folds": None, "chosen": {"k": self.k}}
+        folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="knn head")
+        smallest_fold = len(array) - math.ceil(len(array) / folds.n_splits)  # training images of the smallest fold
+        ks = [k for k in KS if k <= smallest_fold]
+        search = GridSearchCV(_neighbours(1), {"n_neighbors": ks}, scoring="balanced_accuracy", cv=folds)
+        self.model_ = search.fit(array, targets).best_estimator_
+        return {"folds": folds.n_splits, "chosen": {"k": search.best_params_["n_neighbors"]},
+                "cv_balanced_accuracy": float(search.best_score_)}
+
+    def _proba(self, array: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(array)
+
+    def _novelty(self, array: np.ndarray) -> np.ndarray:
+        return self.model_.kneighbors(array, n_neighbors=1)[0][:, 0]  # cosine distance = 1 - similarity
+
+
+def _neighbours(k: int) -> KNeighborsClassifier:
+    return KNeighborsClassifier(n_neighbors=k, weights="distance", metric="cosine", algorithm="brute")
+
+
+class CentroidHead(EmbeddingHead):
+    """Nearest class mean of L2-normalised embeddings; probabilities from a softmax of `-distance^2 / T`.
+
+    The temperature `T` is fitted (`TemperatureScaling`, log loss) on out-of-fold squared distances,
+    each image measured against class means computed without its fold, so that it is not over-confident.
+
+    Args:
+        cv: Most cross-validation folds (fewer when a class is rarer).
+        seed: Seed of the folds.
+
+    Attributes:
+        centroids_: Class means of the normalised training embeddings `[K, D]`.
+        scaling_: The fitted temperature scaling of `-distance^2`.
+    """
+
+    kind = "centroid"
+    novelty_description = "distance to the nearest class mean (L2-normalised embeddings)"
+    _parameter_constraints = {"cv": FOLDS, "seed": SEED}
+
+    def __init__(self, *, cv: int = 5, seed: int = 0) -> None:
+        self.cv, self.seed = cv, seed
+
+    def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        unit = normalize(array)
+        folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="centroid head")
+        out_of_fold = np.empty((len(unit), self.n_classes_))
+        for train, test in folds.split(unit, targets):
+            out_of_fold[test] = _centroid_logits(unit[test], _class_means(unit[train], targets[train]))
+        self.scaling_ = TemperatureScaling().fit(out_of_fold, targets)
+        self.centroids_ = _class_means(unit, targets)
+        return {"folds": folds.n_splits, "chosen": {"temperature": self.scaling_.temperature_},
+                "cv_log_loss": self.scaling_.nll_after_}
+
+    def _proba(self, array: np.ndarray) -> np.ndarray:
+        return self.scaling_.predict_proba(_centroid_logits(normalize(array), self.centroids_))
+
+    def _novelty(self, array: np.ndarray) -> np.ndarray:
+        return nearest_distance(normalize(array), self.centroids_)
+
+
+def _class_means(array: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Class means `[K, D]` (every class is present: the fit checks it)."""
+    with warnings.catch_warnings():
+        # NearestCentroid also measures the within-class spread, which is not used here; ReLU embeddings often
+        # have dead (always zero) features, which make it warn about zero spread
+        warnings.filterwarnings("ignore", message=".*zero standard deviation", category=UserWarning)
+        return NearestCentroid().fit(array, targets).centroids_
+
+
+def _centroid_logits(unit: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return -euclidean_distances(unit, centroids, squared=True)
+
+
+class GMMHead(EmbeddingHead):
+    """A Gaussian mixture per class on standardised embeddings; Bayes' rule gives the class posterior.
+
+    `p(k | x) = prior_k p(x | k) / sum_j prior_j p(x | j)`, computed in log space (logsumexp). Each
+    class's number of components is the one of `1..max_components` with the lowest BIC, at most one per
+    `SAMPLES_PER_COMPONENT` images of the class.
+
+    Args:
+        max_components: Most components per class.
+        covariance_type: "diag" (default: few parameters, suits small classes), "spherical", "tied" or "full".
+        reg_covar: Added to the covariances' diagonal (the features are standardised, so 1e-3 of their variance).
+        priors: "counts" (training class shares) or "uniform".
+        seed: Seed of the mixtures' initialisation.
+
+    Attributes:
+        scaler_: The standardisation fitted on all training embeddings.
+        mixtures_: One fitted `GaussianMixture` per class.
+        log_priors_: Log prior of each class `[K]`.
+    """
+
+    kind = "gmm"
+    novelty_description = "minus the largest class log-likelihood (standardised embeddings)"
+    _parameter_constraints = {
+        "max_components": [Interval(Integral, 1, None)], "reg_covar": [Interval(Real, 0, None, closed="neither")],
+        "covariance_type": [Options(("diag", "spherical", "tied", "full"))],
+        "priors": [Options(("counts", "uniform"))], "seed": SEED}
+
+    def __init__(self, *, max_components: int = 4, covariance_type: str = "diag", reg_covar: float = 1e-3,
+                 priors: str = "counts", seed: int = 0) -> None:
+        self.max_components, self.covariance_type, self.reg_covar = max_components, covariance_type, reg_covar
+        self.priors, self.seed = priors, seed
+
+    def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        self.scaler_ = StandardScaler().fit(array)
+        scaled = self.scaler_.transform(array)
+        self.mixtures_ = [self._mixture(scaled[targets == k]) for k in range(self.n_classes_)]
+        shares = self.class_counts_ / self.class_counts_.sum()
+        self.log_priors_ = np.log(shares if self.priors == "counts" else np.full(self.n_classes_, 1 / self.n_classes_))
+        return {"folds": None, "chosen": {"components": [int(m.n_components) for m in self.mixtures_]},
+                "selection": "BIC", "covariance_type": self.covariance_type, "priors": self.priors}
+
+    def _mixture(self, rows: np.ndarray) -> GaussianMixture:
+        """The mixture of `1..most` components with the lowest BIC on `rows` (ties: fewer components)."""
+        most = max(1, min(self.max_components, len(rows) // SAMPLES_PER_COMPONENT))
+        fits = [GaussianMixture(n, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
+                                random_state=self.seed).fit(rows) for n in range(1, most + 1)]
+        return min(fits, key=lambda mixture: mixture.bic(rows))
+
+    def _log_likelihoods(self, array: np.ndarray) -> np.ndarray:
+        """`log p(x | k)` `[N, K]`."""
+        scaled = self.scaler_.transform(array)
+        return np.stack([mixture.score_samples(scaled) for mixture in self.mixtures_], axis=1)
+
+    def _proba(self, array: np.ndarray) -> np.ndarray:
+        joint = self._log_likelihoods(array) + self.log_priors_
+        return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
+
+    def _novelty(self, array: np.ndarray) -> np.ndarray:
+        return -self._log_likelihoods(array).max(axis=1)
+
+
+class _StandardisedHead(EmbeddingHead):
+    """Logistic and svm: a pipeline that standardises first; novelty is measured in that standardised space.
+
+    Args:
+        class_weight: "balanced" or None.
+        cv: Most cross-validation folds for choosing `C` (fewer when a class is rarer).
+        seed: Seed of the folds.
+
+    Attributes:
+        model_: The fitted pipeline (`StandardScaler`, then the classifier).
+        centroids_: Class means of the standardised training embeddings `[K, D]`.
+    """
+
+    novelty_description = "distance to the nearest class mean (standardised embeddings)"
+    _parameter_constraints = {"class_weight": CLASS_WEIGHT, "cv": FOLDS, "seed": SEED}
+
+    def __init__(self, *, class_weight: str | None = "balanced", cv: int = 5, seed: int = 0) -> None:
+        self.class_weight, self.cv, self.seed = class_weight, cv, seed
+
+    def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what=f"{self.kind} head")
+        self.model_, report = self._fit_model(array, targets, folds)
+        self.centroids_ = _class_means(self.model_[0].transform(array), targets)
+        return {"folds": folds.n_splits, **report}
+
+    def _fit_model(self, array: np.ndarray, targets: np.ndarray,
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _proba(self, array: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(array)
+
+    def _novelty(self, array: np.ndarray) -> np.ndarray:
+        return nearest_distance(self.model_[0].transform(array), self.centroids_)
+
+
+class LogisticHead(_StandardisedHead):
+    """L2 logistic regression on standardised embeddings, `C` chosen by cross-validated log loss."""
+
+    kind = "logistic"
+
+    def _fit_model(self, array: np.ndarray, targets: np.ndarray,
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
+        logistic = logistic_cv(folds, class_weight=self.class_weight)
+        model = make_pipeline(StandardScaler(), logistic).fit(array, targets)
+        mean_scores = logistic.scores_.mean(axis=0)  # [n_l1_ratios, n_cs], averaged over folds
+        return model, {"chosen": {"C": float(logistic.C_)}, "cv_log_loss": float(-mean_scores.max())}
+
+
+class SVMHead(_StandardisedHead):
+    """RBF SVM on standardised embeddings: `C` by cross-validated balanced accuracy, then refitted with
+    probabilities from Platt scaling on out-of-fold decision values."""
+
+    kind = "svm"
+
+    def _fit_model(self, array: np.ndarray, targets: np.ndarray,
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
+        search = GridSearchCV(make_pipeline(StandardScaler(), SVC(class_weight=self.class_weight)),
+                              {"svc__C": list(SVM_CS)}, scoring="balanced_accuracy", cv=folds, refit=False)
+        search.fit(array, targets)
+        best_c = search.best_params_["svc__C"]
+        calibrated = CalibratedClassifierCV(SVC(C=best_c, class_weight=self.class_weight), method="sigmoid",
+                                            cv=folds, ensemble=False)
+        model = make_pipeline(StandardScaler(), calibrated).fit(array, targets)
+        return model, {"chosen": {"C": best_c}, "cv_balanced_accuracy": float(search.best_score_)}
+
+
+HEADS: dict[str, type[EmbeddingHead]] = {
+    "knn": KNNHead,
+    "centroid": CentroidHead,
+    "gmm": GMMHead,
+    "logistic": LogisticHead,
+    "svm": SVMHead,
+}
+
+
+def make_head(kind: str, **params: Any) -> EmbeddingHead:
+    """An unfitted head by name, with its parameters (see each head's docstring).
+
+    Raises:
+        InvalidParameterError: Unknown kind (the message lists the valid ones) or unknown parameter.
+    """
+    check_value("head kind", kind, [Options(HEADS)], hint="pick one of the heads on embeddings")
+    check_known_keys(f"parameters of the {kind} head", params, HEADS[kind]().get_params())
+    return HEADS[kind](**params)
