@@ -26,6 +26,7 @@ from winnow.loading import load
 from winnow.runs.files import fingerprint, write_json
 from winnow.runs.layout import BAD_FILES_FILE, EVAL_METRICS_FILE, RunPaths, checkpoint_label
 
+
 @dataclass
 class Evaluation:
     """One checkpoint evaluated on one data set.

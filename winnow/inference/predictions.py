@@ -23,6 +23,7 @@ from winnow.runs.atomic import atomic_write_text
 from winnow.tasks.heads import Head
 from winnow.tasks.spec import TaskSpec
 
+
 @dataclass(frozen=True)
 class ReadOutputs:
     """A model's outputs on the images it could read, and the images it could not.
