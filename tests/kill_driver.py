@@ -37,6 +37,8 @@ import winnow.runs.atomic as atomic  # noqa: E402
 import winnow.training.trainer  # noqa: E402,F401  (heavy modules loaded before forking)
 from winnow.training.progress import Progress  # noqa: E402
 
+from file_proxy import FileProxy  # noqa: E402  (tests/ is this script's folder)
+
 
 def kill_now() -> None:
     sys.stdout.flush()
@@ -50,11 +52,8 @@ def target_name(temp_path: str) -> str:
     return name[1:-len(atomic.TEMP_SUFFIX)].rsplit(".", 1)[0]
 
 
-class HalfWrittenFile:
+class HalfWrittenFile(FileProxy):
     """A temporary file whose first write stops halfway: the process is killed there."""
-
-    def __init__(self, handle) -> None:
-        self.handle = handle
 
     def write(self, data) -> int:
         self.handle.write(bytes(data)[: max(1, len(data) // 2)])
@@ -62,15 +61,6 @@ class HalfWrittenFile:
         os.fsync(self.handle.fileno())
         kill_now()
         return 0
-
-    def __getattr__(self, name):
-        return getattr(self.handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.handle.__exit__(*exc)
 
 
 class KillingOs:

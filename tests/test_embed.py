@@ -72,7 +72,7 @@ def test_unreadable_files_are_skipped_and_listed_beside_the_output(run, tmp_path
     (folder / "good" / "gone.png").unlink()  # a missing file: listed by the scan
     out = tmp_path / "held.npz"
     code, printed, _ = cli(capsys, "embed", run, folder, "--out", out)
-    assert code == 0 and "2 unreadable file(s) skipped" in printed
+    assert code == 0 and "skipped 2 unreadable file(s) {'empty': 1, 'corrupt': 1}" in printed
     listed = {Path(row["path"]).name for row in read_rows(tmp_path / "held.bad_files.csv")}
     assert listed == {"cut.jpg", "zero.png"}
     assert sorted(EmbeddingSet.load(out).paths) == sorted(good)

@@ -31,6 +31,7 @@ from winnow.runs.files import read_metrics
 from winnow.runs.layout import RunPaths, checkpoint_names
 
 from conftest import make_image_folder
+from file_proxy import FileProxy
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the kill driver forks and reads /proc/self/fd")
 
@@ -309,9 +310,12 @@ class _DiskFullOs:
         return handle
 
 
-class _FullFile:
+class _FullFile(FileProxy):
+    """Fails with ENOSPC once 1000 bytes are written (after calling `on_full`)."""
+
     def __init__(self, handle, on_full) -> None:
-        self.handle, self.on_full, self.written = handle, on_full, 0
+        super().__init__(handle)
+        self.on_full, self.written = on_full, 0
 
     def write(self, data) -> int:
         if self.written + len(data) > 1000:
@@ -319,15 +323,6 @@ class _FullFile:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.written += len(data)
         return self.handle.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.handle.__exit__(*exc)
 
 
 def test_disk_full_while_saving_stops_with_the_fix_and_keeps_checkpoints(tmp_path, monkeypatch, capsys):

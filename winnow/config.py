@@ -32,6 +32,7 @@ _POSITIVE = Interval(Real, 0, None, closed="neither")
 _OPEN_UNIT = Interval(Real, 0, 1, closed="neither")
 _POSITIVE_NUMBER = r"(\d*[1-9]\d*(\.\d+)?|0*\.\d*[1-9]\d*)"  # a decimal number > 0
 _PERCENT = r"(100(\.0+)?|0*[1-9]\d?(\.\d+)?|0*\.\d*[1-9]\d*)"  # in (0, 100]
+DEFAULT_PROGRESS_EVERY = "30s"
 PROGRESS_EVERY = Matches(rf"\s*({_POSITIVE_NUMBER}\s*s|{_PERCENT}\s*%)\s*",
                          "a number of seconds such as '30s' or a percentage in (0, 100] such as '10%'")
 
@@ -216,7 +217,7 @@ class Config:
     select_metric: str = "val_macro_f1"
     save_every: int | None = None
     progress: bool = True
-    progress_every: str = "30s"  # off a terminal (logs, CI): a plain progress line every 30 s, or e.g. "10%"
+    progress_every: str = DEFAULT_PROGRESS_EVERY  # off a terminal: a plain line every 30 s, or "10%"
 
     def __post_init__(self) -> None:
         for name in ("data", "val", "test"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from winnow.cli.options import INFERENCE_FLAGS, TTA_FLAGS, add_flags, settings_of
-from winnow.data.validation import write_bad_files
+from winnow.data.validation import record_skipped
 from winnow.embeddings.extract import default_out, embed
 from winnow.runs.layout import bad_files_beside
 
@@ -26,10 +26,6 @@ def run(args: argparse.Namespace) -> int:
     embeddings = embed(args.run_dir, args.data, checkpoint=args.checkpoint, **settings_of(args, TTA_FLAGS),
                        **settings_of(args, INFERENCE_FLAGS))
     out = embeddings.save(args.out or default_out(args.run_dir, args.data))
-    listed = bad_files_beside(out)
-    listed.unlink(missing_ok=True)  # a list from an earlier run of the same output would mislead
-    if embeddings.bad:
-        write_bad_files(embeddings.bad, listed)
-    print(f"wrote {len(embeddings.paths)} embeddings of dimension {embeddings.dim} to {out}"
-          + (f" ({len(embeddings.bad)} unreadable file(s) skipped, listed in {listed})" if embeddings.bad else ""))
+    skipped = record_skipped(embeddings.bad, bad_files_beside(out))
+    print("\n".join([f"wrote {len(embeddings.paths)} embeddings of dimension {embeddings.dim} to {out}", *skipped]))
     return 0

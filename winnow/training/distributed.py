@@ -82,12 +82,6 @@ def sync_module(module: nn.Module, info: DistInfo) -> None:
         dist.broadcast(tensor, src=0)
 
 
-def barrier(info: DistInfo) -> None:
-    """Wait until every rank gets here (no-op when not distributed)."""
-    if info.enabled:
-        dist.barrier()
-
-
 def gather_predictions(probabilities: Any, targets: Any, loss: float, info: DistInfo) -> tuple[Any, Any, float, int]:
     """Every rank's shard of an evaluation, in split order, on every rank.
 

@@ -16,11 +16,10 @@ from typing import IO
 
 from tqdm import tqdm
 
-from winnow.config import PROGRESS_EVERY
+from winnow.config import DEFAULT_PROGRESS_EVERY, PROGRESS_EVERY
 from winnow.constraints import check_value
 
 log = logging.getLogger("winnow")
-DEFAULT_EVERY = "30s"
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class Progress:
         clock: Seconds, monotonic (for tests).
     """
 
-    def __init__(self, total: int, *, description: str, enabled: bool, every: str = DEFAULT_EVERY,
+    def __init__(self, total: int, *, description: str, enabled: bool, every: str = DEFAULT_PROGRESS_EVERY,
                  stream: IO[str] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         stream = stream if stream is not None else sys.stderr
         self.total, self.description, self.every, self.clock = total, description, Every.parse(every), clock
