@@ -91,7 +91,8 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     _seed_everything(config.seed)
     model = _build_model(config, tasks, spec, accel, dist_info)
     loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets).to(accel.device)
-    state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
+    state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate),
+                         loss_fn=loss_fn)
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
@@ -191,7 +192,8 @@ def _build_loss(config: Config, tasks: list[TaskSpec], train_targets: list) -> t
     return MultiTaskLoss(losses, {t.name: t.weight for t in tasks})
 
 
-def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int) -> TrainState:
+def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int,
+                 loss_fn: torch.nn.Module) -> TrainState:
     # The optimiser sees every parameter, so unfreezing later needs no rebuild.
     optimizer = create_optimizer(unwrap(model), config)
     frozen = apply_freeze(unwrap(model), config.freeze)
@@ -200,7 +202,7 @@ def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, 
     scheduler = create_schedule(optimizer, config, updates_per_epoch=updates_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if accel.amp_dtype == torch.float16 else None
     ema = ModelEmaV3(unwrap(model), decay=config.ema_decay) if config.ema else None
-    return TrainState(model, optimizer, scheduler, scaler, ema)
+    return TrainState(model, optimizer, scheduler, scaler, ema, loss=loss_fn)
 
 
 def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
