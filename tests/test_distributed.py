@@ -34,7 +34,7 @@ from conftest import make_image_folder
 
 TESTS = Path(__file__).resolve().parent
 COMMON = dict(model="test_convnext", img_size=32, epochs=2, workers=0, progress=False, lr=3e-3, warmup_epochs=0,
-              val_fraction=0.15, test_fraction=0.15)
+              val_fraction=0.15, test_fraction=0.15, swa_epochs=1)  # swa: the averaging runs under DDP too
 COMPARED = ("train_loss", "lr", "val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1")
 
 
@@ -84,6 +84,8 @@ def test_torchrun_two_ranks_one_folder_whole_splits_same_metrics(tmp_path):
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-5), (key, got, want)
     assert summary["best_epoch"] == single.best_epoch
     assert summary["test"] == pytest.approx(single.test_metrics, rel=1e-4, abs=1e-5)
+    assert run.checkpoint("swa").is_file() and summary["swa"]["n_averaged"] == 1
+    assert summary["swa"]["metrics"] == pytest.approx(single.swa["metrics"], rel=1e-4, abs=1e-5)
 
 
 def test_interleave_undoes_rank_sharding_without_padding():

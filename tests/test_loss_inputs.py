@@ -67,6 +67,8 @@ MASKED = {  # name -> (loss_params, logits shape, targets with ignored entries)
     "ldam": ({"s": 3.0}, (B, K), class_targets),
     "bce": (None, (B,), binary_targets),
     "asymmetric": (None, (B,), binary_targets),
+    "ghm": ({"momentum": 0}, (B, K), class_targets),
+    "ghm_sigmoid": ({"variant": "sigmoid", "momentum": 0}, (B,), binary_targets),
 }
 
 

@@ -102,6 +102,8 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "accumulate": [_POSITIVE_INT],
     "ema": [bool],
     "ema_decay": [_OPEN_UNIT],
+    "swa_epochs": [None, _POSITIVE_INT],
+    "swa_lr": [None, _POSITIVE],
     "amp": [Options(AMP_MODES)],
     "channels_last": [bool],
     "compile": [bool],
@@ -129,6 +131,8 @@ PARAMETER_HINTS: dict[str, str] = {
     "unfreeze_at": "it is the epoch (as the log counts) at which the frozen layers start training",
     "sampler_epoch": "it is the epoch (as the log counts) from which the sampler replaces random sampling",
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
+    "swa_epochs": "it is how many final epochs' weights are averaged (null: no weight averaging)",
+    "swa_lr": "it is the constant learning rate of the swa_epochs epochs (null: the schedule runs on)",
 }
 """How to fix a bad value of a field, where its range alone does not say."""
 
@@ -205,6 +209,8 @@ class Config:
     accumulate: int = 1
     ema: bool = False
     ema_decay: float = 0.999
+    swa_epochs: int | None = None  # average the weights of the last N epochs into checkpoints/swa.pt
+    swa_lr: float | None = None  # constant LR during those epochs (None: keep the schedule)
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -295,3 +301,19 @@ def validate(config: Config) -> None:
     """
     values = {f.name: getattr(config, f.name) for f in fields(config)}
     validate_params(values, PARAMETER_CONSTRAINTS, hints=PARAMETER_HINTS)
+    _check_weight_averaging(config)
+
+
+def _check_weight_averaging(config: Config) -> None:
+    """SWA settings that only make sense together (each key alone is checked by its constraint)."""
+    if config.swa_epochs is None:
+        if config.swa_lr is not None:
+            raise ValueError(f"swa_lr is {config.swa_lr} but swa_epochs is not set; set swa_epochs (e.g. 5) "
+                             "to average the last epochs, or remove swa_lr")
+        return
+    if config.swa_epochs > config.epochs:
+        raise ValueError(f"swa_epochs must be <= epochs ({config.epochs}), got {config.swa_epochs}: it averages "
+                         "the weights of the last swa_epochs epochs; lower swa_epochs or raise epochs")
+    if config.ema:
+        raise ValueError("ema and swa_epochs both average the weights, and averaging an average is not "
+                         "supported; set ema: false (--no-ema) or swa_epochs: null")

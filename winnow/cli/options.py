@@ -89,7 +89,7 @@ class Flag:
 SHARED_FLAGS: dict[str, Flag] = {
     "checkpoint": Flag("--checkpoint", {
         "metavar": "NAME", "default": "best",
-        "help": "checkpoint: best, last, another checkpoint name (epoch0003, selected...) or a .pt path "
+        "help": "checkpoint: best, last, another checkpoint name (epoch0003, swa, selected...) or a .pt path "
                 "(default: best)"}),
     "batch_size": Flag("--batch-size", {
         "metavar": "N", "type": int, "default": 64, "help": "images per forward pass (default: 64)"}),

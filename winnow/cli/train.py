@@ -30,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
           f"{_fmt(result.best_metric)} (epoch {result.best_epoch})")
     if result.test_metrics:
         print("test: " + "  ".join(f"{k} {v:.4f}" for k, v in result.test_metrics.items()))
+    if result.swa:
+        verdict = {True: "better than best.pt", False: "not better than best.pt", None: "not compared"}
+        print(f"swa: {result.path}/checkpoints/swa.pt, average of {result.swa['n_averaged']} epochs, "
+              f"{result.config.select_metric} {_fmt(result.swa['metrics'].get(result.config.select_metric))} "
+              f"({verdict[result.swa['better_than_best']]}; evaluate it with --checkpoint swa)")
     return 0 if result.status == "finished" else 1
 
 

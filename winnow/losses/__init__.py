@@ -10,6 +10,7 @@ their `loss_params` (see each module's doc):
 - ``ldam``: ``max_margin``, ``s``, ``drw_epoch``, ``drw_beta``.
 - ``bce``: ``pos_weight`` (binary `[B]` or multi-label `[B, K]` targets).
 - ``asymmetric``: ``gamma_neg``, ``gamma_pos``, ``clip`` (binary or multi-label targets).
+- ``ghm``: ``bins``, ``momentum``, ``variant`` (softmax | sigmoid).
 - ``joint``: ``terms``: a list of ``{loss, weight, params, label_smoothing}``.
 """
 
@@ -24,6 +25,7 @@ from winnow.losses.class_balanced import class_balanced_loss
 from winnow.losses.context import LossContext, make_context
 from winnow.losses.cross_entropy import CrossEntropy, cross_entropy_loss
 from winnow.losses.focal import FocalLoss, focal_loss
+from winnow.losses.ghm import GHMLoss, ghm_loss
 from winnow.losses.joint import JointLoss, joint_loss
 from winnow.losses.ldam import LDAMLoss, ldam_loss
 from winnow.losses.targets import IGNORE_INDEX
@@ -37,6 +39,7 @@ LOSSES: dict[str, LossFactory] = {
     "ldam": ldam_loss,
     "bce": bce_loss,
     "asymmetric": asymmetric_loss,
+    "ghm": ghm_loss,
     "joint": joint_loss,
 }
 
@@ -75,5 +78,5 @@ def build_loss(name: str, params: dict | None, context: LossContext) -> WinnowLo
 
 __all__ = [
     "IGNORE_INDEX", "LOSSES", "AsymmetricLoss", "BinaryCrossEntropy", "CrossEntropy", "DeferredWeights",
-    "FocalLoss", "JointLoss", "LDAMLoss", "LossContext", "WinnowLoss", "build_loss", "create_loss",
+    "FocalLoss", "GHMLoss", "JointLoss", "LDAMLoss", "LossContext", "WinnowLoss", "build_loss", "create_loss",
 ]

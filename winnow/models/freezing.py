@@ -58,11 +58,19 @@ def unfreeze_all(model: nn.Module) -> None:
 def set_train_mode(model: nn.Module) -> None:
     """`model.train()`, but BatchNorm layers whose parameters are frozen stay in eval mode."""
     model.train()
+    for module in frozen_batchnorms(model):
+        module.eval()
+
+
+def frozen_batchnorms(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers whose parameters are all frozen (their statistics must not change)."""
+    frozen = []
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))
             if params and not any(p.requires_grad for p in params):
-                module.eval()
+                frozen.append(module)
+    return frozen
 
 
 def trainable_count(model: nn.Module) -> int:

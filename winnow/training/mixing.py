@@ -8,7 +8,7 @@ from timm.data import Mixup
 
 from winnow.tasks.spec import TaskSpec
 
-SOFT_TARGET_LOSSES = ("ce", "bce", "asymmetric")
+SOFT_TARGET_LOSSES = ("ce", "bce", "asymmetric", "ghm")
 
 
 class BatchMixer:

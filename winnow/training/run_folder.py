@@ -26,7 +26,7 @@ RESUME_OVERRIDES = ("epochs", "workers", "device", "progress", "progress_every",
 # Files `train` alone writes in a run folder (and in checkpoints/): on resume, temporary files a
 # killed write left for them are deleted.
 OWN_FILES = (CONFIG_FILE, CLASSES_FILE, PREPROCESSING_FILE, SPLITS_FILE, BAD_FILES_FILE, METRICS_FILE, SUMMARY_FILE)
-OWN_CHECKPOINTS = tuple(f"{name}{CHECKPOINT_SUFFIX}" for name in ("last", "best", "epoch*"))
+OWN_CHECKPOINTS = tuple(f"{name}{CHECKPOINT_SUFFIX}" for name in ("last", "best", "swa", "epoch*"))
 
 
 def open_run(config: Config, resume: str | Path | None, overrides: dict,

@@ -27,6 +27,8 @@ class TrainState:
     scheduler: Any
     scaler: torch.amp.GradScaler | None
     ema: ModelEmaV3 | None
+    swa: Any = None  # a winnow.training.swa.WeightAverage when swa_epochs is set
+    loss: nn.Module | None = None  # its persistent buffers (GHM's bin counts) are saved too
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches of the next epoch already applied (after Ctrl-C)
     best_metric: float | None = None
@@ -45,6 +47,8 @@ class TrainState:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "swa": self.swa.state_dict() if self.swa is not None else None,
+            "loss": self.loss.state_dict() if self.loss is not None else None,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "best_metric": self.best_metric,
@@ -58,7 +62,7 @@ class TrainState:
         """Restore a loaded checkpoint (RNG states included)."""
         unwrap(self.model).load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        for name in ("scheduler", "scaler", "ema"):
+        for name in ("scheduler", "scaler", "ema", "swa", "loss"):
             target = getattr(self, name)
             if target is not None and checkpoint.get(name) is not None:
                 target.load_state_dict(checkpoint[name])

@@ -41,6 +41,7 @@ from winnow.training.optim import create_optimizer, create_schedule, current_lr
 from winnow.training.progress import Progress, summary_line
 from winnow.training.run_folder import open_run, restore
 from winnow.training.state import TrainState, unwrap
+from winnow.training.swa import SwaSchedule, WeightAverage, swa_summary
 
 log = logging.getLogger("winnow")
 
@@ -61,6 +62,7 @@ class Run:
     test_metrics: dict[str, float] | None
     status: str
     rank: int = 0
+    swa: dict | None = None  # summary.json's record of checkpoints/swa.pt (swa_epochs runs)
 
 
 @dataclass
@@ -91,7 +93,8 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     _seed_everything(config.seed)
     model = _build_model(config, tasks, spec, accel, dist_info)
     loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets).to(accel.device)
-    state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
+    state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate),
+                         loss_fn=loss_fn)
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
@@ -141,6 +144,7 @@ class FitContext:
     dist_info: DistInfo
     mixer: BatchMixer | None = None
     evaluated: dict[str, int] = field(default_factory=dict)  # images scored by the last val / test pass
+    swa: dict | None = None  # the record of swa.pt once it is saved
 
     def to_probabilities(self, logits):
         return probabilities(self.tasks, logits)
@@ -191,16 +195,23 @@ def _build_loss(config: Config, tasks: list[TaskSpec], train_targets: list) -> t
     return MultiTaskLoss(losses, {t.name: t.weight for t in tasks})
 
 
-def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int) -> TrainState:
+def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int,
+                 loss_fn: torch.nn.Module) -> TrainState:
     # The optimiser sees every parameter, so unfreezing later needs no rebuild.
     optimizer = create_optimizer(unwrap(model), config)
     frozen = apply_freeze(unwrap(model), config.freeze)
     if frozen:
         log.info("froze %d tensors (%s); %d parameters trainable", frozen, config.freeze, trainable_count(model))
     scheduler = create_schedule(optimizer, config, updates_per_epoch=updates_per_epoch)
+    swa = None
+    if config.swa_epochs:
+        swa = WeightAverage(model, epochs=config.epochs, swa_epochs=config.swa_epochs)
+        if config.swa_lr is not None:
+            scheduler = SwaSchedule(optimizer, scheduler, lr=config.swa_lr,
+                                    start_update=(swa.first_epoch - 1) * updates_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if accel.amp_dtype == torch.float16 else None
     ema = ModelEmaV3(unwrap(model), decay=config.ema_decay) if config.ema else None
-    return TrainState(model, optimizer, scheduler, scaler, ema)
+    return TrainState(model, optimizer, scheduler, scaler, ema, swa=swa, loss=loss_fn)
 
 
 def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
@@ -294,6 +305,8 @@ def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
     if improved:
         state.best_metric, state.best_epoch = metric, state.epoch
     state.history.append(row)
+    if state.swa is not None:
+        state.swa.after_epoch(state.epoch)
     # last.pt first: it carries the history and the best epoch, and resume trusts it alone. A kill
     # after it loses nothing: resume rewrites metrics.jsonl from it and copies it to best.pt (or
     # epochNNNN.pt) when this epoch's copy is missing. A kill before it redoes the epoch.
@@ -311,10 +324,13 @@ def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
     log.info(summary_line(row, epochs=config.epochs) + ("  *best*" if improved else ""))
 
 
-def _save(state: TrainState, name: str, ctx: FitContext, *, interrupted: bool = False) -> None:
+def _save(state: TrainState, name: str, ctx: FitContext, *, interrupted: bool = False,
+          eval_weights: dict | None = None) -> None:
+    """Save the training state as checkpoints/NAME.pt; `eval_weights` (default: the EMA's) are what eval loads."""
     if not ctx.dist_info.is_main:
         return
-    weights = state.eval_model().state_dict() if state.ema is not None else None
+    weights = eval_weights if eval_weights is not None else (
+        state.eval_model().state_dict() if state.ema is not None else None)
     save_checkpoint(ctx.paths.checkpoint(name), {
         **state.state_dict(), "eval_weights": weights, "config": ctx.config.to_dict(),
         "data_spec": ctx.spec.to_dict(), "provenance": provenance(), "model_name": ctx.config.model,
@@ -334,12 +350,14 @@ def _write_summary(state: TrainState, ctx: FitContext, status: str, test_metrics
         "name": paths.root.name, "model": config.model, "data": config.data, "status": status,
         "epochs_done": state.epoch, "epochs": config.epochs, "select_metric": config.select_metric,
         "best_metric": state.best_metric, "best_epoch": state.best_epoch, "elapsed_s": round(elapsed, 1),
-        "test": test_metrics, "images_evaluated": dict(ctx.evaluated)})
+        "test": test_metrics, "images_evaluated": dict(ctx.evaluated), **({"swa": ctx.swa} if ctx.swa else {})})
 
 
 def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, status: str) -> Run:
     test_metrics = None
     info = ctx.dist_info
+    if state.swa is not None and status == "finished":
+        _finish_swa(state, loss_fn, loaders, ctx)
     has_best = broadcast_object(info.is_main and ctx.paths.checkpoint("best").exists(), info)
     if loaders.test is not None and status == "finished" and has_best:
         model = unwrap(state.eval_model())
@@ -352,4 +370,29 @@ def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, statu
         _write_summary(state, ctx, status, test_metrics)
     log.info("run folder: %s", ctx.paths.root)
     return Run(ctx.paths.root, ctx.config, state.history, state.best_metric, state.best_epoch, test_metrics, status,
-               rank=info.rank)
+               rank=info.rank, swa=ctx.swa)
+
+
+def _finish_swa(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> None:
+    """BatchNorm statistics of the weight average, its val metrics, and swa.pt (best.pt stays as it is)."""
+    config = ctx.config
+    loaders.train.sampler.set_epoch(config.epochs - 1)  # a whole epoch, drawn as the last one was
+    torch.manual_seed(config.seed * 1_000_003 + config.epochs)  # the same statistics after a resume
+    model = state.swa.finalize(loaders.train, ctx.accel)
+    if model is None:
+        log.warning("swa_epochs=%s but no epoch was averaged; no swa.pt", config.swa_epochs)
+        return
+    metrics = _evaluate(model, loaders.val, loss_fn, ctx, prefix="val_")[0] if loaders.val is not None else {}
+    value, lower = metrics.get(config.select_metric), config.select_metric == "val_loss"
+    better = None if value is None or state.best_metric is None else state.is_improvement(value, lower_is_better=lower)
+    ctx.swa = swa_summary(state.swa, metrics, select_metric=config.select_metric, best_metric=state.best_metric,
+                          better=better)
+    _save(state, "swa", ctx, eval_weights=model.state_dict())
+    epochs = state.swa.epochs_averaged
+    log.info("swa.pt: average of epochs %d-%d (%d), %s %s; best.pt (epoch %s) %s%s", epochs[0], epochs[-1],
+             len(epochs), config.select_metric, _fmt(value), state.best_epoch, _fmt(state.best_metric),
+             "; swa.pt is better: evaluate it with --checkpoint swa (best.pt is kept)" if better else "")
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
