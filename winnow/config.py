@@ -74,6 +74,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "freeze": [None, str],
     "unfreeze_at": [None, _COUNT],
     "drop_rate": [_FRACTION],
+    "embedding_dim": [None, _POSITIVE_INT],
     # loss and sampling
     "loss": [str],
     "loss_params": [dict, None],  # an empty YAML `loss_params:` reads as None; the losses take it
@@ -129,6 +130,8 @@ PARAMETER_HINTS: dict[str, str] = {
     "unfreeze_at": "it is the epoch (as the log counts) at which the frozen layers start training",
     "sampler_epoch": "it is the epoch (as the log counts) from which the sampler replaces random sampling",
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
+    "embedding_dim": "it is the size of a projection added before the classifier, e.g. 128; leave it unset "
+                     "(null) to use the backbone's pooled features",
 }
 """How to fix a bad value of a field, where its range alone does not say."""
 
@@ -177,6 +180,7 @@ class Config:
     freeze: str | None = None
     unfreeze_at: int | None = None
     drop_rate: float = 0.0
+    embedding_dim: int | None = None  # a Linear projection to [B, D] between pooled features and classifier
     # loss and sampling
     loss: str = "auto"
     loss_params: dict = field(default_factory=dict)

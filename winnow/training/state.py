@@ -27,6 +27,7 @@ class TrainState:
     scheduler: Any
     scaler: torch.amp.GradScaler | None
     ema: ModelEmaV3 | None
+    loss: nn.Module | None = None  # its state (arcface's class weights, center loss's centres) is checkpointed
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches of the next epoch already applied (after Ctrl-C)
     best_metric: float | None = None
@@ -45,6 +46,7 @@ class TrainState:
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loss": self.loss.state_dict() if self.loss is not None else {},
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "best_metric": self.best_metric,
@@ -62,6 +64,8 @@ class TrainState:
             target = getattr(self, name)
             if target is not None and checkpoint.get(name) is not None:
                 target.load_state_dict(checkpoint[name])
+        if self.loss is not None:  # older checkpoints lack "loss": their losses had no state
+            self.loss.load_state_dict(checkpoint.get("loss") or {})
         self.epoch, self.step_in_epoch = checkpoint["epoch"], checkpoint.get("step_in_epoch", 0)
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
         if "history" in checkpoint:  # older checkpoints lack it; the trainer reads metrics.jsonl then
