@@ -74,6 +74,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "freeze": [None, str],
     "unfreeze_at": [None, _COUNT],
     "drop_rate": [_FRACTION],
+    "embedding_dim": [None, _POSITIVE_INT],
     # loss and sampling
     "loss": [str],
     "loss_params": [dict, None],  # an empty YAML `loss_params:` reads as None; the losses take it
@@ -133,6 +134,8 @@ PARAMETER_HINTS: dict[str, str] = {
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
     "swa_epochs": "it is how many final epochs' weights are averaged (null: no weight averaging)",
     "swa_lr": "it is the constant learning rate of the swa_epochs epochs (null: the schedule runs on)",
+    "embedding_dim": "it is the size of a projection added before the classifier, e.g. 128; leave it unset "
+                     "(null) to use the backbone's pooled features",
 }
 """How to fix a bad value of a field, where its range alone does not say."""
 
@@ -181,6 +184,7 @@ class Config:
     freeze: str | None = None
     unfreeze_at: int | None = None
     drop_rate: float = 0.0
+    embedding_dim: int | None = None  # a Linear projection to [B, D] between pooled features and classifier
     # loss and sampling
     loss: str = "auto"
     loss_params: dict = field(default_factory=dict)

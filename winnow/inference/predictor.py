@@ -293,7 +293,7 @@ class Predictor(ScoringModel):
         state = load_checkpoint(checkpoint_path)
         tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
         self.model = create_model(self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
-                                  stem=self.config.stem)
+                                  stem=self.config.stem, embedding_dim=self.config.embedding_dim)
         self.model.load_state_dict(evaluation_weights(state))
         self.model.to(self.accel.device).eval()
         super().__init__(run_dir, tasks, checkpoint_path=checkpoint_path, epoch=state.get("epoch"),

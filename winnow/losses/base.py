@@ -26,7 +26,23 @@ class WinnowLoss(EpochAware):
     """A loss called as `loss(logits, targets) -> scalar tensor`, with `set_epoch(epoch)`.
 
     Without `set_epoch` calls a loss behaves as in epoch 0.
+
+    Attributes:
+        needs_embeddings: the loss is called as `loss(logits, targets, embeddings=E)` with the
+            model's embeddings `E [B, D]` (the classifier's input); see `call_loss`.
+        trains_classifier: the loss trains the classifier whose logits predictions use; a run's
+            loss must (metric-learning losses alone train only the embedding).
     """
+
+    needs_embeddings: bool = False
+    trains_classifier: bool = True
+
+
+def call_loss(loss: nn.Module, logits, targets, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    """`loss(logits, targets)`, passing `embeddings=` `[B, D]` to a loss whose `needs_embeddings` is set."""
+    if getattr(loss, "needs_embeddings", False):
+        return loss(logits, targets, embeddings=embeddings)
+    return loss(logits, targets)
 
 
 class DeferredWeights(EpochAware):

@@ -3,7 +3,9 @@
 `loss_params: {terms: [{loss: ce, weight: 1.0}, {loss: focal, weight: 0.5, params: {gamma: 2},
 label_smoothing: 0.1}]}`. Each term takes ``loss`` (a registry name), ``weight`` (>= 0, default
 1), ``params`` (its loss_params) and ``label_smoothing`` (default: the run's). Every term shares
-the run's class counts, class weights and their epoch.
+the run's class counts, class weights and their epoch. Terms on embeddings (the metric-learning
+losses, `center`) get the model's embeddings; the classification terms train the classifier, e.g.
+``terms: [{loss: ce}, {loss: arcface, weight: 0.1}]``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from winnow.losses.base import WinnowLoss
+from winnow.losses.base import WinnowLoss, call_loss
 from winnow.losses.context import LossContext
 from winnow.losses.params import REQUIRED, at_least, smoothing_value, take_params
 
@@ -22,7 +24,10 @@ TERM_KEYS: dict[str, object] = {"loss": REQUIRED, "weight": 1.0, "params": None,
 
 
 class JointLoss(WinnowLoss):
-    """`sum_i weight_i * loss_i(logits, targets)`; `set_epoch` reaches every term."""
+    """`sum_i weight_i * loss_i(logits, targets[, embeddings])`; `set_epoch` reaches every term.
+
+    It needs embeddings when a term does, and trains the classifier when a term of weight > 0 does.
+    """
 
     def __init__(self, terms: Sequence[tuple[float, WinnowLoss]]) -> None:
         super().__init__()
@@ -30,9 +35,13 @@ class JointLoss(WinnowLoss):
             raise ValueError("joint loss needs at least one term")
         self.weights = [float(weight) for weight, _ in terms]
         self.terms = nn.ModuleList(loss for _, loss in terms)
+        self.needs_embeddings = any(term.needs_embeddings for term in self.terms)
+        self.trains_classifier = any(weight > 0 and term.trains_classifier for weight, term in terms)
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return sum(weight * term(logits, targets) for weight, term in zip(self.weights, self.terms))
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        return sum(weight * call_loss(term, logits, targets, embeddings)
+                   for weight, term in zip(self.weights, self.terms))
 
     def extra_repr(self) -> str:
         return f"weights={self.weights}"

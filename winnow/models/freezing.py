@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from torch import nn
 
+from winnow.models.projection import ProjectedModel
+
 
 def _classifier_param_ids(model: nn.Module) -> set[int]:
     classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(classifier, nn.Module):
         raise ValueError(f"{type(model).__name__} has no get_classifier(); cannot freeze its backbone")
-    return {id(p) for p in classifier.parameters()}
+    head = list(classifier.parameters())
+    for module in model.modules():  # an embedding_dim projection is new (never pretrained): it trains with the head
+        if isinstance(module, ProjectedModel):
+            head += list(module.projection.parameters())
+    return {id(p) for p in head}
 
 
 def frozen_parameter_names(model: nn.Module, spec: str) -> list[str]:
     """Names of the parameters a freeze spec selects.
 
     Args:
-        spec: "backbone" (all but the classifier) or "until=<module name>" (every
+        spec: "backbone" (all but the classifier and an `embedding_dim` projection) or "until=<module name>" (every
             parameter registered before that module; the module itself stays trainable).
     """
     if spec == "backbone":

@@ -15,6 +15,7 @@ from winnow.models.families.base import pretrained_target
 from winnow.models.families.small_stem import apply_stem
 from winnow.models.multitask import MultiTaskModel
 from winnow.models.pretrained import load_pretrained
+from winnow.models.projection import ProjectedModel
 
 # winnow's own families, picked as "<family>:<timm backbone>"; filled by explicit imports.
 FAMILIES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -39,7 +40,8 @@ def check_model_name(name: str) -> None:
 
 
 def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int, drop_rate: float = 0.0,
-                 pretrained: str | None = None, stem: str | None = None) -> torch.nn.Module:
+                 pretrained: str | None = None, stem: str | None = None,
+                 embedding_dim: int | None = None) -> torch.nn.Module:
     """Build a classifier with the timm interface.
 
     Args:
@@ -49,10 +51,12 @@ def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int,
         drop_rate: dropout before the classifier.
         pretrained: local weights file, "hub", or None for random initialisation.
         stem: "default" or "small" (stride-1 stem for 32-96 px crops; ResNet family).
+        embedding_dim: None, or D: a linear projection to `[B, D]` before the classifier(s)
+            (`winnow.models.projection`).
     """
     check_model_name(name)
     heads = num_classes if isinstance(num_classes, dict) else None
-    size = 0 if heads else num_classes
+    size = 0 if heads or embedding_dim is not None else num_classes
     family, _, backbone = name.partition(":")
     if backbone:
         model = FAMILIES[family](backbone, num_classes=size, in_chans=in_chans, drop_rate=drop_rate)
@@ -61,4 +65,6 @@ def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int,
     if pretrained:
         load_pretrained(pretrained_target(model), pretrained)
     model = apply_stem(model, stem)  # after loading: a new small stem has no pretrained weights
+    if embedding_dim is not None:
+        model = ProjectedModel(model, embedding_dim, num_classes=0 if heads else num_classes)
     return MultiTaskModel(model, heads, drop_rate=drop_rate) if heads else model

@@ -12,8 +12,11 @@ import torch
 from torch import nn
 from timm.utils import ModelEmaV3
 
+from winnow.losses import call_loss
+from winnow.models.embedding import capture_embeddings
 from winnow.training.device import Accelerator
 from winnow.training.progress import Progress
+from winnow.training.state import unwrap
 
 
 class NonFiniteLossError(RuntimeError):
@@ -46,6 +49,20 @@ def to_device(targets, device: torch.device):
     return targets.to(device, non_blocking=True)
 
 
+def forward_outputs(model: nn.Module, images: torch.Tensor, loss_fn: nn.Module | None):
+    """Logits of `images [B, C, H, W]`, and the embeddings `[B, D]` when `loss_fn` needs them (else None).
+
+    The embeddings are the classifier's input in the same forward pass (timm's
+    `forward_head(pre_logits=True)`, projected with `embedding_dim`), read through the wrappers
+    (DDP) that `model` may have.
+    """
+    if not getattr(loss_fn, "needs_embeddings", False):
+        return model(images), None
+    with capture_embeddings(unwrap(model)) as captured:
+        logits = model(images)
+    return logits, captured.value
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, accel: Accelerator, options: StepOptions, *, epoch: int,
                     progress: Progress, start_step: int = 0) -> dict[str, float]:
@@ -69,7 +86,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
             if options.mixer is not None:
                 images, targets = options.mixer(images, targets)
             with accel.autocast():
-                loss = loss_fn(model(images), targets)
+                logits, embeddings = forward_outputs(model, images, loss_fn)
+                loss = call_loss(loss_fn, logits, targets, embeddings)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             _backward(loss / options.accumulate, options.scaler)
@@ -94,7 +112,8 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, options:
     if options.scaler is not None:
         options.scaler.unscale_(optimizer)
     if options.grad_clip:
-        nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+        # every parameter the optimiser steps: the model's and a loss's own (arcface's class weights)
+        nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], options.grad_clip)
     if options.scaler is not None:
         options.scaler.step(optimizer)
         options.scaler.update()
@@ -114,6 +133,7 @@ def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator
     """Probabilities, targets and mean loss (nan without loss_fn) over a loader.
 
     Probabilities are `[N, K]` arrays (or {task: array} for multi-task models); targets likewise.
+    A `loss_fn` with state (center loss's centres) should be in eval mode, so that it keeps it.
     `progress` is told the images of each batch.
     """
     model.eval()
@@ -121,9 +141,9 @@ def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator
     for images, targets in loader:
         images = accel.to_device(images)
         with accel.autocast():
-            logits = model(images)
+            logits, embeddings = forward_outputs(model, images, loss_fn)
         if loss_fn is not None:
-            total_loss += _float_loss(loss_fn, logits, to_device(targets, accel.device)) * len(images)
+            total_loss += _float_loss(loss_fn, logits, to_device(targets, accel.device), embeddings) * len(images)
         probabilities.append(_to_cpu(to_probabilities(logits)))
         targets_all.append(targets)
         seen += len(images)
@@ -132,12 +152,12 @@ def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator
     return _concat(probabilities), _concat(targets_all), total_loss / seen if loss_fn and seen else float("nan")
 
 
-def _float_loss(loss_fn: nn.Module, logits, targets) -> float:
+def _float_loss(loss_fn: nn.Module, logits, targets, embeddings: torch.Tensor | None) -> float:
     if isinstance(logits, dict):
         logits = {name: value.float() for name, value in logits.items()}
     else:
         logits = logits.float()
-    return loss_fn(logits, targets).item()
+    return call_loss(loss_fn, logits, targets, None if embeddings is None else embeddings.float()).item()
 
 
 def _to_cpu(value):

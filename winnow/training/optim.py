@@ -12,11 +12,22 @@ from winnow.config import Config
 TIMM_SCHEDULES = {"cosine": "cosine", "step": "multistep"}
 
 
-def create_optimizer(model: torch.nn.Module, config: Config) -> torch.optim.Optimizer:
-    """Optimizer over all parameters (frozen ones simply get no gradient)."""
+def create_optimizer(model: torch.nn.Module, config: Config, *,
+                     loss: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """Optimizer over all parameters (frozen ones simply get no gradient).
+
+    Args:
+        loss: a loss with parameters of its own (arcface's class weights `[D, K]`): they are one more
+            parameter group, without weight decay (the loss normalises them, so decay would only
+            shrink their scale).
+    """
     extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-    return create_optimizer_v2(model, opt=config.optimizer, lr=config.lr,
-                               weight_decay=config.weight_decay, **extra)
+    optimizer = create_optimizer_v2(model, opt=config.optimizer, lr=config.lr,
+                                    weight_decay=config.weight_decay, **extra)
+    loss_params = list(loss.parameters()) if loss is not None else []
+    if loss_params:
+        optimizer.add_param_group({"params": loss_params, "weight_decay": 0.0})
+    return optimizer
 
 
 def create_schedule(optimizer: torch.optim.Optimizer, config: Config, *, updates_per_epoch: int) -> Scheduler | None:

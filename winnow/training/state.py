@@ -28,7 +28,7 @@ class TrainState:
     scaler: torch.amp.GradScaler | None
     ema: ModelEmaV3 | None
     swa: Any = None  # a winnow.training.swa.WeightAverage when swa_epochs is set
-    loss: nn.Module | None = None  # its persistent buffers (GHM's bin counts) are saved too
+    loss: nn.Module | None = None  # its state (GHM's bin counts, arcface's class weights, center loss's centres) is checkpointed
     epoch: int = 0  # completed epochs
     step_in_epoch: int = 0  # batches of the next epoch already applied (after Ctrl-C)
     best_metric: float | None = None
@@ -48,7 +48,7 @@ class TrainState:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "swa": self.swa.state_dict() if self.swa is not None else None,
-            "loss": self.loss.state_dict() if self.loss is not None else None,
+            "loss": self.loss.state_dict() if self.loss is not None else {},
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
             "best_metric": self.best_metric,
@@ -62,10 +62,12 @@ class TrainState:
         """Restore a loaded checkpoint (RNG states included)."""
         unwrap(self.model).load_state_dict(checkpoint["model"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
-        for name in ("scheduler", "scaler", "ema", "swa", "loss"):
+        for name in ("scheduler", "scaler", "ema", "swa"):
             target = getattr(self, name)
             if target is not None and checkpoint.get(name) is not None:
                 target.load_state_dict(checkpoint[name])
+        if self.loss is not None:  # older checkpoints lack "loss": their losses had no state
+            self.loss.load_state_dict(checkpoint.get("loss") or {})
         self.epoch, self.step_in_epoch = checkpoint["epoch"], checkpoint.get("step_in_epoch", 0)
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
         if "history" in checkpoint:  # older checkpoints lack it; the trainer reads metrics.jsonl then

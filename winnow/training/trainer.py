@@ -22,6 +22,7 @@ from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
 from winnow.losses import create_loss
+from winnow.models.embedding import embedding_size
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
 from winnow.runs.atomic import FileWriteError
@@ -92,9 +93,11 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     # killed before its first checkpoint restarts from the same weights.
     _seed_everything(config.seed)
     model = _build_model(config, tasks, spec, accel, dist_info)
-    loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets).to(accel.device)
-    state = _build_state(model, config, accel, updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate),
-                         loss_fn=loss_fn)
+    loss_fn = _build_loss(config, tasks, loaders.train.dataset.targets,
+                          embedding_size=embedding_size(unwrap(model))).to(accel.device)
+    _check_loss_fits_run(config, loss_fn, dist_info)
+    state = _build_state(model, loss_fn, config, accel,
+                         updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
@@ -170,7 +173,7 @@ def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list
 def _build_model(config: Config, tasks: list[TaskSpec], spec: DataSpec, accel: Accelerator,
                  dist_info: DistInfo) -> torch.nn.Module:
     model = create_model(config.model, num_classes=model_outputs(tasks), in_chans=spec.in_chans, drop_rate=config.drop_rate,
-                         pretrained=config.pretrained, stem=config.stem)
+                         pretrained=config.pretrained, stem=config.stem, embedding_dim=config.embedding_dim)
     model = model.to(accel.device)
     if accel.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -181,24 +184,45 @@ def _build_model(config: Config, tasks: list[TaskSpec], spec: DataSpec, accel: A
     return model
 
 
-def _build_loss(config: Config, tasks: list[TaskSpec], train_targets: list) -> torch.nn.Module:
-    """One registry loss per task (weights from that task's training class counts)."""
+def _build_loss(config: Config, tasks: list[TaskSpec], train_targets: list, *,
+                embedding_size: int) -> torch.nn.Module:
+    """One registry loss per task (weights from that task's training class counts).
+
+    `embedding_size` is D of the model's embeddings, for the losses on embeddings.
+    """
     weights_epoch = config.class_weights_epoch - 1 if config.class_weights_epoch else None
     losses = {}
     for task in tasks:
         counts = task.head.class_counts(task_targets(tasks, train_targets, task))
         losses[task.name] = create_loss(task.loss, params=task.loss_params, class_counts=counts,
                                         class_weights=task.class_weights, class_weights_epoch=weights_epoch,
-                                        effective_beta=config.effective_beta, label_smoothing=config.label_smoothing)
+                                        effective_beta=config.effective_beta, label_smoothing=config.label_smoothing,
+                                        embedding_size=embedding_size)
     if len(tasks) == 1:
         return losses[tasks[0].name]
+    for task in tasks:
+        if losses[task.name].needs_embeddings:
+            raise ValueError(f"task {task.name!r}: loss {task.loss!r} works on embeddings, which multitask runs do not "
+                             "pass to their task losses yet; use it in a single-task run (head: multiclass) or "
+                             "pick a loss on logits for this task")
     return MultiTaskLoss(losses, {t.name: t.weight for t in tasks})
 
 
-def _build_state(model: torch.nn.Module, config: Config, accel: Accelerator, *, updates_per_epoch: int,
-                 loss_fn: torch.nn.Module) -> TrainState:
+def _check_loss_fits_run(config: Config, loss_fn: torch.nn.Module, dist_info: DistInfo) -> None:
+    """Refuse what losses on embeddings cannot do yet, naming the fix."""
+    if getattr(loss_fn, "needs_embeddings", False) and config.compile:
+        raise ValueError(f"loss {config.loss!r} reads the model's embeddings during its forward pass, which a "
+                         "compiled model does not expose; set compile: false")
+    if dist_info.enabled and loss_fn.state_dict():
+        raise ValueError(f"loss {config.loss!r} has state of its own ({', '.join(loss_fn.state_dict())}) that "
+                         "torchrun processes would not keep in sync; train it in one process, or use a loss "
+                         "without state (triplet, multi_similarity, supcon, contrastive)")
+
+
+def _build_state(model: torch.nn.Module, loss_fn: torch.nn.Module, config: Config, accel: Accelerator, *,
+                 updates_per_epoch: int) -> TrainState:
     # The optimiser sees every parameter, so unfreezing later needs no rebuild.
-    optimizer = create_optimizer(unwrap(model), config)
+    optimizer = create_optimizer(unwrap(model), config, loss=loss_fn)
     frozen = apply_freeze(unwrap(model), config.freeze)
     if frozen:
         log.info("froze %d tensors (%s); %d parameters trainable", frozen, config.freeze, trainable_count(model))
@@ -258,6 +282,7 @@ def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, op
         torch.manual_seed(config.seed * 1_000_003 + epoch)
     loaders.train.sampler.set_epoch(epoch, skip=start_step * config.batch_size)
     loss_fn.set_epoch(epoch)
+    loss_fn.train()  # a loss with state (center loss's centres) updates it in training mode only
     set_train_mode(state.model)
     progress = Progress(len(loaders.train.sampler), description=f"epoch {epoch + 1}/{config.epochs}",
                         enabled=config.progress and ctx.dist_info.is_main, every=config.progress_every)
@@ -291,6 +316,7 @@ def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *,
         # reach; the bare module runs without it
         model = unwrap(model)
         sync_module(model, ctx.dist_info)
+    loss_fn.eval()
     probs, targets, loss = predict_probabilities(model, loader, ctx.accel, loss_fn,
                                                  to_probabilities=ctx.to_probabilities)
     probs, targets, loss, count = gather_predictions(probs, targets, loss, ctx.dist_info)
