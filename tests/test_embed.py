@@ -11,7 +11,7 @@ import torch
 import winnow
 from winnow.data.dataset import ImageDataset
 from winnow.data.transforms import eval_transform
-from winnow.embeddings.extract import EmbeddingSet, embed
+from winnow.embeddings.extract import EmbeddingSet, default_out, embed
 from winnow.models.embedding import EmbeddingModel
 from winnow.runs.layout import RunPaths
 
@@ -92,3 +92,9 @@ def test_bad_input_is_refused_with_the_fix(run, tmp_path, capsys):
     np.savez(tmp_path / "other.npz", embeddings=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="not a winnow embeddings file"):
         EmbeddingSet.load(tmp_path / "other.npz")
+
+
+def test_default_out_names_the_data_or_all(tmp_path):
+    assert default_out(tmp_path, None) == tmp_path / "embeddings" / "all.npz"
+    assert default_out(tmp_path, "val") == tmp_path / "embeddings" / "val.npz"
+    assert default_out(tmp_path, tmp_path / "pool" / "manifest.csv").parent == tmp_path / "embeddings"

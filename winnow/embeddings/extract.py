@@ -173,8 +173,11 @@ def embedding_inputs(run_dir: str | Path, data: str | Path | None) -> Samples:
 
 def default_out(run_dir: str | Path, data: str | Path | None) -> Path:
     """`RUN/embeddings/<data>.npz`."""
-    name = str(data) if data is None or str(data) in (*SPLIT_NAMES, ALL_SPLITS) else dataset_name(data)
-    return Path(run_dir) / "embeddings" / f"{name or ALL_SPLITS}.npz"
+    if data is None:
+        name = ALL_SPLITS
+    else:
+        name = str(data) if str(data) in (*SPLIT_NAMES, ALL_SPLITS) else dataset_name(data)
+    return Path(run_dir) / "embeddings" / f"{name}.npz"
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, list[str], list[str], list[str], dict]:
