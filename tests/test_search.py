@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -68,6 +69,7 @@ def test_operating_point_objectives_become_tune_targets(text, target, direction)
 
 @pytest.mark.parametrize("text, message", [
     ("f1", "unknown metric; expected one of macro_f1"),
+    ("val macro_f1", "could not read it"),
     ("recall(good)@precision(good)>=90", r"must be in \[0, 1\], got 90 \(write 0.9, not 90\)"),
     ("foo(good)@precision(good)>=0.9", "unknown metric 'foo' before '@'"),
     ("recall(good)@precision(good)<=0.9", "precision takes '>='"),
@@ -86,6 +88,9 @@ def test_operating_objective_checks_classes_and_head():
         objective.check_classes(["a", "b", "c"], head="multiclass")
     with pytest.raises(ValueError, match="needs a multiclass or binary head"):
         objective.check_classes(["bad", "good"], head="multilabel")
+    parse_objective("val_f1_good").check_classes(["bad", "good"], head="multilabel")
+    with pytest.raises(ValueError, match="a multiclass head's epoch rows have no 'val_micro_f1'; they have val_loss"):
+        parse_objective("val_micro_f1").check_classes(["bad", "good"], head="multiclass")
 
 
 def test_operating_value_matches_a_naive_threshold_loop():
@@ -154,7 +159,8 @@ def test_gate_starts_no_trial_that_the_budget_cannot_fit():
 
 
 def test_space_file_replaces_and_drops_dimensions():
-    base = SearchSpace(recipe=("default",), lr=(3e-4, 1e-2), aug_strength=(0.0, 2.0), img_size=(64,), model=("resnet18",))
+    base = SearchSpace(recipe=("default",), lr=(3e-4, 1e-2), aug_strength=(0.0, 2.0), img_size=(64,),
+                       model=("resnet18",))
     space = space_from_dict({"lr": [1e-3, 1e-2], "img_size": None, "model": ["resnet18", "resnet34"]}, base=base)
     assert space.lr == (1e-3, 1e-2) and space.img_size is None and space.model == ("resnet18", "resnet34")
     assert space.without(["lr", "rotate", "scale_jitter", "brightness", "contrast"]).searched() == ["recipe", "model"]
@@ -273,6 +279,10 @@ def test_cli_search_writes_trials_and_a_best_recipe(tmp_path, manifest, capsys):
     header = re.search(r"trial (\d+), val_macro_f1 = ([0-9.]+) on val", (folder / "best.yaml").read_text())
     assert float(header[2]) == pytest.approx(max(completed), abs=1e-4)
     assert float(rows[int(header[1])]["value"]) == pytest.approx(max(completed))
+    # best.yaml on the search's split trains the best trial again, to the same value
+    again = winnow.train(from_dict({**recipe, "data": [str(folder / "splits.csv")], "out": str(tmp_path / "again"),
+                                    "workers": 0, "progress": False}))
+    assert again.best_metric == pytest.approx(float(header[2]), abs=1e-4)
     # every trial trained on the one saved split
     split = (folder / "splits.csv").read_text()
     for row in rows:
@@ -291,7 +301,9 @@ def test_search_continues_a_study_and_requeues_a_killed_trial(tmp_path, manifest
     dead.wait()
     storage = study_module._storage(study_module.sqlite_url(first.folder / "study.db"))
     study = optuna.load_study(study_name="search-tiny", storage=storage)
-    orphan = study.ask({"recipe": optuna.distributions.CategoricalDistribution(["default", "baseline"])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # heartbeats are meant for Study.optimize, not a bare ask
+        orphan = study.ask({"recipe": optuna.distributions.CategoricalDistribution(["default", "baseline"])})
     orphan.set_user_attr("worker", f"{study_module.socket.gethostname()}:{dead.pid}")
     again = search(SearchSettings(values, trials=4, space=TINY_SPACE, pruner="none"))
     states = {r["number"]: r["state"] for r in again.rows}

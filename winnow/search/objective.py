@@ -28,7 +28,8 @@ from winnow.operating.targets import METRIC_OPS, Target, parse_target
 from winnow.operating.tuner import ThresholdCurve, select_threshold
 from winnow.training.callbacks import EpochEnd
 
-METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "loss", "micro_f1")  # of every epoch row (micro_f1: multi-label)
+# keys of every epoch row, less the val_ prefix (micro_f1: multi-label heads only)
+METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "loss", "micro_f1")
 OPERATING_HEADS = ("multiclass", "binary")
 EXAMPLES = "val_macro_f1, balanced_accuracy, val_loss, recall(good)@precision(good)>=0.9"
 _TERM = re.compile(r"^\s*(?P<metric>[A-Za-z_]+)\s*(?:\(\s*(?P<cls>[^()]*?)\s*\))?\s*$")
@@ -70,12 +71,18 @@ class Objective:
         return a > b if self.maximize else a < b
 
     def check_classes(self, classes: Sequence[str], *, head: str) -> None:
-        """Refuse an operating point on unknown classes or on a head it cannot be measured for.
+        """Refuse, before any training, a metric the head's epoch rows lack, or an operating point on unknown
+        classes or on a head it cannot be measured for.
 
         Raises:
-            ValueError: Unknown class, class left out with more than 2 classes, or a multi-label/multitask head.
+            ValueError: Unknown metric or class, class left out with more than 2 classes, or a multi-label or
+                multitask head for an operating point.
         """
         if self.target is None:
+            known = row_metrics(head, classes)
+            if known is not None and self.metric not in known:
+                raise ValueError(f"objective {self.text!r}: a {head} head's epoch rows have no {self.metric!r}; "
+                                 f"they have {', '.join(known)}")
             return
         if head not in OPERATING_HEADS:
             raise ValueError(f"objective {self.text!r}: an operating-point objective needs a multiclass or binary "
@@ -98,6 +105,16 @@ class Objective:
             raise ValueError(f"objective {self.text!r} needs validation predictions; the run has no val split")
         return operating_value(parse_target(self.target, event.classes), np.asarray(event.val_probabilities),
                                np.asarray(event.val_targets), event.classes)
+
+
+def row_metrics(head: str, classes: Sequence[str]) -> list[str] | None:
+    """The val_ keys of a head's epoch rows (None for multitask runs, whose keys depend on the tasks)."""
+    if head == "multitask":
+        return None
+    names = ["val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1"]
+    if head == "multilabel":
+        names += ["val_micro_f1", *(f"val_f1_{name}" for name in classes)]
+    return names
 
 
 def operating_value(target: Target, probabilities: np.ndarray, targets: np.ndarray, classes: Sequence[str]) -> float:
@@ -160,8 +177,8 @@ def _operating(text: str) -> Objective:
 def _check_target_syntax(text: str, target: str) -> None:
     """Parse the target against the class names it mentions, so that only the syntax is checked here."""
     classes = list(dict.fromkeys(name for name in _CLASSES_NAMED.findall(target) if name))
-    if target.count("(") < 2:  # a class left out stands for the positive one of two
-        classes = (["other", *classes] if len(classes) == 1 else ["negative", "positive"]) if len(classes) < 2 else classes
+    if target.count("(") < 2 and len(classes) < 2:  # a class left out stands for the positive one of two
+        classes = ["other", *classes] if classes else ["negative", "positive"]
     try:
         parse_target(target, classes)
     except ValueError as error:

@@ -164,7 +164,7 @@ def _pilot(candidates: list[Candidate], plan: PilotPlan, reference: Config) -> C
         ranked = sorted(alive, key=lambda c: _score(c, lower=lower))
         keep = math.ceil(len(alive) / 2)
         for candidate in ranked[keep:]:
-            candidate.result = candidate.result or f"dropped after rung {rung + 1} ({target} epochs)"
+            candidate.result = candidate.result or f"dropped at epoch {target} (rung {rung + 1})"
         alive = ranked[:keep]
     alive[0].result = "winner"
     return alive[0]

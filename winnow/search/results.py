@@ -1,4 +1,4 @@
-"""What a search leaves in its folder: `trials.csv` (one row per trial) and `best.yaml` (the best config as a recipe)."""
+"""What a search leaves in its folder: `trials.csv` (a row per trial) and `best.yaml` (the best config, a recipe)."""
 
 from __future__ import annotations
 
@@ -94,9 +94,10 @@ def format_rows(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, *, width: int = 60) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    text = str(value)  # a failed trial's status is its error message: trials.csv keeps it whole
+    return text if len(text) <= width else text[:width - 3] + "..."

@@ -163,7 +163,8 @@ def sizes_around(median_size: int | None, *, include: int) -> tuple[int, ...]:
     return tuple(sorted({*rungs, include}))
 
 
-def median_image_size(paths: Sequence[str], *, max_files: int = 200, max_pixels: int = Config.max_image_pixels) -> int | None:
+def median_image_size(paths: Sequence[str], *, max_files: int = 200,
+                      max_pixels: int = Config.max_image_pixels) -> int | None:
     """Median of max(width, height) over up to `max_files` evenly spaced files (headers only); None if none reads."""
     step = max(1, len(paths) // max_files)
     sizes = []

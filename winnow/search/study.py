@@ -36,7 +36,8 @@ from winnow.config import Config, from_dict
 from winnow.data.prepare import resolve_samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.runs.files import read_json, write_json
-from winnow.runs.layout import SEARCH_FILE, SEARCH_PREFIX, SPLITS_FILE, STUDY_DB, TRIALS_FILE, dataset_name
+from winnow.runs.layout import (BEST_RECIPE_FILE, SEARCH_FILE, SEARCH_PREFIX, SPLITS_FILE, STUDY_DB, TRIALS_FILE,
+                                dataset_name)
 from winnow.search.budget import Budget, estimate_trial_seconds, parse_duration
 from winnow.search.objective import Objective, parse_objective
 from winnow.search.results import columns, format_rows, trial_rows, write_best, write_trials
@@ -51,6 +52,7 @@ TPE_STARTUP_TRIALS = 5  # random points before TPE models the results
 HEARTBEAT_S, GRACE_S = 60, 300  # a trial whose process has not beaten for GRACE_S is failed and re-queued
 MAX_FAILURES_IN_A_ROW = 3
 CHECKED_SETTINGS = ("objective", "space", "recipe", "config")  # must match to continue a search
+MACHINE_KEYS = ("workers", "device", "progress", "progress_every", "cache_dir")  # may change when continuing
 
 
 @dataclass
@@ -126,8 +128,9 @@ def search(settings: SearchSettings) -> SearchResult:
         ValueError: Bad settings (objective, space, trials/budget), bad data, or a folder holding another search.
     """
     _check_settings(settings)
-    objective = parse_objective(settings.objective)
-    plan = prepare(settings, objective)
+    budget = parse_duration(settings.budget) if settings.budget is not None else None
+    deadline = time.time() + budget if budget is not None else None  # the budget counts from the start
+    plan = prepare(settings, parse_objective(settings.objective), deadline=deadline)
     _open_study(plan, _storage(plan.storage), worker=None)
     try:
         reasons = _run_workers(plan, settings.jobs)
@@ -153,10 +156,15 @@ def _check_settings(settings: SearchSettings) -> None:
 # ------------------------------------------------------------------------------------------ preparing
 
 
-def prepare(settings: SearchSettings, objective: Objective) -> WorkerPlan:
-    """Folder, split, space and settings file of the search (new, or checked against the saved one)."""
+def prepare(settings: SearchSettings, objective: Objective, *, deadline: float | None = None) -> WorkerPlan:
+    """Folder, split, space and settings file of the search (new, or checked against the saved one).
+
+    Args:
+        settings: The search asked for.
+        objective: Its parsed objective.
+        deadline: `time.time()` at which the budget ends (None: no budget).
+    """
     config = from_dict(settings.user_values, source="search config")
-    budget = parse_duration(settings.budget) if settings.budget is not None else None
     folder = Path(settings.folder) if settings.folder else Path(config.out) / f"{SEARCH_PREFIX}{search_name(config)}"
     folder.mkdir(parents=True, exist_ok=True)
     split_file, samples = _split(config, folder)
@@ -166,13 +174,18 @@ def prepare(settings: SearchSettings, objective: Objective) -> WorkerPlan:
     objective.check_classes(tasks[0].head.classes, head=head)
     space = _space(settings, config, head, train_rows.paths)
     trial_plan = TrialPlan(folder, split_file, dict(settings.user_values), objective, space, head, settings.recipe)
-    _check_saved(folder, {"objective": objective.text, "space": space.to_dict(), "recipe": settings.recipe,
-                          "config": _jsonable(settings.user_values)})
-    deadline = time.time() + budget if budget is not None else None
+    _check_saved(folder, _saved_settings(settings, objective, space))
     return WorkerPlan(trial_plan, settings.storage or sqlite_url(folder / STUDY_DB),
                       settings.study_name or folder.name, settings.trials, deadline,
                       trial_plan.config(default_point(space, settings.user_values), 0).epochs, settings.pruner,
                       config.seed if settings.seed is None else settings.seed)
+
+
+def _saved_settings(settings: SearchSettings, objective: Objective, space: SearchSpace) -> dict[str, Any]:
+    """What search.json keeps and a continuation must match."""
+    kept = {key: value for key, value in settings.user_values.items() if key not in MACHINE_KEYS}
+    return {"objective": objective.text, "space": space.to_dict(), "recipe": settings.recipe,
+            "config": json.loads(json.dumps(kept, default=str))}
 
 
 def search_name(config: Config) -> str:
@@ -226,10 +239,6 @@ def _check_saved(folder: Path, current: dict[str, Any]) -> None:
         raise ValueError(f"{folder} holds a search with other settings ({', '.join(changed)} differ: saved "
                          f"{ {k: saved.get(k) for k in changed} }); give the same settings to continue it, or "
                          "another --name to start a new search")
-
-
-def _jsonable(values: dict[str, Any]) -> Any:
-    return json.loads(json.dumps(values, default=str))
 
 
 # -------------------------------------------------------------------------------------------- study
@@ -334,8 +343,8 @@ def _run_workers(plan: WorkerPlan, jobs: int) -> list[str]:
         return [run_worker(plan, 0)]
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch threads or DB handles
     queue = context.Queue()
-    processes = [context.Process(target=_worker_process, args=(plan, worker, jobs, queue), name=f"winnow-search-{worker}")
-                 for worker in range(jobs)]
+    processes = [context.Process(target=_worker_process, args=(plan, worker, jobs, queue),
+                                 name=f"winnow-search-{worker}") for worker in range(jobs)]
     for process in processes:
         process.start()
     for process in processes:
@@ -432,11 +441,12 @@ def finish(plan: WorkerPlan, *, stopped_because: Sequence[str] = (), interrupted
 
 
 def _best_header(plan: WorkerPlan, best) -> list[str]:
+    recipe = plan.trial.folder / BEST_RECIPE_FILE
     return [f"best of search {plan.trial.folder} (study {plan.study_name!r}): trial {best.number}, "
             f"{plan.trial.objective.text} = {best.value:.4f} on val (epoch {best.user_attrs.get('best_epoch')})",
             f"run folder: {best.user_attrs.get('run', '?')}",
-            f"train it on the search's split: winnow train {plan.trial.split_file} --config best.yaml",
-            "or on other data: winnow train DATA --config best.yaml"]
+            f"train it on the search's split: winnow train {plan.trial.split_file} --config {recipe}",
+            f"or on other data: winnow train DATA --config {recipe}"]
 
 
 def search_summary(result: SearchResult) -> list[str]:
