@@ -308,6 +308,7 @@ def test_search_continues_a_study_and_requeues_a_killed_trial(tmp_path, manifest
     again = search(SearchSettings(values, trials=4, space=TINY_SPACE, pruner="none"))
     states = {r["number"]: r["state"] for r in again.rows}
     assert states[2] == "FAIL" and sorted(states) == [0, 1, 2, 3, 4]  # 2 failed and queued again as 3
+    assert again.rows[2]["status"] == "stopped unfinished, re-run as trial 3"
     reloaded = optuna.load_study(study_name="search-tiny", storage=storage)
     assert reloaded.trials[3].user_attrs["retry_of"] == 2
     assert reloaded.trials[3].params["recipe"] == reloaded.trials[2].params["recipe"]

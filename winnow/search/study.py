@@ -421,7 +421,16 @@ def _estimate(trials: Sequence[Any], epochs: int) -> float | None:
 def write_table(plan: WorkerPlan, study: optuna.Study) -> list[dict[str, Any]]:
     """Write trials.csv from the storage (every process's trials); returns its rows."""
     names = plan.trial.space.searched()
-    rows = trial_rows(study.get_trials(deepcopy=False), param_names=names)
+    trials = study.get_trials(deepcopy=False)
+    rows = trial_rows(trials, param_names=names)
+    reruns = {}
+    for trial in trials:
+        original = trial.user_attrs.get("retry_of", trial.system_attrs.get("failed_trial"))
+        if original is not None:
+            reruns[int(original)] = trial.number
+    for row in rows:
+        if row["number"] in reruns and row["state"] == "FAIL":
+            row["status"] = f"stopped unfinished, re-run as trial {reruns[row['number']]}"
     write_trials(plan.trial.folder, rows, param_names=names)
     return rows
 
