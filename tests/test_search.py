@@ -28,6 +28,7 @@ from winnow.search.budget import Budget, estimate_trial_seconds, parse_duration
 from winnow.search.objective import operating_value, parse_objective
 from winnow.search.pilot import plan_pilot
 from winnow.search.space import SearchSpace, default_point, sizes_around, space_from_dict, trial_values
+from winnow.search.storage import open_storage, sqlite_url
 from winnow.search.study import SearchSettings, gate, search
 from winnow.search.trial import EpochReporter
 from winnow.training.callbacks import StopTraining
@@ -299,7 +300,7 @@ def test_search_continues_a_study_and_requeues_a_killed_trial(tmp_path, manifest
     # a trial left RUNNING by a process that no longer exists (killed)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    storage = study_module._storage(study_module.sqlite_url(first.folder / "study.db"))
+    storage = open_storage(sqlite_url(first.folder / "study.db"))
     study = optuna.load_study(study_name="search-tiny", storage=storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # heartbeats are meant for Study.optimize, not a bare ask
@@ -337,6 +338,28 @@ def test_search_refuses_bad_settings(tmp_path, manifest):
     with pytest.raises(ValueError, match="nothing left to search"):
         search(SearchSettings(values, trials=1, space={"recipe": None, "lr": None, "aug_strength": None,
                                                        "model": None}))
+
+
+CLAIM_QUEUED = """
+import sys, warnings
+import optuna
+from winnow.search.storage import open_storage
+warnings.simplefilter("ignore")
+study = optuna.load_study(study_name="race", storage=open_storage(sys.argv[1]))
+print(*[study.ask().user_attrs.get("queued") for _ in range(8)])
+"""
+
+
+def test_parallel_processes_never_claim_one_queued_trial_twice(tmp_path):
+    # plain SQLite lets two processes read one WAITING trial and both run it (34 of 40 distinct, measured)
+    url = sqlite_url(tmp_path / "race.db")
+    study = optuna.create_study(study_name="race", storage=open_storage(url))
+    for i in range(24):
+        study.enqueue_trial({}, user_attrs={"queued": i})
+    workers = [subprocess.Popen([sys.executable, "-c", CLAIM_QUEUED, url], stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]
+    claimed = [int(n) for worker in workers for n in worker.communicate(timeout=120)[0].split()]
+    assert sorted(claimed) == list(range(24))
 
 
 @pytest.mark.slow

@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import socket
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,13 +42,13 @@ from winnow.search.objective import Objective, parse_objective
 from winnow.search.results import columns, format_rows, trial_rows, write_best, write_trials
 from winnow.search.space import (SearchSpace, default_point, default_space, load_space, median_image_size,
                                  space_from_dict)
+from winnow.search.storage import open_storage, sqlite_url
 from winnow.search.trial import TrialObjective, TrialPlan
 from winnow.tasks.spec import build_tasks
 
 log = logging.getLogger("winnow")
 PRUNERS = ("median", "halving", "none")
 TPE_STARTUP_TRIALS = 5  # random points before TPE models the results
-HEARTBEAT_S, GRACE_S = 60, 300  # a trial whose process has not beaten for GRACE_S is failed and re-queued
 MAX_FAILURES_IN_A_ROW = 3
 CHECKED_SETTINGS = ("objective", "space", "recipe", "config")  # must match to continue a search
 MACHINE_KEYS = ("workers", "device", "progress", "progress_every", "cache_dir")  # may change when continuing
@@ -131,7 +130,7 @@ def search(settings: SearchSettings) -> SearchResult:
     budget = parse_duration(settings.budget) if settings.budget is not None else None
     deadline = time.time() + budget if budget is not None else None  # the budget counts from the start
     plan = prepare(settings, parse_objective(settings.objective), deadline=deadline)
-    _open_study(plan, _storage(plan.storage), worker=None)
+    _open_study(plan, open_storage(plan.storage), worker=None)
     try:
         reasons = _run_workers(plan, settings.jobs)
     except KeyboardInterrupt:  # the trial was failed and is queued again when the search is continued
@@ -193,10 +192,6 @@ def search_name(config: Config) -> str:
     return config.name or (dataset_name(config.data[0]) if config.data else "data")
 
 
-def sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
 def _split(config: Config, folder: Path):
     """The search's split: made once (group-aware, seeded) and saved, then read back on every continuation."""
     path = folder / SPLITS_FILE
@@ -242,15 +237,6 @@ def _check_saved(folder: Path, current: dict[str, Any]) -> None:
 
 
 # -------------------------------------------------------------------------------------------- study
-
-
-def _storage(url: str) -> optuna.storages.RDBStorage:
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}  # wait for the lock, not fail
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
 
 
 def _pruner(pruner: Any) -> optuna.pruners.BasePruner:
@@ -373,7 +359,7 @@ def run_worker(plan: WorkerPlan, worker: int) -> str:
     Raises:
         ValueError: MAX_FAILURES_IN_A_ROW trials failed in a row (their last error is given).
     """
-    storage = _storage(plan.storage)
+    storage = open_storage(plan.storage)
     study = _open_study(plan, storage, worker=worker)
     requeue_orphans(study, storage)
     budget = Budget(plan.deadline - time.time() if plan.deadline is not None else None)
@@ -437,7 +423,7 @@ def write_table(plan: WorkerPlan, study: optuna.Study) -> list[dict[str, Any]]:
 
 def finish(plan: WorkerPlan, *, stopped_because: Sequence[str] = (), interrupted: bool = False) -> SearchResult:
     """trials.csv, best.yaml from the best finished trial, and the result."""
-    study = optuna.load_study(study_name=plan.study_name, storage=_storage(plan.storage))
+    study = optuna.load_study(study_name=plan.study_name, storage=open_storage(plan.storage))
     rows = write_table(plan, study)
     result = SearchResult(plan.trial.folder, plan.study_name, plan.trial.space.searched(), rows,
                           stopped_because=list(stopped_because), interrupted=interrupted)
