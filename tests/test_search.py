@@ -316,6 +316,11 @@ def test_search_continues_a_study_and_requeues_a_killed_trial(tmp_path, manifest
     assert sum(s in ("COMPLETE", "PRUNED") for s in states.values()) == 4
     with pytest.raises(ValueError, match="holds a search with other settings \\(objective differ"):
         search(SearchSettings(values, trials=5, space=TINY_SPACE, objective="val_loss"))
+    # another machine's folder, the same storage and study: its settings are checked against the study's
+    url = sqlite_url(first.folder / "study.db")
+    with pytest.raises(ValueError, match="searches something else \\(space differ"):
+        search(SearchSettings(values, trials=5, space={**TINY_SPACE, "lr": [1e-3, 1e-2]}, storage=url,
+                              study_name="search-tiny", folder=tmp_path / "elsewhere"))
 
 
 def test_a_tiny_budget_starts_only_what_fits(tmp_path, manifest, monkeypatch):

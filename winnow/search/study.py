@@ -51,6 +51,7 @@ PRUNERS = ("median", "halving", "none")
 TPE_STARTUP_TRIALS = 5  # random points before TPE models the results
 MAX_FAILURES_IN_A_ROW = 3
 CHECKED_SETTINGS = ("objective", "space", "recipe", "config")  # must match to continue a search
+STUDY_ATTR = "winnow_search"  # the study's user attribute recording what it searches
 MACHINE_KEYS = ("workers", "device", "progress", "progress_every", "cache_dir")  # may change when continuing
 
 
@@ -247,22 +248,38 @@ def _pruner(pruner: Any) -> optuna.pruners.BasePruner:
 
 
 def _open_study(plan: WorkerPlan, storage: optuna.storages.BaseStorage, *, worker: int | None) -> optuna.Study:
-    """Create or load the study; a new one gets the default config as its first trial."""
+    """Create or load the study (`worker` None: the command's own first look, which checks and seeds it).
+
+    A new study records what it searches (objective, space, recipe) so that a command on another machine
+    sharing the storage cannot add trials of another search, and gets the default config as its first trial.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # winnow logs each trial itself
-    direction = plan.trial.objective.direction
-    existing = optuna.get_all_study_names(storage)
     n_before = len(optuna.load_study(study_name=plan.study_name, storage=storage).trials) \
-        if plan.study_name in existing else 0
+        if plan.study_name in optuna.get_all_study_names(storage) else 0
     sampler = optuna.samplers.TPESampler(seed=plan.seed + 1000 * (worker or 0) + n_before,
                                          n_startup_trials=TPE_STARTUP_TRIALS)
-    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=direction, sampler=sampler,
-                                pruner=_pruner(plan.pruner), load_if_exists=True)
-    if study.direction.name.lower() != direction:
-        raise ValueError(f"study {plan.study_name!r} in {plan.storage} is {study.direction.name.lower()}d, but "
-                         f"objective {plan.trial.objective.text!r} is {direction}d; pick another --study-name")
-    if worker is None and not study.trials:
-        study.enqueue_trial(default_point(plan.trial.space, plan.trial.user_values), user_attrs={"default": True})
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=plan.trial.objective.direction,
+                                sampler=sampler, pruner=_pruner(plan.pruner), load_if_exists=True)
+    if worker is None:
+        _check_study(study, plan)
+        point = default_point(plan.trial.space, plan.trial.user_values)
+        if point:  # once (also when several machines start together): no trial with these values yet
+            study.enqueue_trial(point, user_attrs={"default": True}, skip_if_exists=True)
     return study
+
+
+def _check_study(study: optuna.Study, plan: WorkerPlan) -> None:
+    """Refuse a study in the storage that searches something else."""
+    wanted = {"objective": plan.trial.objective.text, "space": plan.trial.space.to_dict(), "recipe": plan.trial.recipe}
+    saved = study.user_attrs.get(STUDY_ATTR)
+    if saved is None:
+        study.set_user_attr(STUDY_ATTR, wanted)
+        saved = wanted
+    changed = [key for key in wanted if saved.get(key) != wanted[key]]
+    if changed or study.direction.name.lower() != plan.trial.objective.direction:
+        raise ValueError(f"study {plan.study_name!r} in {plan.storage} searches something else ({', '.join(changed)} "
+                         f"differ: it has { {k: saved.get(k) for k in changed or wanted} }); give the same settings "
+                         "or another --study-name")
 
 
 def requeue_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
