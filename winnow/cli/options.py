@@ -62,15 +62,20 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None) -> Config:
-    """Defaults < recipe/base < YAML file < command-line flags."""
+def config_values(args: argparse.Namespace, *, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config keys the user gave: recipe/base < YAML file < DATA and flags (no defaults)."""
     values = dict(base or {})
     if getattr(args, "config", None):
         values.update(load_yaml(args.config))
     if getattr(args, "data", None):
         values["data"] = list(args.data)
     values.update(flag_overrides(args))
-    return from_dict(values, source=getattr(args, "config", None) or "command line")
+    return values
+
+
+def build_config(args: argparse.Namespace, *, base: dict[str, Any] | None = None) -> Config:
+    """Defaults < recipe/base < YAML file < command-line flags."""
+    return from_dict(config_values(args, base=base), source=getattr(args, "config", None) or "command line")
 
 
 DATA_HELP = ("labelled data: a folder of class folders, a split tree, a CSV manifest, or train/val/test "

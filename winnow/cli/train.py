@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from winnow.cli.options import add_config_flags, build_config, flag_overrides
-from winnow.recipes import RECIPES, load_recipe
+from winnow.recipes import AUTO, RECIPES, load_recipe
+from winnow.runs.layout import PILOT_FILE
+from winnow.search.pilot import train_auto
 from winnow.training.trainer import train
 
 
@@ -13,7 +16,8 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("train", help="train a classifier on a folder or CSV manifest")
     parser.add_argument("data", nargs="*", help="ImageFolder tree, split tree or CSV manifest(s)")
     parser.add_argument("--config", help="YAML file with config keys")
-    parser.add_argument("--recipe", help=f"named recipe ({', '.join(RECIPES)}) or recipe YAML; "
+    parser.add_argument("--recipe", help=f"named recipe ({', '.join(RECIPES)}), recipe YAML, or {AUTO}: a short "
+                        "pilot of the candidate recipes (at most 25%% of the run's epochs) picks one; "
                         "--config and flags override it")
     parser.add_argument("--resume", metavar="RUN", help="continue the run folder RUN where it stopped")
     add_config_flags(parser)
@@ -22,6 +26,12 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.resume:
         result = train(None, resume=args.resume, overrides=flag_overrides(args))
+    elif args.recipe == AUTO:
+        auto = train_auto(lambda values: build_config(args, base=values))
+        result = auto.run
+        if result.rank == 0 and auto.winner:
+            print(f"recipe auto: chose {auto.winner} after a pilot of {auto.pilot_epochs} epoch(s); "
+                  f"table in {Path(result.path) / PILOT_FILE}")
     else:
         result = train(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
     if result.rank != 0:  # under torchrun every process gets the result; rank 0 reports it

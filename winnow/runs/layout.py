@@ -38,6 +38,14 @@ PR_FIGURE = "pr_curves.png"
 ROC_FIGURE = "roc_curves.png"
 RELIABILITY_FIGURE = "reliability.png"
 REPORT_FILE = "report.html"
+PILOT_FILE = "pilot.csv"  # `train --recipe auto`: the pilot's table, in the final run folder
+# A search folder (`winnow search`): one run folder per trial beside these
+SEARCH_FILE = "search.json"  # the search's settings, checked when it is continued
+STUDY_DB = "study.db"  # the default Optuna storage (SQLite)
+TRIALS_FILE = "trials.csv"
+BEST_RECIPE_FILE = "best.yaml"
+SEARCH_PREFIX = "search-"  # runs/search-NAME
+TRIAL_PREFIX = "trial-"  # runs/search-NAME/trial-0003
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,49 @@
-"""The table behind `winnow runs`: one row per run folder."""
+"""The table behind `winnow runs`: one row per run folder (in a search folder, with its trial and value)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from winnow.runs.files import read_json
-from winnow.runs.layout import SUMMARY_FILE, dataset_name
+from winnow.runs.layout import SUMMARY_FILE, TRIALS_FILE, dataset_name
 
 COLUMNS = ("name", "model", "data", "epochs", "best", "best_epoch", "test_acc", "time", "status")
+TRIAL_COLUMNS = ("trial", "objective")  # added for the run folders of a search (`winnow search`)
 
 
 def run_rows(root: str | Path) -> list[dict[str, str]]:
-    """Rows for every run folder under `root` that has a summary.json, newest first."""
+    """Rows for every run folder under `root` that has a summary.json, newest first.
+
+    In a search folder (one with trials.csv) each trial's run also gets its trial number and objective value.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {root} does not exist; train a model first or pass --dir")
     summaries = sorted(root.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [_row(read_json(path, what="summary")) for path in summaries]
+    rows = [_row(read_json(path, what="summary")) for path in summaries]
+    trials = _trials_by_folder(root / TRIALS_FILE)
+    if trials:
+        for row in rows:
+            number, value = trials.get(row["name"], ("-", "-"))
+            row.update(trial=number, objective=value)
+    return rows
+
+
+def _trials_by_folder(path: Path) -> dict[str, tuple[str, str]]:
+    """Run folder name -> (trial number, objective value) from a search's trials.csv ({} without one)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {Path(row["run"]).name: (row["number"], _value(row["value"])) for row in rows if row.get("run")}
+
+
+def _value(text: str) -> str:
+    try:
+        return f"{float(text):.4f}"
+    except ValueError:
+        return text or "-"
 
 
 def _row(summary: dict) -> dict[str, str]:
@@ -34,10 +61,11 @@ def _row(summary: dict) -> dict[str, str]:
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
-    """Plain aligned text table."""
+    """Plain aligned text table (with the trial columns when the rows have them)."""
     if not rows:
         return "no runs found"
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in COLUMNS}
-    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
-    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in rows]
+    columns = (*(c for c in TRIAL_COLUMNS if c in rows[0]), *COLUMNS)
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(line.rstrip() for line in lines)

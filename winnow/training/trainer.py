@@ -6,6 +6,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from winnow.runs.layout import RunPaths
 from winnow.runs.provenance import provenance
 from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
 from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
+from winnow.training.callbacks import EpochCallback, EpochEnd, StopTraining
 from winnow.training.checkpoint import evaluation_weights, load_checkpoint, save_checkpoint
 from winnow.training.device import Accelerator, make_accelerator
 from winnow.training.distributed import (DistInfo, all_reduce, broadcast_object, gather_predictions, init_distributed,
@@ -73,10 +75,13 @@ class Loaders:
     test: Any | None
 
 
-def train(config: Config, *, resume: str | Path | None = None, overrides: dict | None = None) -> Run:
+def train(config: Config, *, resume: str | Path | None = None, overrides: dict | None = None,
+          callbacks: Sequence[EpochCallback] = ()) -> Run:
     """Train a classifier as configured, or continue the run folder `resume`.
 
     Under torchrun each process calls this; they share one run folder, which rank 0 alone writes.
+    `callbacks` are called with an `EpochEnd` after each epoch is saved; one that raises
+    `StopTraining` ends the run there with the status it names (`winnow.training.callbacks`).
 
     Raises:
         ValueError: Bad settings or data, or a folder that cannot be resumed.
@@ -100,7 +105,7 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
                          updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
-    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer)
+    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks))
     try:
         if from_checkpoint:
             restore(state, paths, dist_info, save_every=config.save_every)
@@ -148,6 +153,8 @@ class FitContext:
     mixer: BatchMixer | None = None
     evaluated: dict[str, int] = field(default_factory=dict)  # images scored by the last val / test pass
     swa: dict | None = None  # the record of swa.pt once it is saved
+    callbacks: tuple[EpochCallback, ...] = ()
+    val_predictions: tuple[Any, Any] | None = None  # (probabilities, targets) of the last val pass
 
     def to_probabilities(self, logits):
         return probabilities(self.tasks, logits)
@@ -239,7 +246,7 @@ def _build_state(model: torch.nn.Module, loss_fn: torch.nn.Module, config: Confi
 
 
 def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
-    """Epoch loop; returns the run status (finished, interrupted, diverged)."""
+    """Epoch loop; returns the run status (finished, interrupted, diverged, or a callback's)."""
     writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
     options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer)
     epoch_started = state.epoch
@@ -248,6 +255,11 @@ def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
             epoch_started = state.epoch
             row = _run_epoch(state, loss_fn, loaders, ctx, options)
             _after_epoch(state, row, ctx, writer)
+            _call_back(state, row, ctx)
+    except StopTraining as stop:
+        log.info("training stopped after epoch %d of %d: %s (status %s)", state.epoch, ctx.config.epochs,
+                 stop.reason or "asked by a callback", stop.status)
+        return stop.status
     except (TrainingInterrupted, KeyboardInterrupt) as stop:
         # Ctrl-C in the training loop: resume continues at the next batch; in validation every
         # batch of the epoch was applied (the loader's length counts those after a mid-epoch
@@ -320,6 +332,8 @@ def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *,
     probs, targets, loss = predict_probabilities(model, loader, ctx.accel, loss_fn,
                                                  to_probabilities=ctx.to_probabilities)
     probs, targets, loss, count = gather_predictions(probs, targets, loss, ctx.dist_info)
+    if prefix == "val_":  # for the epoch callbacks (e.g. an operating-point objective)
+        ctx.val_predictions = (probs, targets)
     return {f"{prefix}loss": loss, **task_metrics(ctx.tasks, probs, targets, prefix=prefix)}, count
 
 
@@ -348,6 +362,18 @@ def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
                 writer.add_scalar(key, value, state.epoch)
         _write_summary(state, ctx, "running")
     log.info(summary_line(row, epochs=config.epochs) + ("  *best*" if improved else ""))
+
+
+def _call_back(state: TrainState, row: dict, ctx: FitContext) -> None:
+    """Show the saved epoch to every callback (a StopTraining from one ends the loop)."""
+    if not ctx.callbacks:
+        return
+    probs, targets = ctx.val_predictions or (None, None)
+    head = ctx.tasks[0].head.kind if len(ctx.tasks) == 1 else "multitask"
+    event = EpochEnd(state.epoch, ctx.config.epochs, dict(row), ctx.paths.root, list(ctx.tasks[0].head.classes), head,
+                     probs, targets, state.best_metric, state.best_epoch)
+    for callback in ctx.callbacks:
+        callback(event)
 
 
 def _save(state: TrainState, name: str, ctx: FitContext, *, interrupted: bool = False,
