@@ -8,13 +8,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 
 import winnow
 from winnow.export.backend import OnnxModule, OnnxPredictor, load_backend
-from winnow.export.exporter import FORMATS, export_run
-from winnow.export.sidecar import FORMAT_VERSION, sidecar_path
+from winnow.export.exporter import FORMATS, export_run, onnx_bytes
+from winnow.export.sidecar import FORMAT_VERSION, INPUT_NAME, sidecar_path
+from winnow.models.registry import FAMILIES, create_model
 from winnow.runs.files import fingerprint
 
 from conftest import fast_config, make_image_folder, shared_data_or_skip
@@ -107,6 +109,18 @@ def test_export_cli(runs, tmp_path, capsys):
     code, out, err = cli(capsys, "export", runs["three"], "--format", "onnx", "--out", tmp_path / "m.onnx")
     assert code == 0, err
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.onnx.json").is_file()
+
+
+@pytest.mark.parametrize("name", ["test_resnet", *[f"{family}:test_resnet" for family in FAMILIES]])
+def test_every_model_family_exports_to_onnx_with_a_dynamic_batch(name):
+    network = create_model(name, num_classes=3, in_chans=1).eval()
+    session = onnxruntime.InferenceSession(onnx_bytes(network, torch.zeros(2, 1, 32, 32)),
+                                           providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        images = torch.randn(batch, 1, 32, 32)
+        with torch.no_grad():
+            expected = network(images).numpy()
+        assert np.abs(session.run(None, {INPUT_NAME: images.numpy()})[0] - expected).max() < 1e-4
 
 
 # --------------------------------------------------------------------------------------------- bad input

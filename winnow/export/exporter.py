@@ -69,7 +69,7 @@ def export_run(run_dir: str | Path, *, format: str, out: str | Path | None = Non
     out = Path(out) if out is not None else default_export_file(run_dir, format=format, checkpoint=checkpoint)
     model = predictor.model.float().eval()
     example = torch.zeros(2, predictor.spec.in_chans, predictor.spec.img_size, predictor.spec.img_size)
-    data = _onnx_bytes(model, example, opset) if format == "onnx" else _torchscript_bytes(model, example)
+    data = onnx_bytes(model, example, opset) if format == "onnx" else torchscript_bytes(model, example)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda handle: handle.write(data))
     write_json(sidecar_path(out), sidecar(predictor, format=format, model_file=out, opset=opset,
@@ -77,7 +77,8 @@ def export_run(run_dir: str | Path, *, format: str, out: str | Path | None = Non
     return out
 
 
-def _onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
+def onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int = DEFAULT_OPSET) -> bytes:
+    """An ONNX graph of `model` traced on `example [B, C, S, S]`, batch axis dynamic."""
     buffer = io.BytesIO()
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
@@ -89,7 +90,8 @@ def _onnx_bytes(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def _torchscript_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+def torchscript_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+    """A TorchScript module of `model` traced on `example [B, C, S, S]` (saved by `torch.jit.save`)."""
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # torch.jit is deprecated in torch 2.14 but still the one format C++ and Java runtimes load without Python
