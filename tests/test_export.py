@@ -190,3 +190,11 @@ def test_real_chromosome_images_parity(tmp_path):
     assert len(predictions.paths) == len(reference.paths) >= 20
     assert np.abs(predictions.probabilities - reference.probabilities).max() < TOLERANCE
     assert predictions.predicted == reference.predicted
+
+
+def test_export_from_other_weights_warns(runs, tmp_path, caplog):
+    run = Path(shutil.copytree(runs["three"], tmp_path / "run"))
+    export_run(run, format="onnx")
+    shutil.copy(run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt")  # new weights since the export
+    OnnxPredictor(run)
+    assert "exported from other weights" in caplog.text

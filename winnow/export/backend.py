@@ -53,8 +53,8 @@ class OnnxPredictor(Predictor):
     Args:
         run_dir: The run folder the file was exported from.
         model_file: The `.onnx` file (default: `RUN/exports/<checkpoint>.onnx`).
-        checkpoint: Picks the default model file; the checkpoint the file was exported from is the one
-            the operating files are checked against.
+        checkpoint: The run's checkpoint the file should come from: it names the default model file, and
+            the operating files and the sidecar's fingerprint are checked against it (a mismatch warns).
         device, calibration, thresholds: As `Predictor`.
 
     Raises:
@@ -73,9 +73,8 @@ class OnnxPredictor(Predictor):
         if self.sidecar["format"] != "onnx":
             raise ValueError(f"{self.model_file} is a {self.sidecar['format']} export; the onnx backend needs "
                              "`winnow export RUN --format onnx`")
-        source = Path(self.sidecar["source"]["checkpoint_file"])
-        super().__init__(run_dir, checkpoint=source if source.is_file() else checkpoint, device=device,
-                         calibration=calibration, thresholds=thresholds)
+        super().__init__(run_dir, checkpoint=checkpoint, device=device, calibration=calibration,
+                         thresholds=thresholds)
 
     def _load_model(self, checkpoint_path: Path, tasks: list[TaskSpec]) -> tuple[nn.Module, int | None]:
         check_matches_run(self.sidecar, self.spec, where=self.model_file, run_dir=self.folder)
