@@ -13,7 +13,7 @@ from winnow.cli.options import (INFERENCE_FLAGS, OPERATING_FLAGS, RUN_HELP, TTA_
                                 settings_of)
 from winnow.data.validation import record_skipped
 from winnow.inference.postprocess import UNKNOWN, describe_decision
-from winnow.loading import load
+from winnow.export.backend import BACKENDS, load_backend
 from winnow.runs.layout import bad_files_beside
 
 
@@ -24,11 +24,18 @@ def add_parser(sub) -> None:
     parser.add_argument("--out", default="preds.csv",
                         help="output CSV (default: preds.csv); unreadable images are listed in "
                              "<out stem>.bad_files.csv beside it")
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
+                        help="torch (the checkpoint) or onnx (the file from `winnow export`, run by onnxruntime); "
+                             "both apply the same calibration and thresholds (default: torch)")
+    parser.add_argument("--model-file", metavar="FILE", default=None,
+                        help="--backend onnx: the .onnx file, its sidecar <FILE>.json beside it "
+                             "(default: RUN/exports/<checkpoint>.onnx)")
     add_flags(parser, "checkpoint", *INFERENCE_FLAGS, *TTA_FLAGS, *OPERATING_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
-    predictor = load(args.run_dir, checkpoint=args.checkpoint, device=args.device, **operating_settings(args))
+    predictor = load_backend(args.run_dir, backend=args.backend, model_file=args.model_file,
+                             checkpoint=args.checkpoint, device=args.device, **operating_settings(args))
     predictions = predictor.predict(args.images, batch_size=args.batch_size, workers=args.workers,
                                     strict=args.strict, **settings_of(args, TTA_FLAGS))
     predictions.to_csv(args.out)

@@ -290,19 +290,26 @@ class Predictor(ScoringModel):
         self.spec = DataSpec(**read_json(RunPaths(run_dir).preprocessing, what="preprocessing"))
         self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
         checkpoint_path = resolve_checkpoint(run_dir, checkpoint)
-        state = load_checkpoint(checkpoint_path)
         tasks = [TaskSpec.from_saved(task) for task in self.spec.tasks]
-        self.model = create_model(self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
-                                  stem=self.config.stem, embedding_dim=self.config.embedding_dim)
-        self.model.load_state_dict(evaluation_weights(state))
-        self.model.to(self.accel.device).eval()
-        super().__init__(run_dir, tasks, checkpoint_path=checkpoint_path, epoch=state.get("epoch"),
+        self.model, epoch = self._load_model(checkpoint_path, tasks)
+        super().__init__(run_dir, tasks, checkpoint_path=checkpoint_path, epoch=epoch,
                          seed=self.config.seed, max_image_pixels=self.config.max_image_pixels,
                          calibration=calibration, thresholds=thresholds)
 
     @property
     def classes(self) -> list[str]:
         return self.spec.classes
+
+    def _load_model(self, checkpoint_path: Path, tasks: list[TaskSpec]) -> tuple[nn.Module, int | None]:
+        """The run's network with the checkpoint's evaluation weights, in eval mode, and its epoch.
+
+        Other backends (`winnow.export.backend`) override this to run an exported file instead.
+        """
+        state = load_checkpoint(checkpoint_path)
+        model = create_model(self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
+                             stem=self.config.stem, embedding_dim=self.config.embedding_dim)
+        model.load_state_dict(evaluation_weights(state))
+        return model.to(self.accel.device).eval(), state.get("epoch")
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
                     workers: int = 0) -> ReadOutputs:
