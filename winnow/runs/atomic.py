@@ -54,6 +54,24 @@ class FileWriteError(OSError):
         return FileWriteError(self.path, self.cause, next_step=next_step)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask can only be read by setting it
+
+
+def _file_mode(path: Path) -> int:
+    """The mode the target keeps (or gets, as `open` would give it): mkstemp's 0600 would hide
+    checkpoints and manifests from the other members of a lab group."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_UMASK
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
 
@@ -71,6 +89,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         with os.fdopen(handle, "wb") as tmp:
             write(tmp)
             tmp.flush()
+            os.fchmod(tmp.fileno(), _file_mode(path))
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
     except OSError as error:
