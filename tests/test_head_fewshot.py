@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def test_few_shot_data_is_checked_before_any_image_is_read(run, tmp_path):
     with pytest.raises(ValueError, match=r"a head tells classes apart, but the fit images have only the class\(es\) "
                                          r"\['vbar'\]"):
         build_head(run, kind="logistic", data=single, out=tmp_path / "c")
-    with pytest.raises(ValueError, match=r"reject_data: the head is fitted on classes the run does not have .*"
+    with pytest.raises(ValueError, match=r"reject_data: the head is fitted on other classes than the run's .*"
                                          r"pass --reject-data"):
         build_head(run, kind="centroid", data=three, reject_tpr=0.9, out=tmp_path / "d")
     assert not any((tmp_path / name).exists() for name in "abcd")
@@ -122,3 +123,27 @@ def test_embeddings_files_must_match_the_head(run, new_data, tmp_path):
     other = Path(winnow.train(fast_config(tmp_path, run.parent / "new", name="other", epochs=1)).path)
     with pytest.raises(ValueError, match=r"these embeddings come from .*other.* not from .*shapes.*embed again"):
         predict_embeddings(tmp_path / "fewshot", embed(other, new_data).save(tmp_path / "other.npz"))
+
+
+def test_files_of_the_run_are_refused_by_a_head_on_new_classes(run, new_data, tmp_path, capsys):
+    build_head(run, kind="knn", data=new_data, out=tmp_path / "fewshot")
+    code, _, err = cli(capsys, "calibrate", run)
+    assert code == 0, err
+    try:  # the run's calibration.json (bar, disk, square) copied into the head folder (ring, vbar)
+        shutil.copy2(run / "calibration.json", tmp_path / "fewshot" / "calibration.json")
+    finally:
+        (run / "calibration.json").unlink()
+    with pytest.raises(ValueError, match=r"calibration.json was made for classes \['bar', 'disk', 'square'\] but "
+                                         r"this run has \['ring', 'vbar'\]"):
+        winnow.load(tmp_path / "fewshot")
+
+
+def test_fit_data_with_some_of_the_run_classes_is_flagged(run, tmp_path):
+    subset = tmp_path / "subset.csv"
+    rows = [row for row in read_rows(run / "splits.csv") if row["split"] == "train" and row["label"] != "square"]
+    subset.write_text("path,label\n" + "".join(f"{row['path']},{row['label']}\n" for row in rows))
+    build = build_head(run, kind="centroid", data=subset, out=tmp_path / "subset")
+    assert build.definition.tasks[0]["classes"] == ["bar", "disk"]
+    assert any("the fit data lacks the run's class(es) ['square']: the head has only ['bar', 'disk']" in warning
+               for warning in build.warnings), build.warnings
+    assert not (tmp_path / "subset" / "splits.csv").exists()  # the run's test split has a class the head lacks

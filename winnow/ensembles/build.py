@@ -29,7 +29,7 @@ from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import record_skipped, skipped_lines
 from winnow.embeddings.base import check_tpr
 from winnow.ensembles.feature_head import check_classifier
-from winnow.ensembles.fit_classes import data_splits, head_task
+from winnow.ensembles.fit_classes import class_warnings, data_splits, head_task
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
 from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
@@ -106,7 +106,7 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
     reject_data = _reject_data(data, reject_data, new_classes=new_classes, reject_tpr=reject_tpr)
     fit, bad, warnings = fit_all(combiner, members, method, fit_data=fit_data, task=task, reject_tpr=reject_tpr,
                                  reject_data=reject_data, trained=trained, settings=settings)
-    warnings += split_overlap_warnings(members[0], trained) if not new_classes else []
+    warnings += split_overlap_warnings(members[0], trained) if not new_classes else class_warnings(task, members[0])
     definition = EnsembleDefinition(
         method, [member_ref(folder, m.run_dir, checkpoint, checkpoint_fingerprint=fingerprint(m.checkpoint_path),
                             calibration_fingerprint=fingerprint(m.calibration_file)) for m in members],
@@ -128,7 +128,7 @@ def _reject_data(data: str | Path | None, reject_data: str | Path | None, *, new
         return reject_data
     splits = data_splits(data)
     if splits is None or "val" not in splits.splits:
-        raise ValueError(f"reject_data: the head is fitted on classes the run does not have ({data}), so the run's "
+        raise ValueError(f"reject_data: the head is fitted on other classes than the run's ({data}), so the run's "
                          "val split cannot set its reject threshold, and the data has no val split; pass "
                          "--reject-data with other labelled images of these classes (or a manifest with a split "
                          "column)")

@@ -9,10 +9,11 @@ Stacking and averaging combine the members' probabilities and so keep the member
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from winnow.data.labelled import EvalData
-from winnow.data.sources import Samples, read_source
+from winnow.data.sources import SPLIT_NAMES, Samples, read_source
 from winnow.embeddings.heads import HEADS
 from winnow.inference.predictor import Predictor
 from winnow.tasks.heads import head_classes
@@ -39,6 +40,15 @@ def head_task(member: Predictor, fit_data: EvalData | None, *, classifier: str |
     if set(classes) == set(member.classes):
         return saved  # the run's own classes, in the run's order (a binary run keeps its positive class last)
     return {**saved, "kind": "multiclass", "classes": classes, "threshold": 0.5}
+
+
+def class_warnings(task: dict[str, Any], member: Predictor) -> list[str]:
+    """Fit data with only some of the run's classes gives a head that never predicts the others: say so."""
+    missing = [name for name in member.classes if name not in task["classes"]]
+    if not missing or set(task["classes"]) - set(member.classes):
+        return []  # the run's classes, or new ones
+    return [f"the fit data lacks the run's class(es) {missing[:20]}: the head has only {task['classes']} and never "
+            "predicts the others; add their images to --data for a head on all the run's classes"]
 
 
 def check_fit_labels(fit_data: EvalData, *, classifier: str) -> Counter:
@@ -69,7 +79,7 @@ def data_splits(data: Any) -> Samples | None:
     A head on new classes cannot default to the run's val / test splits (other classes): the folder gets
     the data's own splits instead, when it has any.
     """
-    if data is None:
-        return None
+    if data is None or (str(data) in SPLIT_NAMES and not Path(data).exists()):
+        return None  # a split of the run: no splits of its own
     samples = read_source(data)
     return samples if any(samples.splits) else None
