@@ -6,15 +6,18 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import winnow
+from winnow.data.labelled import EvalData
 from winnow.embeddings.extract import embed
 from winnow.ensembles.build import build_head
 from winnow.ensembles.embedded import predict_embeddings
+from winnow.ensembles.fit_classes import head_task
 from winnow.ensembles.store import read_ensemble
 
 from conftest import draw, fast_config, make_image_folder
@@ -147,3 +150,14 @@ def test_fit_data_with_some_of_the_run_classes_is_flagged(run, tmp_path):
     assert any("the fit data lacks the run's class(es) ['square']: the head has only ['bar', 'disk']" in warning
                for warning in build.warnings), build.warnings
     assert not (tmp_path / "subset" / "splits.csv").exists()  # the run's test split has a class the head lacks
+
+
+def test_new_classes_are_sorted_as_a_run_sorts_them():
+    task = {"name": "", "column": "label", "kind": "binary", "classes": ["a", "b"], "threshold": 0.3}
+    member = SimpleNamespace(classes=["a", "b"], tasks=[SimpleNamespace(to_dict=lambda: dict(task))])
+    labels = ["10", "2", "10", "2", "9", "9"]
+    new = head_task(member, EvalData("d", "d.csv", [f"{i}.png" for i in range(6)], labels), classifier="knn")
+    assert new["classes"] == ["2", "9", "10"] and new["kind"] == "multiclass" and new["threshold"] == 0.5
+    same = head_task(member, EvalData("d", "d.csv", ["0.png", "1.png", "2.png", "3.png"], ["b", "a", "b", "a"]),
+                     classifier="knn")
+    assert same == task  # the run's own classes keep the run's task (a binary run's positive class last)

@@ -105,3 +105,13 @@ def test_adasyn_on_separated_classes_says_to_use_smote():
     targets = np.repeat([0, 1], [30, 6])
     with pytest.raises(ValueError, match=r"centroid head: oversample adasyn cannot resample .*use --oversample smote"):
         make_head("centroid", oversample="adasyn").fit(embeddings, targets)
+
+
+def test_the_cli_refuses_oversampling_where_it_cannot_apply(capsys, tmp_path):
+    from test_eval_cli import cli
+
+    code, _, err = cli(capsys, "ensemble", tmp_path / "a", tmp_path / "b", "--method", "mean", "--oversample", "smote")
+    assert code == 2 and "oversample: method mean fits no head on embeddings" in err, err
+    with pytest.raises(SystemExit):
+        cli(capsys, "head", tmp_path / "a", "--kind", "knn", "--oversample", "smot")
+    assert "invalid choice: 'smot' (choose from 'none', 'smote', 'adasyn', 'borderline')" in capsys.readouterr().err
