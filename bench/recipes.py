@@ -47,8 +47,9 @@ GRID = {
 }
 
 
-def longtail_manifest(work: Path, *, seed: int = 0) -> Path:
-    """Write the long-tailed chromosome manifest (train/val subsampled, test balanced)."""
+def longtail_manifest(work: Path, *, seed: int = 0, min_count: int = 1) -> Path:
+    """Write the long-tailed chromosome manifest (train/val subsampled to at least `min_count` images per class,
+    test balanced)."""
     from winnow.data.splits import assign_splits
 
     samples = assign_splits([str(SHARED / "chromosomes-qband" / "manifest.csv")], seed=seed)
@@ -61,7 +62,7 @@ def longtail_manifest(work: Path, *, seed: int = 0) -> Path:
         for label in classes:
             picked = [i for i, (l, s) in enumerate(zip(samples.labels, samples.splits)) if l == label and s == split]
             picked = list(rng.permutation(picked))
-            count = TEST_PER_CLASS if split == "test" else max(1, round(len(picked) * keep_share[label]))
+            count = TEST_PER_CLASS if split == "test" else max(min_count, round(len(picked) * keep_share[label]))
             rows += [(samples.paths[i], label, split, samples.groups[i]) for i in picked[:count]]
     path = work / "longtail.csv"
     with open(path, "w", newline="") as handle:

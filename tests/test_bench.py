@@ -40,3 +40,16 @@ def test_embed_bench_prints_the_ratio(manifest, capsys):
                        "--images", "16", "--workers", "0", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "embed" in out and "model-only" in out and "ratio median" in out and "target >= 0.9" in out
+
+
+def test_oversample_bench_table(manifest, tmp_path, capsys):
+    bench = _load("oversample")
+    assert bench.main(["--data", str(manifest), "--kinds", "centroid", "--methods", "none", "smote", "--model",
+                       "test_resnet", "--img-size", "32", "--batch-size", "8", "--epochs", "1", "--workers", "0",
+                       "--work", str(tmp_path / "work"), "--out", str(tmp_path / "table.md")]) == 0
+    table = (tmp_path / "table.md").read_text()
+    for row in ("random sampler, its own classifier", "sqrt sampler, its own classifier",
+                "random sampler, centroid head, oversample none", "random sampler, centroid head, oversample smote",
+                "sqrt sampler, centroid head, oversample none"):
+        assert f"| {row} | " in table, table
+    assert "| rare_recall |" in table and "error" not in table

@@ -118,7 +118,8 @@ def test_heads_refuse_bad_input_with_clear_messages(fitted, data):
         head.predict_proba(np.where(np.eye(len(train), N_FEATURES) == 1, np.nan, train))
     with pytest.raises(ValueError, match=r"expected \[samples, features\], got shape \(6,\); .*x\[None, :\]"):
         head.predict_proba(train[0])
-    with pytest.raises(ValueError, match=rf"{kind} head: every class needs at least 2 samples.*\[2\] have \[1\]"):
+    with pytest.raises(ValueError, match=rf"{kind} head: every class needs at least {head.min_per_class} samples"
+                                         r".*\[2\] have \[1\]"):
         make_head(kind).fit(train[:61], targets[:61])
     with pytest.raises(ValueError, match=r"targets: expected class indices in \[0, 3\), got range \[0, 3\]"):
         head.fit_reject(train, targets + (targets == 2))  # labels of a head fitted on other classes
@@ -130,7 +131,8 @@ def test_head_parameters_and_kinds_are_checked():
     with pytest.raises(InvalidParameterError, match=r"head kind must be one of \['knn', 'centroid', 'gmm', "
                                                     r"'logistic', 'svm'\], got 'tree'"):
         make_head("tree")
-    with pytest.raises(InvalidParameterError, match=r"unknown key\(s\) \['neighbours'\].*valid keys: cv, k, seed"):
+    with pytest.raises(InvalidParameterError, match=r"unknown key\(s\) \['neighbours'\].*valid keys: cv, k, "
+                                                    r"oversample, seed"):
         make_head("knn", neighbours=3)
     train, targets = blobs(10, seed=0)
     with pytest.raises(InvalidParameterError, match="gmm head: covariance_type must be one of"):

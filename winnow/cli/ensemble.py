@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, REJECT_FLAGS, add_flags, settings_of
+from winnow.cli.options import DATA_HELP, HEAD_FLAGS, INFERENCE_FLAGS, add_flags, settings_of
 from winnow.ensembles.build import build_ensemble, build_summary
 from winnow.ensembles.feature_head import CLASSIFIERS
 from winnow.ensembles.methods import METHODS
@@ -26,13 +26,13 @@ def add_parser(sub) -> None:
                              "train split of RUN1)")
     parser.add_argument("--classifier", default="svm", choices=CLASSIFIERS,
                         help="head of --method svm on the concatenated embeddings (default: svm; see `winnow head`)")
-    add_flags(parser, *REJECT_FLAGS, help_suffix={"reject_tpr": "; --method svm only"})
+    add_flags(parser, *HEAD_FLAGS, help_suffix=dict.fromkeys(("reject_tpr", "oversample"), "; --method svm only"))
     add_flags(parser, *INFERENCE_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     build = build_ensemble(args.runs, method=args.method, out=args.out, checkpoint=args.checkpoint, data=args.data,
-                           classifier=args.classifier, **settings_of(args, REJECT_FLAGS),
+                           classifier=args.classifier, **settings_of(args, HEAD_FLAGS),
                            **settings_of(args, INFERENCE_FLAGS))
     print("\n".join(build_summary(build)))
     return 0

@@ -1,7 +1,9 @@
 """`winnow head RUN --kind knn|centroid|gmm|logistic|svm`: a head on a run's frozen embeddings, as a folder.
 
 The folder is a one-member ensemble (method svm with that head), so eval, tune, calibrate, predict and
-report accept it. `--reject-tpr` adds the reject option: images far from every class are predicted
+report accept it. Its classes are those of `--data`: a manifest of classes the run never saw (k images
+each) gives a head on those, with no retraining. `--oversample` adds synthetic samples of the rarer
+classes before the fit. `--reject-tpr` adds the reject option: images far from every class are predicted
 "unknown" (threshold fitted on the run's val split, or `--reject-data`).
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from winnow.cli.options import DATA_HELP, INFERENCE_FLAGS, REJECT_FLAGS, add_flags, settings_of
+from winnow.cli.options import DATA_HELP, HEAD_FLAGS, INFERENCE_FLAGS, add_flags, settings_of
 from winnow.embeddings.heads import HEADS
 from winnow.ensembles.build import build_head, build_summary
 
@@ -22,8 +24,10 @@ def add_parser(sub) -> None:
     parser.add_argument("--kind", required=True, choices=list(HEADS),
                         help="knn (cosine, distance-weighted), centroid (nearest class mean), gmm (a Gaussian mixture "
                              "per class), logistic or svm")
-    parser.add_argument("--data", default=None, help=DATA_HELP + "; fit data (default: train split of RUN)")
-    add_flags(parser, *REJECT_FLAGS)
+    parser.add_argument("--data", default=None,
+                        help=DATA_HELP + "; fit data (default: train split of RUN), its classes the head's: they may "
+                             "be classes RUN never saw (few-shot, k >= 2 images each)")
+    add_flags(parser, *HEAD_FLAGS)
     parser.add_argument("--out", default=None, help="new head folder (default: RUN-head-KIND beside RUN)")
     add_flags(parser, "checkpoint")
     add_flags(parser, *INFERENCE_FLAGS)
@@ -31,7 +35,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     build = build_head(args.run_dir, kind=args.kind, out=args.out, checkpoint=args.checkpoint, data=args.data,
-                       **settings_of(args, REJECT_FLAGS), **settings_of(args, INFERENCE_FLAGS))
+                       **settings_of(args, HEAD_FLAGS), **settings_of(args, INFERENCE_FLAGS))
     title = f"{args.kind} head on the embeddings of {Path(args.run_dir)}: {build.folder}"
     print("\n".join(build_summary(build, title=title)))
     return 0

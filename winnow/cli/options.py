@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from winnow.config import Config, from_dict, load_yaml
+from winnow.embeddings.oversample import OVERSAMPLERS
 from winnow.inference.tta import MERGES
 
 POSITIONAL = ("data",)  # given as positional DATA arguments instead
@@ -124,6 +125,11 @@ SHARED_FLAGS: dict[str, Flag] = {
         "metavar": "TPR", "type": float, "default": None,
         "help": "fit a reject option: images far from every class are predicted 'unknown', the threshold set so "
                 "that this share of known-class images (--reject-data) is accepted, e.g. 0.95 (default: none)"}),
+    "oversample": Flag("--oversample", {
+        "default": "none", "choices": list(OVERSAMPLERS),
+        "help": "synthetic samples of the rarer classes, interpolated in embedding space before the head is fitted "
+                "(imbalanced-learn): smote, adasyn (more near hard samples), borderline (near other classes) or "
+                "none (default)"}),
     "reject_data": Flag("--reject-data", {
         "metavar": "DATA", "default": None,
         "help": "labelled images of the known classes to fit the reject option on, not the fit images "
@@ -138,6 +144,7 @@ TTA_FLAGS = ("tta", "tta_merge")
 OPERATING_FLAGS = ("thresholds", "no_thresholds", "no_calibration")
 INTERVAL_FLAGS = ("n_bootstrap", "confidence", "min_support")
 REJECT_FLAGS = ("reject_tpr", "reject_data")  # the reject option of a head on embeddings
+HEAD_FLAGS = ("oversample", *REJECT_FLAGS)  # the fit of a head on embeddings
 
 
 def add_flags(parser: argparse.ArgumentParser, *names: str, help_suffix: dict[str, str] | None = None) -> None:

@@ -19,8 +19,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils.validation import check_is_fitted
 
-from winnow.constraints import Interval, check_value, validate_params
+from winnow.constraints import Interval, Options, check_value, validate_params
 from winnow.embeddings.model_selection import check_class_counts
+from winnow.embeddings.oversample import OVERSAMPLERS, oversample
 from winnow.metrics.checks import UNCERTAIN, check_targets
 
 NOT_FITTED = "This %(name)s is not fitted yet: call fit(embeddings [N, D], class indices [N]) first"
@@ -29,6 +30,7 @@ NO_REJECT = ("This %(name)s has no reject threshold: call fit_reject(val embeddi
 MIN_PER_CLASS = 2  # cross-validated heads need a sample of each class on both sides of every fold
 FOLDS = [Interval(Integral, 2, None)]
 SEED = [Interval(Integral, 0, 2**32 - 1)]
+OVERSAMPLE = [Options(tuple(OVERSAMPLERS))]
 
 
 def check_embeddings(embeddings: Any, *, n_features: int | None = None) -> np.ndarray:
@@ -83,12 +85,17 @@ def nearest_distance(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 class EmbeddingHead(ClassifierMixin, BaseEstimator):
     """Base of the heads: input checks, fitted-state checks and the reject option.
 
+    Every head takes `oversample` ("none", "smote", "adasyn", "borderline", see `winnow.embeddings.oversample`):
+    synthetic samples of the rarer classes added to the fit embeddings (only those) before the head is fitted;
+    its cross-validated scores then include synthetic samples in the held-out folds, so they are optimistic.
+
     Subclasses set `kind`, `novelty_description` and `_parameter_constraints`, and implement
     `_fit(X, y) -> report`, `_proba(X) -> [N, K]` and `_novelty(X) -> [N]` on checked arrays.
 
     Attributes:
         n_classes_, classes_: Number of classes and their indices `[K]`.
-        class_counts_: Training samples per class `[K]`.
+        class_counts_: Training samples per class `[K]` the head was fitted on (after oversampling).
+        oversample_report_: Method, neighbours, seed and class counts before / after (None without oversampling).
         n_features_: Embedding size `D`.
         cv_report_: What was chosen (`chosen`), on how many folds (`folds`, None without cross-validation)
             and the cross-validated score (`cv_*`).
@@ -99,24 +106,34 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
 
     kind = ""
     novelty_description = ""
+    min_per_class = MIN_PER_CLASS  # fit samples each class needs (before oversampling)
     _parameter_constraints: dict[str, list] = {}
 
     def fit(self, embeddings: Any, targets: Any, *, n_classes: int | None = None) -> EmbeddingHead:
-        """Fit on embeddings `[N, D]` and class indices `[N]`; every class needs at least two samples.
+        """Fit on embeddings `[N, D]` and class indices `[N]`; every class needs `min_per_class` samples.
+
+        With `oversample`, synthetic embeddings of the rarer classes are added first (seeded by `seed`).
 
         Raises:
             InvalidParameterError: A parameter out of range.
-            ValueError: Bad embeddings or targets, or a class with fewer than two samples.
+            ValueError: Bad embeddings or targets, a class with fewer than `min_per_class` samples (with
+                `oversample`: its own message), or an oversampling method that cannot work on these embeddings.
         """
         validate_params(self.get_params(), self._parameter_constraints, where=f"{self.kind} head")
         array = check_embeddings(embeddings)
         targets, n_classes = fit_targets(targets, n_samples=len(array), n_classes=n_classes)
-        self.class_counts_ = check_class_counts(targets, n_classes, min_per_class=MIN_PER_CLASS,
-                                                what=f"{self.kind} head")
+        resampled_array, resampled_targets, resampled = oversample(
+            array, targets, method=self.oversample, n_classes=n_classes, seed=self.seed, what=f"{self.kind} head")
+        # on the real samples: synthetic ones interpolated from two images do not make a class fittable
+        check_class_counts(targets, n_classes, min_per_class=self.min_per_class, what=f"{self.kind} head")
+        array, targets = resampled_array, resampled_targets
+        self.class_counts_ = np.bincount(targets, minlength=n_classes)
         self.n_classes_, self.classes_ = n_classes, np.arange(n_classes)
         self.__dict__.pop("reject_threshold_", None)  # a threshold of the old fit means nothing for the new one
         self.__dict__.pop("reject_report_", None)
-        self.cv_report_ = {"classifier": self.kind, **self._fit(array, targets)}
+        self.oversample_report_ = resampled
+        self.cv_report_ = {"classifier": self.kind, **self._fit(array, targets),
+                           **({"oversample": resampled} if resampled else {})}
         self.n_features_ = array.shape[1]  # set last: it marks the head as fitted
         return self
 

@@ -38,7 +38,7 @@ from sklearn.svm import SVC
 
 from winnow.calibration.scaling import TemperatureScaling
 from winnow.constraints import InvalidParameterError, Interval, Options, check_known_keys, check_value
-from winnow.embeddings.base import FOLDS, SEED, EmbeddingHead, nearest_distance
+from winnow.embeddings.base import FOLDS, OVERSAMPLE, SEED, EmbeddingHead, nearest_distance
 from winnow.embeddings.model_selection import logistic_cv, stratified_folds
 
 KS = (1, 3, 5, 7, 9, 15, 21, 31)  # neighbour counts tried by the knn head
@@ -53,7 +53,8 @@ class KNNHead(EmbeddingHead):
     Args:
         k: Neighbours; None: the `KS` value with the best cross-validated balanced accuracy.
         cv: Most cross-validation folds (fewer when a class is rarer).
-        seed: Seed of the folds.
+        seed: Seed of the folds (and of the oversampling).
+        oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
         model_: The fitted `KNeighborsClassifier` (it keeps the training embeddings).
@@ -61,10 +62,11 @@ class KNNHead(EmbeddingHead):
 
     kind = "knn"
     novelty_description = "1 - the largest cosine similarity to a training embedding"
-    _parameter_constraints = {"k": [None, Interval(Integral, 1, None)], "cv": FOLDS, "seed": SEED}
+    _parameter_constraints = {"k": [None, Interval(Integral, 1, None)], "cv": FOLDS, "seed": SEED,
+                              "oversample": OVERSAMPLE}
 
-    def __init__(self, *, k: int | None = None, cv: int = 5, seed: int = 0) -> None:
-        self.k, self.cv, self.seed = k, cv, seed
+    def __init__(self, *, k: int | None = None, cv: int = 5, seed: int = 0, oversample: str = "none") -> None:
+        self.k, self.cv, self.seed, self.oversample = k, cv, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         if self.k is not None:
@@ -99,7 +101,8 @@ class CentroidHead(EmbeddingHead):
 
     Args:
         cv: Most cross-validation folds (fewer when a class is rarer).
-        seed: Seed of the folds.
+        seed: Seed of the folds (and of the oversampling).
+        oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
         centroids_: Class means of the normalised training embeddings `[K, D]`.
@@ -108,10 +111,10 @@ class CentroidHead(EmbeddingHead):
 
     kind = "centroid"
     novelty_description = "distance to the nearest class mean (L2-normalised embeddings)"
-    _parameter_constraints = {"cv": FOLDS, "seed": SEED}
+    _parameter_constraints = {"cv": FOLDS, "seed": SEED, "oversample": OVERSAMPLE}
 
-    def __init__(self, *, cv: int = 5, seed: int = 0) -> None:
-        self.cv, self.seed = cv, seed
+    def __init__(self, *, cv: int = 5, seed: int = 0, oversample: str = "none") -> None:
+        self.cv, self.seed, self.oversample = cv, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         unit = normalize(array)
@@ -155,8 +158,9 @@ class GMMHead(EmbeddingHead):
         max_components: Most components per class.
         covariance_type: "diag" (default: few parameters, suits small classes), "spherical", "tied" or "full".
         reg_covar: Added to the covariances' diagonal (the features are standardised, so 1e-3 of their variance).
-        priors: "counts" (training class shares) or "uniform".
-        seed: Seed of the mixtures' initialisation.
+        priors: "counts" (training class shares, after oversampling) or "uniform".
+        seed: Seed of the mixtures' initialisation (and of the oversampling).
+        oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
         scaler_: The standardisation fitted on all training embeddings.
@@ -166,15 +170,16 @@ class GMMHead(EmbeddingHead):
 
     kind = "gmm"
     novelty_description = "minus the largest class log-likelihood (standardised embeddings)"
+    min_per_class = SAMPLES_PER_COMPONENT  # a variance from two or three images is noise, not a class's spread
     _parameter_constraints = {
         "max_components": [Interval(Integral, 1, None)], "reg_covar": [Interval(Real, 0, None, closed="neither")],
         "covariance_type": [Options(("diag", "spherical", "tied", "full"))],
-        "priors": [Options(("counts", "uniform"))], "seed": SEED}
+        "priors": [Options(("counts", "uniform"))], "seed": SEED, "oversample": OVERSAMPLE}
 
     def __init__(self, *, max_components: int = 4, covariance_type: str = "diag", reg_covar: float = 1e-3,
-                 priors: str = "counts", seed: int = 0) -> None:
+                 priors: str = "counts", seed: int = 0, oversample: str = "none") -> None:
         self.max_components, self.covariance_type, self.reg_covar = max_components, covariance_type, reg_covar
-        self.priors, self.seed = priors, seed
+        self.priors, self.seed, self.oversample = priors, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         self.scaler_ = StandardScaler().fit(array)
@@ -211,7 +216,8 @@ class _StandardisedHead(EmbeddingHead):
     Args:
         class_weight: "balanced" or None.
         cv: Most cross-validation folds for choosing `C` (fewer when a class is rarer).
-        seed: Seed of the folds.
+        seed: Seed of the folds (and of the oversampling).
+        oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
         model_: The fitted pipeline (`StandardScaler`, then the classifier).
@@ -219,10 +225,11 @@ class _StandardisedHead(EmbeddingHead):
     """
 
     novelty_description = "distance to the nearest class mean (standardised embeddings)"
-    _parameter_constraints = {"class_weight": CLASS_WEIGHT, "cv": FOLDS, "seed": SEED}
+    _parameter_constraints = {"class_weight": CLASS_WEIGHT, "cv": FOLDS, "seed": SEED, "oversample": OVERSAMPLE}
 
-    def __init__(self, *, class_weight: str | None = "balanced", cv: int = 5, seed: int = 0) -> None:
-        self.class_weight, self.cv, self.seed = class_weight, cv, seed
+    def __init__(self, *, class_weight: str | None = "balanced", cv: int = 5, seed: int = 0,
+                 oversample: str = "none") -> None:
+        self.class_weight, self.cv, self.seed, self.oversample = class_weight, cv, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what=f"{self.kind} head")

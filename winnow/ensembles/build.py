@@ -24,10 +24,12 @@ import numpy as np
 import sklearn
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
-from winnow.data.splits import load_splits
+from winnow.data.sources import Samples
+from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import record_skipped, skipped_lines
 from winnow.embeddings.base import check_tpr
 from winnow.ensembles.feature_head import check_classifier
+from winnow.ensembles.fit_classes import class_warnings, data_splits, head_task
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
 from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
@@ -37,6 +39,8 @@ from winnow.inference.tta import TTA
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import COMBINER_FILE, RunPaths, is_ensemble, unique_run_dir
 from winnow.runs.provenance import provenance
+from winnow.tasks.heads import Head
+from winnow.tasks.spec import TaskSpec
 
 LOW_CLASS_ACCEPTANCE = 0.1  # warn when a class keeps this much less than the asked TPR under the reject threshold
 
@@ -62,7 +66,7 @@ class EnsembleBuild:
 
 def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path | None = None,
                    checkpoint: str = "best", data: str | Path | None = None, classifier: str = "svm",
-                   reject_tpr: float | None = None, reject_data: str | Path | None = None,
+                   oversample: str = "none", reject_tpr: float | None = None, reject_data: str | Path | None = None,
                    device: str = "auto", batch_size: int = 64, workers: int = 0,
                    strict: bool = False) -> EnsembleBuild:
     """Build an ensemble folder of `runs` (see the module docstring).
@@ -74,32 +78,61 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
         checkpoint: Checkpoint name of every member.
         data: Fit data of stack / svm (a data argument as `winnow eval`).
         classifier: The head of method svm: a kind of `winnow.embeddings.heads.HEADS` (svm, logistic, knn...).
+            Its classes are those of its fit data, which may differ from the run's (a head on new classes,
+            `winnow.ensembles.fit_classes`).
+        oversample: Method svm: synthetic minority samples before the head is fitted (none, smote, adasyn,
+            borderline; `winnow.embeddings.oversample`).
         reject_tpr: Method svm: fit the head's reject option to accept this share of the `reject_data`
             images (default: no reject option).
-        reject_data: Data of the reject option (default: the first member's val split).
+        reject_data: Data of the reject option (default: the first member's val split; for a head on new
+            classes the val split of `data`).
         device, batch_size, workers: Inference settings.
         strict: An unreadable fit image is an error (default: skipped, listed in the folder's bad_files.csv).
 
     Raises:
-        ValueError: Too few or incompatible members, `data` or `reject_*` for a method that cannot use them,
-            an existing `out`, fit data lacking a class, or no readable fit image (`strict`: an unreadable one).
+        ValueError: Too few or incompatible members, `data`, `oversample` or `reject_*` for a method that cannot
+            use them, an existing `out`, fit data lacking a class or with too few images of one, new classes
+            without reject data of them, or no readable fit image (`strict`: an unreadable one).
     """
-    combiner = make_combiner(method, classifier=classifier)
+    combiner = make_combiner(method, classifier=classifier, oversample=oversample)
     check_fit_settings(combiner, method, data=data, reject_tpr=reject_tpr, reject_data=reject_data)
     members = load_members(runs, method=method, checkpoint=checkpoint, device=device)
-    _check_reject_label(members[0], reject_tpr)
+    fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split) if combiner.fit_split else None
+    task = head_task(members[0], fit_data, classifier=classifier if combiner.input_kind == "embeddings" else None)
+    new_classes = task["classes"] != members[0].classes
+    _check_reject_label(members[0], task["classes"], reject_tpr)
     folder = _new_folder(out, Path(runs[0]), method)
     trained, settings = training_images(members), {"batch_size": batch_size, "workers": workers, "strict": strict}
-    fit, bad, warnings = fit_all(combiner, members, method, data=data, reject_tpr=reject_tpr, reject_data=reject_data,
-                                 trained=trained, settings=settings)
-    warnings += split_overlap_warnings(members[0], trained)
+    reject_data = _reject_data(data, reject_data, new_classes=new_classes, reject_tpr=reject_tpr)
+    fit, bad, warnings = fit_all(combiner, members, method, fit_data=fit_data, task=task, reject_tpr=reject_tpr,
+                                 reject_data=reject_data, trained=trained, settings=settings)
+    warnings += split_overlap_warnings(members[0], trained) if not new_classes else class_warnings(task, members[0])
     definition = EnsembleDefinition(
         method, [member_ref(folder, m.run_dir, checkpoint, checkpoint_fingerprint=fingerprint(m.checkpoint_path),
                             calibration_fingerprint=fingerprint(m.calibration_file)) for m in members],
-        [task.to_dict() for task in members[0].tasks], COMBINER_FILE if fit else None, fit,
-        {**provenance(), "sklearn": sklearn.__version__})
-    write_folder(folder, definition, combiner, splits=RunPaths(members[0].run_dir).splits, bad=bad)
+        [task], COMBINER_FILE if fit else None, fit, {**provenance(), "sklearn": sklearn.__version__})
+    # a head on new classes cannot be evaluated on the run's splits (other classes): it gets the data's, if any
+    splits = data_splits(data) if new_classes else RunPaths(members[0].run_dir).splits
+    write_folder(folder, definition, combiner, splits=splits, bad=bad)
     return EnsembleBuild(folder, definition, members, warnings, bad)
+
+
+def _reject_data(data: str | Path | None, reject_data: str | Path | None, *, new_classes: bool,
+                 reject_tpr: float | None) -> str | Path | None:
+    """The reject option's data: as given; for a head on new classes, default the val split of its fit data.
+
+    Raises:
+        ValueError: A head on new classes whose fit data has no val split, and no `reject_data`.
+    """
+    if reject_tpr is None or reject_data is not None or not new_classes:
+        return reject_data
+    splits = data_splits(data)
+    if splits is None or "val" not in splits.splits:
+        raise ValueError(f"reject_data: the head is fitted on other classes than the run's ({data}), so the run's "
+                         "val split cannot set its reject threshold, and the data has no val split; pass "
+                         "--reject-data with other labelled images of these classes (or a manifest with a split "
+                         "column)")
+    return data
 
 
 def load_members(runs: Sequence[str | Path], *, method: str, checkpoint: str, device: str) -> list[Predictor]:
@@ -157,69 +190,77 @@ def check_fit_settings(combiner: Combiner, method: str, *, data: str | Path | No
         raise ValueError("reject_data: given without reject_tpr; add --reject-tpr (e.g. 0.95) or drop --reject-data")
 
 
-def _check_reject_label(first: Predictor, reject_tpr: float | None) -> None:
-    if reject_tpr is not None and UNKNOWN in first.classes:
-        raise ValueError(f"reject_tpr: {first.run_dir} has a class named {UNKNOWN!r}, the label the reject option "
+def _check_reject_label(first: Predictor, classes: list[str], reject_tpr: float | None) -> None:
+    if reject_tpr is not None and UNKNOWN in classes:
+        where = first.run_dir if classes == first.classes else "the fit data"
+        raise ValueError(f"reject_tpr: {where} has a class named {UNKNOWN!r}, the label the reject option "
                          "gives; rename that class, or drop --reject-tpr")
 
 
-def fit_all(combiner: Combiner, members: Sequence[Predictor], method: str, *, data: str | Path | None,
-            reject_tpr: float | None, reject_data: str | Path | None, trained: list[tuple[Predictor, set[str]]],
+def fit_all(combiner: Combiner, members: Sequence[Predictor], method: str, *, fit_data: EvalData | None,
+            task: dict[str, Any], reject_tpr: float | None, reject_data: str | Path | None,
+            trained: list[tuple[Predictor, set[str]]],
             settings: dict[str, Any]) -> tuple[dict[str, Any] | None, list[tuple[str, str]], list[str]]:
-    """Fit the combiner (when its method fits) and then its reject option (when asked).
+    """Fit the combiner on `fit_data` (when its method fits) and then its reject option (when asked).
+
+    Args:
+        task: The folder's task (its classes: the members' or, for a head on embeddings, the fit data's).
 
     Returns:
         The fit context (None for mean / vote), the unreadable images and the warnings.
     """
-    if combiner.fit_split is None:
+    if fit_data is None:
         return None, [], []
-    fit_data = resolve_eval_data(members[0].run_dir, data, split=combiner.fit_split)
-    fit, bad = fit_combiner(combiner, members, fit_data, **settings)
+    head = TaskSpec.from_saved(task).head
+    fit, bad = fit_combiner(combiner, members, fit_data, head=head, **settings)
     warnings = fit_overlap_warnings(trained, fit_data, method) + stacking_warnings(fit)
     if reject_tpr is not None:
         reject_set = resolve_eval_data(members[0].run_dir, reject_data, split="val")
-        fit["reject"], reject_bad = fit_reject(combiner, members, reject_set, tpr=reject_tpr, **settings)
+        fit["reject"], reject_bad = fit_reject(combiner, members, reject_set, head=head, tpr=reject_tpr, **settings)
         bad = list(dict(bad + reject_bad).items())  # a file in both sets is listed once
-        warnings += reject_warnings(fit_data, reject_set, fit["reject"], members[0].classes)
+        warnings += reject_warnings(fit_data, reject_set, fit["reject"], head.classes)
     return fit, bad, warnings
 
 
-def read_fit_inputs(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, batch_size: int,
-                    workers: int, strict: bool) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
-    """The members' outputs for the readable images of `data`, without TTA (what `combiner.fit` takes).
+def read_fit_inputs(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, head: Head,
+                    batch_size: int, workers: int,
+                    strict: bool) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
+    """The members' outputs for the readable images of `data`, without TTA (what `combiner.fit` takes);
+    labels encoded as classes of `head` (the folder's).
 
     Returns:
         Inputs (`[M, N, K]` or `[N, D]`), class indices `[N]`, the images read `[N]` and the skipped ones.
     """
-    targets = encode_labels(members[0].head, data.labels, data_name=data.name)
+    targets = encode_labels(head, data.labels, data_name=data.name)
     inputs = members[0].read_outputs(data.paths, lambda good: member_inputs(
         members, combiner.input_kind, good, TTA(), batch_size=batch_size, workers=workers), strict=strict)
     return (single_view(inputs.values, combiner.input_kind), targets[inputs.rows],
             [data.paths[i] for i in inputs.rows], inputs.bad)
 
 
-def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, batch_size: int,
+def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, head: Head, batch_size: int,
                  workers: int, strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Fit `combiner` on the members' outputs for the readable images of `data` (no TTA).
 
     Returns:
         The fit context (saved in ensemble.json) and `(path, reason)` of the skipped images.
     """
-    inputs, targets, paths, bad = read_fit_inputs(combiner, members, data, batch_size=batch_size, workers=workers,
-                                                  strict=strict)
-    combiner.fit(inputs, targets, n_classes=len(members[0].classes))
+    inputs, targets, paths, bad = read_fit_inputs(combiner, members, data, head=head, batch_size=batch_size,
+                                                  workers=workers, strict=strict)
+    combiner.fit(inputs, targets, n_classes=len(head.classes))
     return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(bad),
             "images_sha1": image_set_hash(paths), "report": combiner.cv_report_}, bad
 
 
-def fit_reject(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, tpr: float, batch_size: int,
-               workers: int, strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+def fit_reject(combiner: Combiner, members: Sequence[Predictor], data: EvalData, *, head: Head, tpr: float,
+               batch_size: int, workers: int,
+               strict: bool = False) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Fit the head's reject option on the members' embeddings of the readable images of `data` (no TTA).
 
     Returns:
         The reject context (saved in ensemble.json as `fit["reject"]`) and the skipped images.
     """
-    embeddings, targets, paths, bad = read_fit_inputs(combiner, members, data, batch_size=batch_size,
+    embeddings, targets, paths, bad = read_fit_inputs(combiner, members, data, head=head, batch_size=batch_size,
                                                       workers=workers, strict=strict)
     combiner.fit_reject(embeddings, targets, tpr=tpr)
     return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(bad),
@@ -301,10 +342,11 @@ def _new_folder(out: str | Path | None, first_run: Path, method: str) -> Path:
     return folder
 
 
-def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combiner, *, splits: Path,
+def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combiner, *, splits: Path | Samples | None,
                  bad: Sequence[tuple[str, str]] = ()) -> None:
     """Write the whole folder under a temporary name, then rename it: never a half-built ensemble.
 
+    `splits`: a run's splits.csv to copy, split rows to write as splits.csv, or None (no splits.csv).
     `bad` (the fit images that could not be read) goes to the folder's bad_files.csv.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -312,7 +354,9 @@ def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combine
     try:
         save_ensemble(staging, definition, combiner)
         record_skipped(list(bad), RunPaths(staging).bad_files)
-        if splits.is_file():
+        if isinstance(splits, Samples):
+            save_splits(splits, RunPaths(staging).splits)
+        elif splits is not None and splits.is_file():
             shutil.copy2(splits, staging / splits.name)
         os.replace(staging, folder)
     except BaseException:
@@ -350,6 +394,9 @@ def build_summary(build: EnsembleBuild, *, title: str | None = None) -> list[str
     lines += [f"  member {member.run_dir} (checkpoint {ref.checkpoint}"
               f"{', calibrated' if member.calibration else ''})" for ref, member in zip(definition.members,
                                                                                            build.members)]
+    classes = definition.tasks[0]["classes"]
+    if classes != build.members[0].classes:
+        lines.append(f"  classes from the fit data, not the run's (no retraining): {classes}")
     if definition.fit:
         lines += fit_summary(definition.method, definition.fit)
     lines += skipped_lines(build.bad, RunPaths(build.folder).bad_files)
@@ -382,6 +429,10 @@ def head_choice(report: dict[str, Any]) -> str:
     parts.append(chosen + (f" by {report['selection']}" if report.get("selection") else ""))
     if report.get("covariance_type"):
         parts.append(f"covariance {report['covariance_type']}, priors {report['priors']}")
+    if report.get("oversample"):
+        resampled = report["oversample"]
+        parts.append(f"oversampled by {resampled['method']} ({resampled['neighbours']} neighbours): class counts "
+                     f"{resampled['counts_before']} -> {resampled['counts_after']}")
     return ", ".join(parts)
 
 

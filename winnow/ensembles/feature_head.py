@@ -34,7 +34,9 @@ class EmbeddingClassifier(BaseEstimator):
 
     Args:
         classifier: A kind of `winnow.embeddings.heads.HEADS`, with its default parameters.
-        seed: Seed of the head's folds / initialisation.
+        seed: Seed of the head's folds / initialisation / oversampling.
+        oversample: Synthetic minority samples before the head is fitted: "none", "smote", "adasyn" or
+            "borderline" (`winnow.embeddings.oversample`).
 
     Attributes:
         head_: The fitted head (its `reject_threshold_` once `fit_reject` ran).
@@ -45,14 +47,15 @@ class EmbeddingClassifier(BaseEstimator):
     input_kind = "embeddings"
     fit_split: str | None = "train"
 
-    def __init__(self, *, classifier: str = "svm", seed: int = 0) -> None:
-        self.classifier, self.seed = classifier, seed
+    def __init__(self, *, classifier: str = "svm", seed: int = 0, oversample: str = "none") -> None:
+        self.classifier, self.seed, self.oversample = classifier, seed, oversample
 
     def fit(self, embeddings: np.ndarray, targets: np.ndarray, *,
             n_classes: int | None = None) -> "EmbeddingClassifier":
-        """Fit the head on embeddings `[N, D]` and class indices `[N]` (every class needs two samples)."""
+        """Fit the head on embeddings `[N, D]` and class indices `[N]` (every class needs `min_per_class` samples)."""
         check_classifier(self.classifier)
-        self.head_ = make_head(self.classifier, seed=self.seed).fit(embeddings, targets, n_classes=n_classes)
+        head = make_head(self.classifier, seed=self.seed, oversample=self.oversample)
+        self.head_ = head.fit(embeddings, targets, n_classes=n_classes)
         self.cv_report_, self.n_classes_ = self.head_.cv_report_, self.head_.n_classes_
         return self
 
