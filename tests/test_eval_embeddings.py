@@ -15,7 +15,7 @@ import winnow
 from winnow.cli.main import main
 from winnow.embeddings.extract import embed
 from winnow.embeddings.quality import embedding_quality
-from winnow.evaluation.embedding_eval import read_map, skip_reason
+from winnow.evaluation.embedding_eval import embedding_model, read_map
 
 from conftest import fast_config, make_image_folder
 
@@ -35,6 +35,11 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     code = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def embeddings_section(path: Path) -> str:
+    """The `<section id="embeddings">` of a report."""
+    return re.search(r'<section id="embeddings">(.*?)</section>', path.read_text(), flags=re.DOTALL).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,7 @@ def test_report_shows_the_embeddings_section_with_its_map(evaluated, tmp_path):
     out = tmp_path / "report.html"
     assert main(["report", str(evaluated["run"]), str(evaluated["data"]), "--checkpoints", "none",
                  "--gallery", "0", "--out", str(out)]) == 0  # no --embeddings: the map eval saved
-    body = re.search(r'<section id="embeddings">(.*?)</section>', out.read_text(), flags=re.DOTALL).group(1)
+    body = embeddings_section(out)
     block = evaluated["metrics"]["embedding"]
     assert f"<th>mean_average_precision_at_r</th><td class=\"num\">{block['mean_average_precision_at_r']:.4f}" in body
     assert '<img src="data:image/png;base64,' in body and "x: the classifier" in body
@@ -96,9 +101,22 @@ def test_report_without_a_map_says_how_to_get_one(three, tmp_path, capsys):
     shutil.rmtree(run / "eval", ignore_errors=True)
     code, _, _ = cli(capsys, "report", run, three["data"], "--checkpoints", "none", "--gallery", "0")
     assert code == 0
-    body = re.search(r'<section id="embeddings">(.*?)</section>', (run / "report-data.html").read_text(),
-                     flags=re.DOTALL).group(1)
+    body = embeddings_section(run / "report-data.html")
     assert "not available" in body and "--embeddings" in body and "<img" not in body
+    code, _, _ = cli(capsys, "report", run, three["data"], "--checkpoints", "none", "--gallery", "0", "--embeddings")
+    assert code == 0
+    assert "<img" in embeddings_section(run / "report-data.html")
+
+
+def test_report_refuses_a_map_of_another_checkpoint_state(evaluated, tmp_path):
+    run = Path(shutil.copytree(evaluated["run"], tmp_path / "run"))
+    path = run / "eval" / "data" / "best" / "embedding_map.npz"
+    saved = read_map(path)
+    np.savez(path, **{key: saved[key] for key in ("coordinates", "labels", "mistakes", "paths")},
+             meta=np.asarray(json.dumps({**saved["meta"], "checkpoint_fingerprint": "retrained"})))
+    assert main(["report", str(run), str(evaluated["data"]), "--checkpoints", "none", "--gallery", "0"]) == 0
+    body = embeddings_section(run / "report-data.html")
+    assert "written for another state of the checkpoint" in body and "<img" not in body
 
 
 def test_a_single_class_is_skipped_with_the_reason(three, tmp_path, capsys):
@@ -109,10 +127,23 @@ def test_a_single_class_is_skipped_with_the_reason(three, tmp_path, capsys):
     assert "embedding: skipped: the evaluated images hold a single class (10 images)" in out
 
 
-def test_an_ensemble_is_skipped_and_checkpoint_all_is_refused(three, capsys):
-    class Ensemble:  # any scoring model that is not a single run's Predictor
-        run_dir = Path("ens")
+def test_an_ensemble_of_several_runs_is_skipped_and_checkpoint_all_is_refused(three, capsys):
+    class Ensemble:  # any scoring model with several member runs
+        run_dir, members = Path("ens"), [object(), object()]
 
-    assert "ens is an ensemble folder" in skip_reason(Ensemble(), np.array([0, 1]))
+    model, reason = embedding_model(Ensemble())
+    assert model is None and "ens is an ensemble of 2 runs" in reason and "evaluate a member run" in reason
     code, _, err = cli(capsys, "eval", three["run"], three["data"], "--embeddings", "--checkpoint", "all")
     assert code != 0 and "--embeddings scores one checkpoint; drop --checkpoint all" in err
+
+
+def test_a_head_on_embeddings_is_scored_on_its_member_embeddings(evaluated, capsys):
+    code, out, _ = cli(capsys, "head", evaluated["run"], "--kind", "centroid")
+    assert code == 0, out
+    head = evaluated["run"].with_name("three-head-centroid")
+    code, out, _ = cli(capsys, "eval", head, evaluated["data"], "--embeddings", "--no-plots")
+    assert code == 0
+    block = json.loads((head / "eval" / "data" / "best" / "metrics.json").read_text())["embedding"]
+    assert block["source"].startswith("member 0 (") and "embedding of member 0" in out
+    for key in SCORES:  # the same model on the same images
+        assert block[key] == pytest.approx(evaluated["metrics"]["embedding"][key]), key

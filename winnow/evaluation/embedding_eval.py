@@ -6,8 +6,10 @@ R-precision, MAP@R, NMI) and maps at most `MAP_POINTS` of them to 2-D. metrics.j
 as its `embedding` block; `embedding_map.npz` holds the map (coordinates, labels, mistakes, paths and
 the checkpoint's fingerprint) and `embedding_map.png` draws it.
 
-An ensemble folder has no embedding of its own (each member embeds in its own space) and a multi-label
-head no single class per image: for them the block says `skipped` and why (a multitask run is refused).
+A head on embeddings (`winnow head`: a one-member folder) is scored on its member's embeddings, the
+ones its classifier reads. An ensemble of several runs has no embedding of its own (each member embeds
+in its own space) and a multi-label head no single class per image: for them the block says `skipped`
+and why (a multitask run is refused).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ def embedding_block(predictor: ScoringModel, predictions: Predictions, targets: 
     """Score the embeddings of the predicted images and write their map; metrics.json's `embedding` block.
 
     Args:
-        predictor: The evaluated model (a run's `Predictor`; other kinds are skipped).
+        predictor: The evaluated model: a run's `Predictor`, or a one-member folder (a head on embeddings:
+            its member's embeddings); an ensemble of several runs is skipped.
         predictions: The evaluation's predictions `[N, K]` (their images are embedded again).
         targets: True class indices `[N]`.
         directory: The evaluation folder (embedding_map.npz / .png go there).
@@ -45,14 +48,15 @@ def embedding_block(predictor: ScoringModel, predictions: Predictions, targets: 
         plots: Also draw embedding_map.png.
         max_points: Points of the 2-D map (a stratified sample beyond that).
     """
-    reason = skip_reason(predictor, targets)
+    model, source = embedding_model(predictor)
+    reason = skip_reason(predictor, targets) if model is not None else source
     if reason:
         return {"skipped": reason}
     started = time.perf_counter()
-    outputs = embed_paths(predictor, predictions.paths, predictions.tta, batch_size=batch_size, workers=workers)
+    outputs = embed_paths(model, predictions.paths, predictions.tta, batch_size=batch_size, workers=workers)
     rows = np.asarray(outputs.rows, dtype=np.int64)  # a file unreadable since the first pass drops out here
     names = np.asarray(predictions.classes, dtype=str)[targets[rows]]
-    block = embedding_quality(outputs.values, names, device=predictor.accel.device)
+    block = {"source": source, **embedding_quality(outputs.values, names, device=model.accel.device)}
     mistakes = predictions.predicted_indices()[rows] != targets[rows]
     block["n_mistakes"] = int(mistakes.sum())
     block["map"] = write_map(directory, outputs.values, names, mistakes, [predictions.paths[i] for i in rows],
@@ -61,11 +65,19 @@ def embedding_block(predictor: ScoringModel, predictions: Predictions, targets: 
     return {**block, "seconds": round(time.perf_counter() - started, 2)}
 
 
+def embedding_model(predictor: ScoringModel) -> tuple[Predictor | None, str]:
+    """The run whose embeddings are scored and where they come from, or None and why there is none."""
+    if isinstance(predictor, Predictor):
+        return predictor, "run"
+    members = getattr(predictor, "members", [])
+    if len(members) == 1:  # a head on embeddings: its classifier reads this member's embeddings
+        return members[0], f"member 0 ({members[0].run_dir}), the embeddings the head reads"
+    return None, (f"{predictor.run_dir} is an ensemble of {len(members)} runs, each embedding images in a "
+                  "space of its own; evaluate a member run (listed in ensemble.json) with --embeddings")
+
+
 def skip_reason(predictor: ScoringModel, targets: np.ndarray) -> str:
-    """Why this evaluation has no embedding block ("" when it has one)."""
-    if not isinstance(predictor, Predictor):
-        return (f"{predictor.run_dir} is an ensemble folder: its members embed images in spaces of their own; "
-                "evaluate a member run (listed in ensemble.json) with --embeddings")
+    """Why this evaluation of a run has no embedding block ("" when it has one)."""
     if np.ndim(targets) != 1:
         return "multi-label heads have no single class per image to compare embeddings by"
     if len(np.unique(targets)) < 2:
@@ -127,7 +139,8 @@ def embedding_summary(block: dict[str, Any]) -> str:
     if "skipped" in block:
         return f"embedding: skipped: {block['skipped']}"
     map_info = block["map"]
-    return (f"embedding: precision@1 {block['precision_at_1']:.4f}  R-precision {block['r_precision']:.4f}  "
+    source = "" if block.get("source", "run") == "run" else f" of {block['source']}"
+    return (f"embedding{source}: precision@1 {block['precision_at_1']:.4f}  R-precision {block['r_precision']:.4f}  "
             f"MAP@R {block['mean_average_precision_at_r']:.4f}  NMI {block['nmi']:.4f} "
             f"({block['n_samples']} images, D={block['dim']}, cosine; {map_info['method']} map of "
             f"{map_info['n_points']} points in {map_info['file']}; {block['seconds']:.1f} s)")
