@@ -15,7 +15,7 @@ import winnow
 from winnow.cli.main import main
 from winnow.embeddings.extract import embed
 from winnow.embeddings.quality import embedding_quality
-from winnow.evaluation.embedding_eval import embedding_model, read_map
+from winnow.evaluation.embedding_eval import embedding_model, read_map, skip_reason
 
 from conftest import fast_config, make_image_folder
 
@@ -125,6 +125,12 @@ def test_a_single_class_is_skipped_with_the_reason(three, tmp_path, capsys):
     code, out, _ = cli(capsys, "eval", three["run"], one, "--embeddings", "--no-plots")
     assert code == 0
     assert "embedding: skipped: the evaluated images hold a single class (10 images)" in out
+
+
+def test_too_few_images_per_class_are_skipped_with_the_reason():
+    assert "every class has a single evaluated image" in skip_reason(object(), np.array([0, 1, 2]))
+    assert "a single class (2 images)" in skip_reason(object(), np.array([1, 1]))
+    assert skip_reason(object(), np.array([0, 0, 1])) == ""
 
 
 def test_an_ensemble_of_several_runs_is_skipped_and_checkpoint_all_is_refused(three, capsys):

@@ -80,9 +80,12 @@ def skip_reason(predictor: ScoringModel, targets: np.ndarray) -> str:
     """Why this evaluation of a run has no embedding block ("" when it has one)."""
     if np.ndim(targets) != 1:
         return "multi-label heads have no single class per image to compare embeddings by"
-    if len(np.unique(targets)) < 2:
+    counts = np.bincount(targets) if len(targets) else np.zeros(0, int)
+    if (counts > 0).sum() < 2:
         return (f"the evaluated images hold a single class ({len(targets)} images); embedding quality "
                 "compares classes, so evaluate data with several")
+    if counts.max() < 2:
+        return "every class has a single evaluated image, so no image has a neighbour of its own class"
     return ""
 
 
