@@ -33,7 +33,7 @@ SWAPPED = {"good": "square", "bad": "disk"}
 TARGET = "precision(good)>=0.9"
 GALLERY = 4
 SECTION_TITLES = ("Run", "Data", "Training curves", "Metrics", "Confusion matrix, PR, ROC and reliability",
-                  "Operating point", "Gallery", "Per-checkpoint table")
+                  "Operating point", "Gallery", "Embeddings", "Per-checkpoint table")
 CHROMIUM = Path("/usr/bin/chromium")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 

@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     add_flags(parser, "checkpoint", help_suffix={"checkpoint": "; all: every checkpoint"})
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
-    add_flags(parser, *TTA_FLAGS, *OPERATING_FLAGS, *INFERENCE_FLAGS)
+    add_flags(parser, "embeddings", *TTA_FLAGS, *OPERATING_FLAGS, *INFERENCE_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
         if args.thresholds or args.no_thresholds or args.no_calibration:
             raise ValueError("--checkpoint all uses the run's own thresholds.json and calibration.json; "
                              "drop --thresholds/--no-thresholds/--no-calibration")
+        if args.embeddings:
+            raise ValueError("--embeddings scores one checkpoint; drop --checkpoint all or name one checkpoint")
         sweep = evaluate_checkpoints(args.run_dir, args.data, plots=not args.no_plots, **tta, **inference)
         _print(sweep.rows, sweep_summary(sweep.rows) + [f"wrote {sweep.directory}"], as_json=args.json)
         return 0
-    evaluation = evaluate(args.run_dir, args.data, checkpoint=args.checkpoint, plots=not args.no_plots, **tta,
+    evaluation = evaluate(args.run_dir, args.data, checkpoint=args.checkpoint, plots=not args.no_plots,
+                          embeddings=args.embeddings, **tta,
                           **operating_settings(args), **inference)
     lines = evaluation_summary(evaluation.metrics) + [f"wrote {evaluation.directory}"]
     _print(evaluation.metrics, lines, as_json=args.json)

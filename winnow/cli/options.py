@@ -134,6 +134,9 @@ SHARED_FLAGS: dict[str, Flag] = {
         "metavar": "DATA", "default": None,
         "help": "labelled images of the known classes to fit the reject option on, not the fit images "
                 "(default: val split of RUN)"}),
+    "embeddings": Flag("--embeddings", {
+        "action": "store_true", "help": "also score the model's embeddings (precision@1, R-precision, MAP@R, NMI) "
+                                        "and draw their 2-D map; one more pass over the images"}),
     "strict": Flag("--strict", {
         "action": "store_true",
         "help": "stop with an error when any image cannot be read (default: skip it, list it in a "

@@ -19,12 +19,13 @@ def add_parser(sub) -> None:
                         help="per-checkpoint table: evaluate every checkpoint (all) or skip it (none)")
     parser.add_argument("--gallery", type=int, default=GALLERY_SIZE, metavar="N",
                         help=f"images per gallery list (default {GALLERY_SIZE}; 0: no gallery)")
-    add_flags(parser, *TTA_FLAGS, *INFERENCE_FLAGS)
+    add_flags(parser, "embeddings", *TTA_FLAGS, *INFERENCE_FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:
     path = write_report(args.run_dir, args.data, checkpoint=args.checkpoint, out=args.out,
-                        checkpoints=args.checkpoints == "all", gallery=args.gallery, **settings_of(args, TTA_FLAGS),
+                        checkpoints=args.checkpoints == "all", gallery=args.gallery, embeddings=args.embeddings,
+                        **settings_of(args, TTA_FLAGS),
                         **settings_of(args, INFERENCE_FLAGS))
     print(f"wrote {path}")
     return 0

@@ -21,7 +21,8 @@ from winnow._version import __version__
 from winnow.data.sources import SPLIT_NAMES, Samples, read_source
 from winnow.data.splits import load_splits
 from winnow.inference.predictor import Predictor, collect_images
-from winnow.inference.tta import parse_tta
+from winnow.inference.predictions import ReadOutputs
+from winnow.inference.tta import TTA, parse_tta
 from winnow.runs.atomic import atomic_write
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import RunPaths, checkpoint_label, dataset_name
@@ -135,12 +136,24 @@ def embed(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: st
     predictor = Predictor(run_dir, checkpoint=checkpoint, device=device, calibration=False, thresholds=False)
     images = embedding_inputs(run_dir, data)
     augmentation = parse_tta(tta, merge="mean", seed=predictor.seed)
-    outputs = predictor.read_outputs(images.paths, lambda good: predictor.view_embeddings(
-        good, augmentation, batch_size=batch_size, workers=workers), strict=strict)
+    outputs = embed_paths(predictor, images.paths, augmentation, batch_size=batch_size, workers=workers,
+                          strict=strict)
     rows = outputs.rows
-    return EmbeddingSet(np.asarray(outputs.values, dtype=np.float32).mean(axis=1), [images.paths[i] for i in rows],
+    return EmbeddingSet(outputs.values, [images.paths[i] for i in rows],
                         [images.labels[i] for i in rows], [images.splits[i] or "" for i in rows],
                         _meta(predictor, run_dir, checkpoint, augmentation.label, data), outputs.bad)
+
+
+def embed_paths(predictor: Predictor, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
+                workers: int = 0, strict: bool = False) -> ReadOutputs:
+    """Embeddings `[n, D]` (float32, averaged over the TTA views) of the readable images of `paths` `[N]`.
+
+    Returns:
+        `ReadOutputs` whose `values` are the embeddings, `rows` their positions in `paths`, `bad` the others.
+    """
+    outputs = predictor.read_outputs(paths, lambda good: predictor.view_embeddings(
+        good, augmentation, batch_size=batch_size, workers=workers), strict=strict)
+    return ReadOutputs(np.asarray(outputs.values, dtype=np.float32).mean(axis=1), outputs.rows, outputs.bad)
 
 
 def _meta(predictor: Predictor, run_dir: str | Path, checkpoint: str, tta_label: str,

@@ -17,6 +17,7 @@ import numpy as np
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
 from winnow.data.validation import record_skipped
+from winnow.evaluation.embedding_eval import embedding_block, embedding_summary
 from winnow.evaluation.multitask import score_tasks, task_means
 from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
@@ -67,7 +68,7 @@ def predict_labelled(predictor: ScoringModel, data: EvalData, *, tta: str | int 
 def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str | Path = "best",
              tta: str | int | None = None, tta_merge: str = "mean", calibration: bool | str | Path = True,
              thresholds: bool | str | Path = True, device: str = "auto", batch_size: int = 64, workers: int = 0,
-             strict: bool = False, plots: bool = True) -> Evaluation:
+             strict: bool = False, plots: bool = True, embeddings: bool = False) -> Evaluation:
     """Evaluate one checkpoint of a run on labelled data (default: the run's test split).
 
     Args:
@@ -79,6 +80,7 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint:
         device, batch_size, workers: Inference settings.
         strict: An unreadable image is an error (default: skipped, listed in the folder's bad_files.csv).
         plots: Draw the figures.
+        embeddings: Also score the model's embeddings (one more pass; see `winnow.evaluation.embedding_eval`).
 
     Raises:
         ValueError: Missing checkpoint, labels outside the run's classes, multitask run, no readable image
@@ -87,20 +89,27 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None, *, checkpoint:
     predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=calibration, thresholds=thresholds)
     eval_data = resolve_eval_data(run_dir, data, split="test")
     return evaluate_predictor(predictor, eval_data, checkpoint=checkpoint, tta=tta, tta_merge=tta_merge,
-                              batch_size=batch_size, workers=workers, strict=strict, plots=plots)
+                              batch_size=batch_size, workers=workers, strict=strict, plots=plots,
+                              embeddings=embeddings)
 
 
 def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path, tta: str | int | None = None,
                        tta_merge: str = "mean", batch_size: int = 64, workers: int = 0, strict: bool = False,
-                       plots: bool = True) -> Evaluation:
+                       plots: bool = True, embeddings: bool = False) -> Evaluation:
     """`evaluate` with a loaded predictor and resolved data (`checkpoint` names the output folder)."""
     if len(predictor.tasks) > 1:
+        if embeddings:
+            raise ValueError("--embeddings: multitask runs have no single class per image to compare "
+                             "embeddings by; drop --embeddings")
         return evaluate_multitask(predictor, data, checkpoint=checkpoint, tta=tta, batch_size=batch_size,
                                   workers=workers, strict=strict, plots=plots)
     predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
                                                     batch_size=batch_size, workers=workers, strict=strict)
     metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
     directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint, tta_label=predictions.tta.label)
+    if embeddings:
+        metrics["embedding"] = embedding_block(predictor, predictions, targets, directory, batch_size=batch_size,
+                                               workers=workers, plots=plots)
     write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
     record_skipped(predictions.bad, directory / BAD_FILES_FILE)
     return Evaluation(directory, metrics, predictions, targets, labels)
@@ -148,7 +157,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
              + (f", {data['n_unreadable']} unreadable skipped ({BAD_FILES_FILE})" if data["n_unreadable"] else "")
              + (f", TTA {metrics['tta']}" if metrics.get("tta") else "")]
     if "tasks" not in metrics:
-        return lines + score_summary(metrics)
+        return lines + score_summary(metrics) + ([embedding_summary(metrics["embedding"])]
+                                                 if "embedding" in metrics else [])
     for name, task_metrics in metrics["tasks"].items():
         lines += [f"task {name} ({task_metrics['n_samples']} labelled images):"]
         lines += [f"  {line}" for line in score_summary(task_metrics)]

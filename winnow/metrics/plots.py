@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -150,6 +151,39 @@ def metric_over_epochs_png(history: Sequence[Mapping[str, float]], path: str | P
     for ax, group in zip(np.atleast_1d(fig.subplots(1, len(groups))), groups):
         _plot_series(ax, epochs, history, group, best_epoch)
     fig.suptitle(title)
+    return _save(fig, path)
+
+
+def embedding_map_png(coordinates: np.ndarray, labels: Sequence[str], mistakes: np.ndarray, path: str | Path, *,
+                      title: str = "Embeddings (2-D map)") -> Path:
+    """Scatter of a 2-D map of embeddings, coloured by true class, the classifier's mistakes marked x.
+
+    Args:
+        coordinates: Points `[n, 2]` (e.g. t-SNE or UMAP of the embeddings).
+        labels: True class of each point `[n]`.
+        mistakes: Whether the prediction of each point is wrong `[n]` (bool).
+        path: Output PNG.
+        title: Figure title.
+    """
+    points = np.asarray(coordinates, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"coordinates: expected [n, 2] points, got shape {points.shape}")
+    names, wrong = np.asarray(labels).astype(str), np.asarray(mistakes, dtype=bool)
+    if names.shape != (len(points),) or wrong.shape != (len(points),):
+        raise ValueError(f"labels, mistakes: expected one per point ({len(points)}), got shapes {names.shape} "
+                         f"and {wrong.shape}")
+    fig, ax = _figure(8, 7)
+    classes = np.unique(names)
+    colours = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    size = 12 if len(points) <= 2000 else 4
+    for k, name in enumerate(classes):
+        mine = names == name
+        ax.scatter(*points[mine].T, s=size, color=colours(k % colours.N), alpha=0.7,
+                   label=name if len(classes) <= MAX_ANNOTATED_CLASSES else None)
+    ax.scatter(*points[wrong].T, s=size * 3, marker="x", color="black", linewidths=0.8,
+               label=f"mistake ({int(wrong.sum())})")
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(loc="best", fontsize="small", markerscale=2)
     return _save(fig, path)
 
 

@@ -33,7 +33,7 @@ __all__ = ["SECTIONS", "render", "write_report"]
 def write_report(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str | Path = "best",
                  out: str | Path | None = None, checkpoints: bool = True, gallery: int = GALLERY_SIZE,
                  tta: str | int | None = None, tta_merge: str = "mean", device: str = "auto",
-                 batch_size: int = 64, workers: int = 0, strict: bool = False) -> Path:
+                 batch_size: int = 64, workers: int = 0, strict: bool = False, embeddings: bool = False) -> Path:
     """Evaluate a run (see the module docstring) and write its HTML report atomically.
 
     Args:
@@ -45,6 +45,8 @@ def write_report(run_dir: str | Path, data: str | Path | None = None, *, checkpo
         gallery: Images per gallery list (0: no gallery).
         tta, tta_merge, device, batch_size, workers, strict: As `evaluate` (unreadable images are skipped,
             listed on the page and in the evaluation folder's bad_files.csv; `strict`: refused).
+        embeddings: Also score the embeddings and draw their map (see `evaluate`); without it the
+            Embeddings section shows the map an earlier `winnow eval --embeddings` saved, if any.
 
     Returns:
         The path written.
@@ -55,7 +57,7 @@ def write_report(run_dir: str | Path, data: str | Path | None = None, *, checkpo
     check_inputs(run_dir, gallery=gallery)
     settings = {"tta": tta, "tta_merge": tta_merge, "device": device, "batch_size": batch_size, "workers": workers,
                 "strict": strict}
-    evaluation = evaluate(run_dir, data, checkpoint=checkpoint, **settings)
+    evaluation = evaluate(run_dir, data, checkpoint=checkpoint, embeddings=embeddings, **settings)
     sweep, note = sweep_checkpoints(run_dir, data, enabled=checkpoints, settings=settings)
     inputs = ReportInputs(Path(run_dir).resolve(), evaluation, sweep, note, gallery)
     path = Path(out) if out else RunPaths(run_dir).report(None if data is None else

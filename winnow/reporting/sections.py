@@ -14,13 +14,15 @@ from typing import Any
 
 from winnow._version import __version__
 from winnow.evaluation.checkpoints import CheckpointSweep
+from winnow.evaluation.embedding_eval import map_title, read_map
 from winnow.evaluation.runner import Evaluation
 from winnow.evaluation.scoring import headline
-from winnow.metrics.plots import metric_over_epochs_png
+from winnow.metrics.plots import embedding_map_png, metric_over_epochs_png
 from winnow.reporting import run_files
 from winnow.reporting.gallery import gallery_html, pick_examples
 from winnow.reporting.html import Markup, esc, figure, fmt, image, key_values, paragraph, table, unavailable
-from winnow.runs.layout import CHECKPOINT_PLOT_FILE, CONFUSION_FIGURE, PR_FIGURE, RELIABILITY_FIGURE, ROC_FIGURE
+from winnow.runs.layout import (CHECKPOINT_PLOT_FILE, CONFUSION_FIGURE, EMBEDDING_MAP_FIGURE, EMBEDDING_MAP_FILE,
+                                PR_FIGURE, RELIABILITY_FIGURE, ROC_FIGURE)
 
 FIGURES = ((CONFUSION_FIGURE, "Confusion matrix (rows: true class, normalized per row)"),
            (PR_FIGURE, "Precision-recall curves (one-vs-rest; star: the operating threshold)"),
@@ -298,6 +300,41 @@ def checkpoints_body(inputs: ReportInputs) -> str:
     return "".join(parts)
 
 
+# --------------------------------------------------------------------------------------------- embeddings
+
+
+EMBEDDING_KEYS = ("precision_at_1", "r_precision", "mean_average_precision_at_r", "nmi", "n_samples", "n_classes",
+                  "n_lone", "dim", "n_mistakes")
+EMBEDDINGS_HINT = "`winnow report RUN [DATA] --embeddings` (or `winnow eval RUN [DATA] --embeddings`) computes it"
+
+
+def embeddings_body(inputs: ReportInputs) -> str:
+    """Retrieval and clustering scores of the embeddings and their 2-D map, from embedding_map.npz."""
+    block = inputs.metrics.get("embedding") or {}
+    if "skipped" in block:
+        return unavailable(block["skipped"])
+    path = inputs.evaluation.directory / EMBEDDING_MAP_FILE
+    try:
+        saved = read_map(path)
+    except ValueError as error:
+        return unavailable(str(error))
+    if saved is None:
+        return unavailable(f"no {EMBEDDING_MAP_FILE} in the evaluation folder; {EMBEDDINGS_HINT}")
+    meta = saved["meta"]
+    if meta.get("checkpoint_fingerprint") != inputs.metrics["checkpoint"]["fingerprint"]:
+        return unavailable(f"{path} was written for another state of the checkpoint (retrained since?); "
+                           f"{EMBEDDINGS_HINT} again")
+    scores = block or meta.get("scores", {})
+    with tempfile.TemporaryDirectory() as scratch:
+        png = embedding_map_png(saved["coordinates"], saved["labels"], saved["mistakes"],
+                                Path(scratch) / EMBEDDING_MAP_FIGURE, title=map_title(meta)).read_bytes()
+    caption = (f"{map_title(meta)}; colour: true class; x: the classifier's mistakes. Retrieval: each image a "
+               "query against the others, cosine similarity; NMI: k-means with K = number of classes")
+    return (key_values((key, scores.get(key)) for key in EMBEDDING_KEYS if key in scores)
+            + f'<figure class="plot">{image(png, alt="embedding map")}<figcaption>{esc(caption)}</figcaption>'
+              "</figure>\n")
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[ReportInputs], str]], ...] = (
     ("run", "Run", run_body),
     ("data", "Data", data_body),
@@ -306,5 +343,6 @@ SECTIONS: tuple[tuple[str, str, Callable[[ReportInputs], str]], ...] = (
     ("figures", "Confusion matrix, PR, ROC and reliability", figures_body),
     ("operating-point", "Operating point", operating_body),
     ("gallery", "Gallery", gallery_body),
+    ("embeddings", "Embeddings", embeddings_body),
     ("checkpoints", "Per-checkpoint table", checkpoints_body),
 )

@@ -37,6 +37,8 @@ CONFUSION_FIGURE = "confusion_matrix.png"  # figures of one evaluation folder
 PR_FIGURE = "pr_curves.png"
 ROC_FIGURE = "roc_curves.png"
 RELIABILITY_FIGURE = "reliability.png"
+EMBEDDING_MAP_FILE = "embedding_map.npz"  # `eval --embeddings`: 2-D map points, labels, mistakes
+EMBEDDING_MAP_FIGURE = "embedding_map.png"
 REPORT_FILE = "report.html"
 PILOT_FILE = "pilot.csv"  # `train --recipe auto`: the pilot's table, in the final run folder
 # A search folder (`winnow search`): one run folder per trial beside these
