@@ -15,13 +15,13 @@ from winnow.cli.main import main
 from winnow.config import Config, save_yaml
 from winnow.evaluation.checkpoints import run_checkpoints
 from winnow.runs.layout import RunPaths
-from winnow.training import engine
 from winnow.training.checkpoint import evaluation_weights, load_checkpoint
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
 from winnow.training.swa import SwaSchedule, WeightAverage
 
 from conftest import fast_config, make_image_folder
+from test_training import crash_at_epoch
 
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -76,22 +76,10 @@ def test_eval_and_select_take_the_swa_checkpoint(swa_run, tmp_path, capsys):
     capsys.readouterr()
 
 
-def _crash_at_epoch(monkeypatch, crash_epoch: int) -> None:
-    """Make training die (like a killed process) when the 0-based epoch `crash_epoch` starts."""
-    original = engine.train_one_epoch
-
-    def maybe_crash(*args, **kwargs):
-        if kwargs["epoch"] == crash_epoch:
-            raise SystemExit("simulated kill")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr("winnow.training.trainer.train_one_epoch", maybe_crash)
-
-
 def test_resume_mid_swa_continues_the_average(tmp_path, image_folder, monkeypatch):
     settings = dict(epochs=3, swa_epochs=2, test_fraction=0.0)
     straight = winnow.train(fast_config(tmp_path, image_folder, name="straight", **settings))
-    _crash_at_epoch(monkeypatch, 2)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(SystemExit):
         winnow.train(fast_config(tmp_path, image_folder, name="killed", **settings))
     monkeypatch.undo()

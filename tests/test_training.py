@@ -49,7 +49,7 @@ def test_tiny_data_is_learned(tmp_path, image_folder):
     assert run.best_metric >= 0.8, run.metrics
 
 
-def _crash_at_epoch(monkeypatch, crash_epoch: int) -> None:
+def crash_at_epoch(monkeypatch, crash_epoch: int) -> None:
     """Make training die (like a killed process) when epoch `crash_epoch` (0-based) starts."""
     original = engine.train_one_epoch
 
@@ -97,7 +97,7 @@ def _assert_same_history(straight, resumed, keys=("train_loss", "val_loss", "val
 
 def test_resume_after_kill_gives_identical_metrics(tmp_path, manifest, monkeypatch):
     straight = winnow.train(fast_config(tmp_path, manifest, name="straight", epochs=4, ema=True))
-    _crash_at_epoch(monkeypatch, 2)
+    crash_at_epoch(monkeypatch, 2)
     with pytest.raises(SystemExit):
         winnow.train(fast_config(tmp_path, manifest, name="killed", epochs=4, ema=True))
     monkeypatch.undo()
