@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 import time
@@ -30,8 +29,8 @@ import numpy as np
 import torch
 from sklearn.metrics import recall_score
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WINNOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
+from harness import ROOT, SHARED, bench_env, winnow_test_metrics, winnow_train_command
+
 IMBALANCE = 50
 TEST_PER_CLASS = 20
 COMMON = ["--img-size", "64", "--batch-size", "64", "--model", "resnet18", "--lr", "0.002"]
@@ -79,11 +78,9 @@ def datasets(work: Path) -> dict[str, str]:
 
 
 def train_one(data: str, recipe_args: list[str], *, seed: int, out: Path, name: str, args) -> Path:
-    command = [sys.executable, "-m", "winnow.cli.main", "train", data, *recipe_args, *COMMON,
-               "--seed", str(seed), "--epochs", str(args.epochs), "--out", str(out), "--name", name,
-               "--workers", str(args.workers), "--device", args.device, "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    command = winnow_train_command(data, [*recipe_args, *COMMON], seed=seed, epochs=args.epochs, out=out, name=name,
+                                   workers=args.workers, device=args.device)
+    result = subprocess.run(command, capture_output=True, text=True, env=bench_env())
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{result.stderr[-3000:]}")
     return out / name
@@ -111,10 +108,7 @@ def run_metrics(run_dir: Path) -> dict[str, float]:
     predictions = winnow.load(run_dir).predict([r["path"] for r in test])
     truth = [r["label"] for r in test]
     rare_recall = recall_score(truth, predictions.predicted, labels=rare, average="macro", zero_division=0)
-    test_metrics = summary["test"]
-    return {"accuracy": test_metrics["test_accuracy"], "balanced_accuracy": test_metrics["test_balanced_accuracy"],
-            "macro_f1": test_metrics["test_macro_f1"], "rare_recall": float(rare_recall),
-            "time_s": summary["elapsed_s"]}
+    return {**winnow_test_metrics(run_dir), "rare_recall": float(rare_recall), "time_s": summary["elapsed_s"]}
 
 
 def markdown(results: dict, seeds: list[int], header: str) -> str:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import json
+import sys
 from pathlib import Path
+
+import numpy as np
+
+from winnow.data.splits import assign_splits, save_splits
+from winnow.data.synthetic import make_demo_dataset
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _load(name: str):
+    if str(BENCH) not in sys.path:  # the scripts import their shared `harness` as `python bench/x.py` would
+        sys.path.insert(0, str(BENCH))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -53,3 +64,84 @@ def test_oversample_bench_table(manifest, tmp_path, capsys):
                 "sqrt sampler, centroid head, oversample none"):
         assert f"| {row} | " in table, table
     assert "| rare_recall |" in table and "error" not in table
+
+
+def test_run_measured_counts_the_cpu_of_children(tmp_path):
+    harness = _load("harness")
+    burn = "import time\nwhile time.process_time() < 0.5: pass"  # 0.5 CPU s in a grandchild
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"
+    measured = harness.run_measured([sys.executable, "-c", spawn], log=tmp_path / "log.txt")
+    assert measured.returncode == 0 and measured.cpu_s >= 0.5 and measured.wall_s >= measured.cpu_s / 2
+
+
+def test_plain_script_trains_and_scores_a_split_manifest(tmp_path):
+    plain = _load("plain")
+    manifest = make_demo_dataset(tmp_path / "demo", n_images=60, size=32)
+    out = tmp_path / "result.json"
+    assert plain.main([str(manifest), "--model", "test_resnet", "--img-size", "32", "--batch-size", "16",
+                       "--epochs", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert 1 <= result["best_epoch"] <= 2 and result["cpu_s"] > 0
+    assert all(0.0 <= result[k] <= 1.0 for k in ("accuracy", "balanced_accuracy", "macro_f1"))
+
+
+def test_plain_decode_letterboxes_keeping_the_aspect(tmp_path):
+    from PIL import Image
+
+    plain = _load("plain")
+    Image.fromarray(np.full((10, 40), 200, np.uint8)).save(tmp_path / "wide.png")
+    images = plain.decode([str(tmp_path / "wide.png")], size=32, channels=1)
+    assert images.shape == (1, 1, 32, 32) and images.dtype.is_floating_point is False
+    assert images[0, 0, 16, 16] == 200 and images[0, 0, 0, 16] == 0  # padded above and below, not stretched
+
+
+def _fake_fmnist(folder: Path, per_class: int) -> None:
+    labels = np.repeat(np.arange(10, dtype=np.uint8), per_class)
+    images = np.arange(len(labels) * 28 * 28, dtype=np.uint64).astype(np.uint8)
+    folder.mkdir()
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(16) + images.tobytes()))
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(8) + labels.tobytes()))
+
+
+def test_fmnist_subset_is_stratified_and_skips_when_absent(tmp_path, monkeypatch):
+    bench = _load("generalization")
+    monkeypatch.setattr(bench, "FMNIST", tmp_path / "absent")
+    assert bench.fmnist_subset(tmp_path / "work", size=20) is None
+    _fake_fmnist(tmp_path / "fmnist", per_class=5)
+    monkeypatch.setattr(bench, "FMNIST", tmp_path / "fmnist")
+    rows = bench.read_rows(bench.fmnist_subset(tmp_path / "work", size=20))
+    assert len(rows) == 20 and {r["label"] for r in rows} == set(bench.FMNIST_CLASSES)
+    assert all(Path(r["path"]).is_file() for r in rows)
+
+
+def test_image_folders_mirror_the_split_with_one_class_map(manifest, tmp_path):
+    bench = _load("generalization")
+    split = tmp_path / "split.csv"
+    save_splits(assign_splits([str(manifest)], val_fraction=0.25, test_fraction=0.25), split)
+    root, class_map = bench.image_folders(split, tmp_path / "folders")
+    rows = bench.read_rows(split)
+    for name, folder in (("train", "train"), ("val", "validation"), ("test", "test")):
+        links = sorted(root.glob(f"{folder}/*/*"))
+        assert len(links) == sum(r["split"] == name for r in rows) and all(p.is_symlink() for p in links)
+    assert class_map.read_text().split() == sorted({r["label"] for r in rows})
+
+
+def _result(dataset, method, seed, balanced, cpu, epochs=15):
+    return {"dataset": dataset, "method": method, "seed": seed, "base_epochs": 15, "epochs": epochs,
+            "accuracy": balanced, "balanced_accuracy": balanced, "macro_f1": balanced, "cpu_s": cpu, "wall_s": cpu}
+
+
+def test_generalization_table_and_equal_cpu_epochs(tmp_path):
+    bench = _load("generalization")
+    results = tmp_path / "results"
+    results.mkdir()
+    runs = [_result("bccd-wbc", "winnow", 0, 0.8, 300.0), _result("bccd-wbc", "winnow", 1, 0.6, 300.0),
+            _result("bccd-wbc", "plain", 0, 0.5, 200.0), _result("hep2-cells", "plain", 0, 0.9, 100.0)]
+    for run in runs:
+        name = bench.cell_name(run["dataset"], run["method"], 15, run["seed"])
+        (results / f"{name}.json").write_text(json.dumps(run))
+    assert bench.equal_cpu_epochs("bccd-wbc", 15, 0, results) == 22  # 15 * 300 / 200, rounded
+    assert bench.equal_cpu_epochs("bccd-wbc", 15, 1, results) is None  # plain seed 1 missing
+    table = bench.markdown(bench.collect(results), "header")
+    assert "| bccd-wbc | winnow, 15 ep. | 0,1 | 0.700 ± 0.100 | 0.700 ± 0.100 | 0.700 ± 0.100 | 300 | 300 |" in table
+    assert "| plain, 15 ep. base | 1 | 0.500 | +0.200 |" in table  # hep2 has no winnow cell: left out
