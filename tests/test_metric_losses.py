@@ -342,3 +342,12 @@ def test_torchrun_refuses_losses_with_state_and_keeps_stateless_ones(tmp_path):
             trainer._check_loss_fits_run(config, joint, ranks)
     stateless = create_loss("joint", params={"terms": [{"loss": "ce"}, {"loss": "triplet"}]}, class_counts=COUNTS)
     trainer._check_loss_fits_run(config, stateless, ranks)
+    # GHM's bin counts are per-process statistics by design: allowed alone and beside a stateless term,
+    # while a centre-loss term beside it is still refused by name
+    trainer._check_loss_fits_run(config, create_loss("ghm", class_counts=COUNTS), ranks)
+    per_process = create_loss("joint", params={"terms": [{"loss": "ghm"}, {"loss": "triplet"}]}, class_counts=COUNTS)
+    trainer._check_loss_fits_run(config, per_process, ranks)
+    mixed = create_loss("joint", params={"terms": [{"loss": "ghm"}, {"loss": "center"}]}, class_counts=COUNTS,
+                        embedding_size=D)
+    with pytest.raises(ValueError, match=r"\(terms\.1\.centers\) that torchrun"):
+        trainer._check_loss_fits_run(config, mixed, ranks)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from winnow.losses.asymmetric import AsymmetricLoss, asymmetric_loss
-from winnow.losses.base import DeferredWeights, WinnowLoss, call_loss
+from winnow.losses.base import DeferredWeights, WinnowLoss, call_loss, unsynced_state
 from winnow.losses.bce import BinaryCrossEntropy, bce_loss
 from winnow.losses.center import CenterLoss, center_loss
 from winnow.losses.class_balanced import class_balanced_loss
@@ -122,5 +122,5 @@ def build_loss(name: str, params: dict | None, context: LossContext) -> WinnowLo
 __all__ = [
     "EMBEDDING_LOSSES", "IGNORE_INDEX", "LOSSES", "MINERS", "AsymmetricLoss", "BinaryCrossEntropy", "CenterLoss",
     "CrossEntropy", "DeferredWeights", "EmbeddingLoss", "FocalLoss", "GHMLoss", "JointLoss", "LDAMLoss", "LossContext",
-    "MetricLoss", "WinnowLoss", "build_loss", "call_loss", "create_loss",
+    "MetricLoss", "WinnowLoss", "build_loss", "call_loss", "create_loss", "unsynced_state",
 ]

@@ -32,10 +32,23 @@ class WinnowLoss(EpochAware):
             model's embeddings `E [B, D]` (the classifier's input); see `call_loss`.
         trains_classifier: the loss trains the classifier whose logits predictions use; a run's
             loss must (metric-learning losses alone train only the embedding).
+        rank_local_state: the loss's state may differ between torchrun processes without harm
+            (GHM's bin counts are statistics of each process's own batches); see `unsynced_state`.
     """
 
     needs_embeddings: bool = False
     trains_classifier: bool = True
+    rank_local_state: bool = False
+
+
+def unsynced_state(loss: nn.Module) -> list[str]:
+    """Names of the state in `loss` that torchrun processes would let drift apart (e.g. `terms.1.W`).
+
+    Every entry of its state_dict counts, except those of submodules that declare `rank_local_state`.
+    """
+    local = [name for name, module in loss.named_modules() if getattr(module, "rank_local_state", False)]
+    return [key for key in loss.state_dict()
+            if not any(name == "" or key.startswith(f"{name}.") for name in local)]
 
 
 def call_loss(loss: nn.Module, logits, targets, embeddings: torch.Tensor | None = None) -> torch.Tensor:

@@ -54,6 +54,7 @@ class GHMLoss(WinnowLoss):
     """
 
     density: torch.Tensor
+    rank_local_state = True  # each torchrun process counts its own batches (see the module doc)
 
     def __init__(self, *, bins: int = 10, momentum: float = 0.75, variant: str = "softmax",
                  class_weight: torch.Tensor | None = None, weights_epoch: int | None = None,

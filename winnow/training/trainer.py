@@ -22,7 +22,7 @@ from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
-from winnow.losses import create_loss
+from winnow.losses import create_loss, unsynced_state
 from winnow.models.embedding import embedding_size
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
 from winnow.models.registry import create_model
@@ -220,8 +220,9 @@ def _check_loss_fits_run(config: Config, loss_fn: torch.nn.Module, dist_info: Di
     if getattr(loss_fn, "needs_embeddings", False) and config.compile:
         raise ValueError(f"loss {config.loss!r} reads the model's embeddings during its forward pass, which a "
                          "compiled model does not expose; set compile: false")
-    if dist_info.enabled and loss_fn.state_dict():
-        raise ValueError(f"loss {config.loss!r} has state of its own ({', '.join(loss_fn.state_dict())}) that "
+    unsynced = unsynced_state(loss_fn)
+    if dist_info.enabled and unsynced:
+        raise ValueError(f"loss {config.loss!r} has state of its own ({', '.join(unsynced)}) that "
                          "torchrun processes would not keep in sync; train it in one process, or use a loss "
                          "without state (triplet, multi_similarity, supcon, contrastive)")
 
