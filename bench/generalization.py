@@ -13,6 +13,8 @@ Methods:
   are the base epochs scaled by winnow's / plain's measured CPU seconds.
 - timm: timm's `train.py` (not in the pip package: see README) with its defaults, on ImageFolder
   symlink trees of the same split; its best checkpoint is scored here on the test split.
+- winnow-NAME: `winnow train` with extra flags, declared with `--variant NAME="--flag value ..."`:
+  how a candidate change of the default is measured on every set before it becomes the default.
 
 Each cell (set, method, epochs, seed) writes `WORK/results/<cell>.json` and is skipped when that
 file exists, so the grid can be stopped and resumed. CPU seconds are user + sys of the run and its
@@ -26,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import gzip
 import json
 import os
 import platform
+import shlex
 import shutil
 import sys
 import time
@@ -115,11 +119,12 @@ def read_rows(manifest: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def run_winnow(manifest: Path, cell: str, *, seed: int, epochs: int, work: Path, args) -> dict:
-    """`winnow train` with its defaults; test metrics of its best checkpoint."""
+def run_winnow(manifest: Path, cell: str, *, seed: int, epochs: int, work: Path, args,
+               extra: tuple[str, ...] = ()) -> dict:
+    """`winnow train` with its defaults (plus a variant's `extra` flags); test metrics of its best checkpoint."""
     out = work / "runs"
     shutil.rmtree(out / cell, ignore_errors=True)  # a cell stopped half-way starts again
-    command = winnow_train_command(str(manifest), COMMON, seed=seed, epochs=epochs, out=out, name=cell,
+    command = winnow_train_command(str(manifest), [*COMMON, *extra], seed=seed, epochs=epochs, out=out, name=cell,
                                    workers=args.workers, device="cpu")
     measured = check(run_measured(command, log=work / "logs" / f"{cell}.log"), cell, work)
     return {**winnow_test_metrics(out / cell), "cpu_s": measured.cpu_s, "wall_s": measured.wall_s}
@@ -229,6 +234,8 @@ def run_cell(dataset: str, method: str, seed: int, args) -> None:
         print(f"skipped {dataset}: its data is absent", flush=True)
         return
     epochs, runner = args.epochs, RUNNERS.get(method)
+    if method in args.variant_flags:
+        runner = functools.partial(run_winnow, extra=args.variant_flags[method])
     if method == "plain-eqcpu":
         epochs, runner = equal_cpu_epochs(dataset, args.epochs, seed, results), run_plain
         if epochs is None:
@@ -238,7 +245,8 @@ def run_cell(dataset: str, method: str, seed: int, args) -> None:
     result = runner(manifest, cell, seed=seed, epochs=epochs, work=work, args=args)
     # the 1-minute load average around the run: other jobs on the machine inflate CPU seconds too
     result.update(dataset=dataset, method=method, base_epochs=args.epochs, epochs=epochs, seed=seed,
-                  load=[round(load_before, 1), round(os.getloadavg()[0], 1)])
+                  load=[round(load_before, 1), round(os.getloadavg()[0], 1)],
+                  **({"flags": list(args.variant_flags[method])} if method in args.variant_flags else {}))
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{cell}.json").write_text(json.dumps(result, indent=2))
     print(f"done {cell}: balanced acc. {result['balanced_accuracy']:.3f}, cpu {result['cpu_s']:.0f} s, "
@@ -257,7 +265,13 @@ def collect(results: Path) -> dict[tuple[str, str, int], list[dict]]:
 def method_label(method: str, epochs: int, runs: list[dict]) -> str:
     if method == "plain-eqcpu":
         return f"plain, winnow's CPU time ({'/'.join(str(r['epochs']) for r in runs)} ep.)"
-    return f"{method}, {epochs} ep."
+    flags = runs[0].get("flags")
+    return f"{method} (`{' '.join(flags)}`), {epochs} ep." if flags else f"{method}, {epochs} ep."
+
+
+def method_order(method: str) -> int:
+    """Table order: the fixed methods first, then the variants."""
+    return METHODS.index(method) if method in METHODS else len(METHODS)
 
 
 def markdown(cells: dict[tuple[str, str, int], list[dict]], header: str) -> str:
@@ -266,7 +280,7 @@ def markdown(cells: dict[tuple[str, str, int], list[dict]], header: str) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     order = {name: i for i, name in enumerate(DATASETS)}
     for (dataset, method, epochs), runs in sorted(cells.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][2],
-                                                                                METHODS.index(kv[0][1]))):
+                                                                                method_order(kv[0][1]))):
         metrics = " | ".join(mean_std([r[k] for r in runs]) for k in METRICS)
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         cpu, wall = (np.mean([r[k] for r in runs]) for k in ("cpu_s", "wall_s"))
@@ -276,7 +290,7 @@ def markdown(cells: dict[tuple[str, str, int], list[dict]], header: str) -> str:
 
 def summary_lines(cells: dict[tuple[str, str, int], list[dict]]) -> list[str]:
     """Mean balanced accuracy of each method over the sets where every listed method has results."""
-    methods = sorted({(m, e) for _, m, e in cells}, key=lambda me: (me[1], METHODS.index(me[0])))
+    methods = sorted({(m, e) for _, m, e in cells}, key=lambda me: (me[1], method_order(me[0])))
     lines = ["| method | sets | mean balanced acc. over those sets | winnow minus it |", "| --- | --- | --- | --- |"]
     for method, epochs in methods:
         sets = [d for d in DATASETS if (d, method, epochs) in cells and (d, "winnow", epochs) in cells]
@@ -302,7 +316,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", default="/tmp/winnow-bench-generalization", help="outside the repository")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "generalization.md"))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--methods", nargs="+", default=["winnow", "plain", "plain-eqcpu"], choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=["winnow", "plain", "plain-eqcpu"],
+                        help=f"of {', '.join(METHODS)} and winnow-NAME for each --variant NAME")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
+                        help="a candidate change of winnow's default, run as method winnow-NAME, e.g. "
+                             'light="--rotate 0 --scale-jitter 0"')
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2, help="data-loader workers of winnow and timm")
@@ -311,8 +329,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def variant_flags(specs: list[str], methods: list[str]) -> dict[str, tuple[str, ...]]:
+    """`NAME=FLAGS` specs -> {"winnow-NAME": flags}; every method must be known."""
+    variants = {}
+    for spec in specs:
+        name, sep, flags = spec.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f'--variant {spec!r}: expected NAME="--flag value ...", e.g. light="--rotate 0"')
+        variants[f"winnow-{name.strip()}"] = tuple(shlex.split(flags))
+    unknown = [m for m in methods if m not in METHODS and m not in variants]
+    if unknown:
+        raise SystemExit(f"--methods {unknown}: unknown; valid: {', '.join([*METHODS, *variants])}")
+    return variants
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.variant_flags = variant_flags(args.variant, args.methods)
     if not SHARED.exists():
         print(f"skipped: {SHARED} is absent (real data lives in ../shared/data)")
         return 0

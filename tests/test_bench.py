@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from winnow.data.splits import assign_splits, save_splits
 from winnow.data.synthetic import make_demo_dataset
@@ -145,3 +146,21 @@ def test_generalization_table_and_equal_cpu_epochs(tmp_path):
     table = bench.markdown(bench.collect(results), "header")
     assert "| bccd-wbc | winnow, 15 ep. | 0,1 | 0.700 ± 0.100 | 0.700 ± 0.100 | 0.700 ± 0.100 | 300 | 300 |" in table
     assert "| plain, 15 ep. base | 1 | 0.500 | +0.200 |" in table  # hep2 has no winnow cell: left out
+
+
+def test_generalization_variants_are_named_methods_with_their_flags(tmp_path):
+    bench = _load("generalization")
+    variants = bench.variant_flags(['light=--rotate 0 --label-smoothing 0.1'], ["winnow", "winnow-light"])
+    assert variants == {"winnow-light": ("--rotate", "0", "--label-smoothing", "0.1")}
+    with pytest.raises(SystemExit, match="unknown; valid: winnow, plain"):
+        bench.variant_flags([], ["winnow-heavy"])
+    with pytest.raises(SystemExit, match='expected NAME="--flag value'):
+        bench.variant_flags(["--rotate 0"], ["winnow"])
+    results = tmp_path / "results"
+    results.mkdir()
+    run = {**_result("bccd-wbc", "winnow-light", 0, 0.7, 100.0), "flags": ["--rotate", "0"]}
+    (results / "a.json").write_text(json.dumps(run))
+    (results / "b.json").write_text(json.dumps(_result("bccd-wbc", "winnow", 0, 0.6, 100.0)))
+    table = bench.markdown(bench.collect(results), "header")
+    assert "| bccd-wbc | winnow-light (`--rotate 0`), 15 ep. | 0 |" in table
+    assert "| winnow-light, 15 ep. base | 1 | 0.700 | -0.100 |" in table

@@ -118,6 +118,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "save_every": [None, _POSITIVE_INT],
     "progress": [bool],
     "progress_every": [PROGRESS_EVERY],
+    "profile": [bool],
 }
 """What each Config field may hold; `validate` checks a config against it."""
 
@@ -228,6 +229,7 @@ class Config:
     save_every: int | None = None
     progress: bool = True
     progress_every: str = DEFAULT_PROGRESS_EVERY  # off a terminal: a plain line every 30 s, or "10%"
+    profile: bool = False  # time each phase of the steps and of the run: profile.json and a table in the log
 
     def __post_init__(self) -> None:
         for name in ("data", "val", "test"):

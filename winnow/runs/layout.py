@@ -18,6 +18,7 @@ SPLITS_FILE = "splits.csv"
 METRICS_FILE = "metrics.jsonl"  # one row per epoch
 SUMMARY_FILE = "summary.json"
 TRAIN_LOG_FILE = "train.log"
+PROFILE_FILE = "profile.json"  # `train --profile`: seconds per phase of the run
 BAD_FILES_FILE = "bad_files.csv"  # images skipped: at training (--skip-bad), or in an eval / ensemble folder
 BAD_FILES_SUFFIX = ".bad_files.csv"  # beside a job's output file: preds.csv -> preds.bad_files.csv
 TENSORBOARD_DIR = "tensorboard"

@@ -15,6 +15,7 @@ from timm.utils import ModelEmaV3
 from winnow.losses import call_loss
 from winnow.models.embedding import capture_embeddings
 from winnow.training.device import Accelerator
+from winnow.training.profiling import NULL_CLOCK, NullClock, StepClock
 from winnow.training.progress import Progress
 from winnow.training.state import unwrap
 
@@ -33,13 +34,14 @@ class TrainingInterrupted(Exception):
 
 @dataclass
 class StepOptions:
-    """How each optimisation step is taken; `mixer` mixes (images, targets) batches."""
+    """How each optimisation step is taken; `mixer` mixes (images, targets) batches; `clock` times the phases."""
 
     accumulate: int = 1
     grad_clip: float | None = None
     scaler: torch.amp.GradScaler | None = None
     ema: ModelEmaV3 | None = None
     mixer: Callable | None = None
+    clock: StepClock | NullClock = NULL_CLOCK
 
 
 def to_device(targets, device: torch.device):
@@ -80,24 +82,33 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
     updates_done = epoch * math.ceil(steps_per_epoch / options.accumulate) + start_step // options.accumulate
     applied = start_step
     optimizer.zero_grad(set_to_none=True)
+    clock = options.clock
+    clock.restart()
     try:
         for step, (images, targets) in enumerate(loader, start=start_step):
+            clock.mark("data" if step > start_step else "first_batch")
             images, targets = accel.to_device(images), to_device(targets, accel.device)
             if options.mixer is not None:
                 images, targets = options.mixer(images, targets)
+            clock.mark("copy")
             with accel.autocast():
                 logits, embeddings = forward_outputs(model, images, loss_fn)
                 loss = call_loss(loss_fn, logits, targets, embeddings)
+            clock.mark("forward")
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}")
             _backward(loss / options.accumulate, options.scaler)
+            clock.mark("backward")
             if (step + 1) % options.accumulate == 0 or step + 1 == steps_per_epoch:
                 updates_done += 1
                 _optimizer_step(model, optimizer, options, scheduler, updates_done)
                 applied = step + 1
+            clock.mark("optimizer")
             total_loss += loss.item() * len(images)
             seen += len(images)
             progress.update(len(images), loss=loss.item(), img_per_s=seen / (time.perf_counter() - start))
+            clock.mark("bookkeeping")
+            clock.count_step(len(images))
     except KeyboardInterrupt:
         raise TrainingInterrupted(applied) from None
     return {"train_loss": total_loss / max(seen, 1), "img_per_s": seen / (time.perf_counter() - start)}

@@ -28,7 +28,7 @@ from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count
 from winnow.models.registry import create_model
 from winnow.runs.atomic import FileWriteError
 from winnow.runs.files import read_json, write_json, write_metrics
-from winnow.runs.layout import RunPaths
+from winnow.runs.layout import PROFILE_FILE, RunPaths
 from winnow.runs.provenance import provenance
 from winnow.tasks.outputs import MultiTaskLoss, probabilities, task_metrics
 from winnow.tasks.spec import TaskSpec, build_tasks, model_outputs, task_targets
@@ -41,6 +41,7 @@ from winnow.training.engine import (NonFiniteLossError, StepOptions, TrainingInt
                                     train_one_epoch)
 from winnow.training.mixing import BatchMixer
 from winnow.training.optim import create_optimizer, create_schedule, current_lr
+from winnow.training.profiling import NULL_CLOCK, NullClock, StepClock, format_profile, profile_report
 from winnow.training.progress import Progress, summary_line
 from winnow.training.run_folder import open_run, restore
 from winnow.training.state import TrainState, unwrap
@@ -91,6 +92,7 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     config, paths, from_checkpoint = open_run(config, resume, overrides or {}, dist_info)
     _seed_everything(config.seed)
     accel = make_accelerator(config.device, config.amp, config.channels_last, dist_info)
+    clock = StepClock(accel.device) if config.profile else NULL_CLOCK  # setup is timed from here
     samples, spec = _prepare_data(config, paths, resumed=resume is not None, dist_info=dist_info)
     tasks = build_tasks(config, samples.where_split("train").column)
     loaders = _build_loaders(samples, spec, config, tasks, accel, dist_info)
@@ -105,7 +107,7 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
                          updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
-    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks))
+    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks), clock=clock)
     try:
         if from_checkpoint:
             restore(state, paths, dist_info, save_every=config.save_every)
@@ -155,6 +157,7 @@ class FitContext:
     swa: dict | None = None  # the record of swa.pt once it is saved
     callbacks: tuple[EpochCallback, ...] = ()
     val_predictions: tuple[Any, Any] | None = None  # (probabilities, targets) of the last val pass
+    clock: StepClock | NullClock = NULL_CLOCK  # --profile's timer of the run's phases
 
     def to_probabilities(self, logits):
         return probabilities(self.tasks, logits)
@@ -249,7 +252,9 @@ def _build_state(model: torch.nn.Module, loss_fn: torch.nn.Module, config: Confi
 def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
     """Epoch loop; returns the run status (finished, interrupted, diverged, or a callback's)."""
     writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
-    options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer)
+    options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer,
+                          clock=ctx.clock)
+    ctx.clock.mark("setup")
     epoch_started = state.epoch
     try:
         while state.epoch < ctx.config.epochs:
@@ -310,7 +315,8 @@ def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, op
     row = {"epoch": epoch + 1, "train_loss": all_reduce(train_stats["train_loss"], info, device), "lr": lr,
            "img_per_s": all_reduce(train_stats["img_per_s"], info, device, op="sum")}
     if loaders.val is not None:
-        metrics, ctx.evaluated["val"] = _evaluate(state.eval_model(), loaders.val, loss_fn, ctx, prefix="val_")
+        with ctx.clock.phase("evaluation"):
+            metrics, ctx.evaluated["val"] = _evaluate(state.eval_model(), loaders.val, loss_fn, ctx, prefix="val_")
         row.update(metrics)
     row["time_s"] = round(time.perf_counter() - start, 2)
     # rank 0's row everywhere, so that every rank takes the same best-checkpoint decision
@@ -351,17 +357,18 @@ def _after_epoch(state: TrainState, row: dict, ctx: FitContext, writer) -> None:
     # last.pt first: it carries the history and the best epoch, and resume trusts it alone. A kill
     # after it loses nothing: resume rewrites metrics.jsonl from it and copies it to best.pt (or
     # epochNNNN.pt) when this epoch's copy is missing. A kill before it redoes the epoch.
-    _save(state, "last", ctx)
-    if improved:
-        _save(state, "best", ctx)
-    if config.save_every and state.epoch % config.save_every == 0:
-        _save(state, f"epoch{state.epoch:04d}", ctx)
-    if ctx.dist_info.is_main:
-        write_metrics(ctx.paths.metrics, state.history)
-        for key, value in row.items():
-            if key != "epoch":
-                writer.add_scalar(key, value, state.epoch)
-        _write_summary(state, ctx, "running")
+    with ctx.clock.phase("checkpoint"):
+        _save(state, "last", ctx)
+        if improved:
+            _save(state, "best", ctx)
+        if config.save_every and state.epoch % config.save_every == 0:
+            _save(state, f"epoch{state.epoch:04d}", ctx)
+        if ctx.dist_info.is_main:
+            write_metrics(ctx.paths.metrics, state.history)
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, state.epoch)
+            _write_summary(state, ctx, "running")
     log.info(summary_line(row, epochs=config.epochs) + ("  *best*" if improved else ""))
 
 
@@ -416,11 +423,13 @@ def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, statu
         model = unwrap(state.eval_model())
         if info.is_main:  # _evaluate hands rank 0's weights to the other ranks
             model.load_state_dict(evaluation_weights(load_checkpoint(ctx.paths.checkpoint("best"))))
-        test_metrics, ctx.evaluated["test"] = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
+        with ctx.clock.phase("evaluation"):
+            test_metrics, ctx.evaluated["test"] = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
         log.info("test (best checkpoint, epoch %s): %s", state.best_epoch,
                  "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
     if info.is_main:
         _write_summary(state, ctx, status, test_metrics)
+        _write_profile(ctx)
     log.info("run folder: %s", ctx.paths.root)
     return Run(ctx.paths.root, ctx.config, state.history, state.best_metric, state.best_epoch, test_metrics, status,
                rank=info.rank, swa=ctx.swa)
@@ -445,6 +454,16 @@ def _finish_swa(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -
     log.info("swa.pt: average of epochs %d-%d (%d), %s %s; best.pt (epoch %s) %s%s", epochs[0], epochs[-1],
              len(epochs), config.select_metric, _fmt(value), state.best_epoch, _fmt(state.best_metric),
              "; swa.pt is better: evaluate it with --checkpoint swa (best.pt is kept)" if better else "")
+
+
+def _write_profile(ctx: FitContext) -> None:
+    """--profile: profile.json in the run folder and the table in the log."""
+    if not isinstance(ctx.clock, StepClock):
+        return
+    report = profile_report(ctx.clock, workers=ctx.config.workers, threads=torch.get_num_threads(),
+                            device=str(ctx.accel.device))
+    write_json(ctx.paths.root / PROFILE_FILE, report)
+    log.info(format_profile(report))
 
 
 def _fmt(value: float | None) -> str:
