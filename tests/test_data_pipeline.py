@@ -278,17 +278,18 @@ def test_train_transform_keeps_padding_at_fill(in_chans, fill):
         assert torch.allclose(_denormalize(out, mean, std), torch.tensor(float(fill)), atol=1e-3)
 
 
-def test_train_transform_rotation_pads_with_fill():
-    """A white square rotated by up to 45 degrees shows fill (not black) in its corners."""
+@pytest.mark.parametrize("fill,other", [(60, 0.0), (0, 60.0)])
+def test_train_transform_rotation_pads_with_fill(fill, other):
+    """A white square rotated by up to 45 degrees shows fill (and no other level) in its corners."""
     mean, std = [0.0], [1.0]
-    transform = train_transform(mean, std, fill=60, hflip=0, vflip=0, rotate=45, scale_jitter=0,
+    transform = train_transform(mean, std, fill=fill, hflip=0, vflip=0, rotate=45, scale_jitter=0,
                                 brightness=0, contrast=0)
     values = set()
     for seed in range(6):
         torch.manual_seed(seed)
         out = _denormalize(transform(torch.full((1, 32, 32), 255, dtype=torch.uint8)), mean, std)
         values |= set(torch.round(out).unique().tolist())
-    assert 60.0 in values and 0.0 not in values
+    assert float(fill) in values and other not in values
 
 
 def test_eval_transform_normalises():
