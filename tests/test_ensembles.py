@@ -140,7 +140,8 @@ def test_mean_ensemble_predicts_the_mean_of_its_members_and_evaluates(runs, tmp_
     metrics = json.loads(stdout)
     assert metrics["n_samples"] == 30 and metrics["checkpoint"]["epoch"] is None
     assert (folder / "eval" / "held" / "best" / "pr_curves.png").is_file()
-    assert cli(capsys, "eval", folder)[0] == 0  # the test split, from the first member's splits.csv
+    code, stdout, _ = cli(capsys, "eval", folder)  # the test split, from the first member's splits.csv
+    assert code == 0 and "epoch None" not in stdout and "checkpoint best on test split" in stdout
 
 
 def test_vote_ensemble_predicts_the_majority(runs, tmp_path, capsys):

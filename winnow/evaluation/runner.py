@@ -152,7 +152,9 @@ def context(predictor: ScoringModel, data: EvalData, predictions: Predictions, c
 def evaluation_summary(metrics: dict[str, Any]) -> list[str]:
     """Human-readable lines of a metrics.json (a multitask run: one block per task)."""
     checkpoint, data = metrics["checkpoint"], metrics["data"]
-    lines = [f"checkpoint {checkpoint['name']} (epoch {checkpoint['epoch']}) on {data['source']}: "
+    # an ensemble (or a head on embeddings) has no epoch of its own: its members' are in its folder
+    epoch = f" (epoch {checkpoint['epoch']})" if checkpoint.get("epoch") is not None else ""
+    lines = [f"checkpoint {checkpoint['name']}{epoch} on {data['source']}: "
              f"{metrics['n_samples']} images"
              + (f", {data['n_unreadable']} unreadable skipped ({BAD_FILES_FILE})" if data["n_unreadable"] else "")
              + (f", TTA {metrics['tta']}" if metrics.get("tta") else "")]
