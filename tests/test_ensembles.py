@@ -142,6 +142,9 @@ def test_mean_ensemble_predicts_the_mean_of_its_members_and_evaluates(runs, tmp_
     assert (folder / "eval" / "held" / "best" / "pr_curves.png").is_file()
     code, stdout, _ = cli(capsys, "eval", folder)  # the test split, from the first member's splits.csv
     assert code == 0 and "epoch None" not in stdout and "checkpoint best on test split" in stdout
+    code, stdout, _ = cli(capsys, "runs", folder.parent)
+    assert code == 0 and any(line.split()[:2] == [folder.name, "ensemble:mean"] and "2 members" in line
+                             for line in stdout.splitlines())
 
 
 def test_vote_ensemble_predicts_the_majority(runs, tmp_path, capsys):

@@ -6,22 +6,24 @@ import csv
 from pathlib import Path
 
 from winnow.runs.files import read_json
-from winnow.runs.layout import SUMMARY_FILE, TRIALS_FILE, dataset_name
+from winnow.runs.layout import ENSEMBLE_FILE, SUMMARY_FILE, TRIALS_FILE, dataset_name
 
 COLUMNS = ("name", "model", "data", "epochs", "best", "best_epoch", "test_acc", "time", "status")
 TRIAL_COLUMNS = ("trial", "objective")  # added for the run folders of a search (`winnow search`)
 
 
 def run_rows(root: str | Path) -> list[dict[str, str]]:
-    """Rows for every run folder under `root` that has a summary.json, newest first.
+    """Rows for every run folder (summary.json) and ensemble or head folder (ensemble.json) under `root`, newest first.
 
     In a search folder (one with trials.csv) each trial's run also gets its trial number and objective value.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"runs folder {root} does not exist; train a model first or pass --dir")
-    summaries = sorted(root.glob(f"*/{SUMMARY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True)
-    rows = [_row(read_json(path, what="summary")) for path in summaries]
+    files = [*root.glob(f"*/{SUMMARY_FILE}"), *root.glob(f"*/{ENSEMBLE_FILE}")]
+    rows = [_row(read_json(path, what="summary")) if path.name == SUMMARY_FILE
+            else _ensemble_row(path.parent.name, read_json(path, what="ensemble"))
+            for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
     trials = _trials_by_folder(root / TRIALS_FILE)
     if trials:
         for row in rows:
@@ -58,6 +60,16 @@ def _row(summary: dict) -> dict[str, str]:
         "test_acc": f"{test['test_accuracy']:.4f}" if "test_accuracy" in test else "-",
         "time": f"{summary.get('elapsed_s', 0):.0f}s", "status": summary["status"],
     }
+
+
+def _ensemble_row(name: str, ensemble: dict) -> dict[str, str]:
+    """An ensemble (mean, vote, stack) or a head on embeddings (method svm, its kind in the fit report)."""
+    method = ensemble.get("method", "?")
+    kind = ((ensemble.get("fit") or {}).get("report") or {}).get("classifier")
+    members = ensemble.get("members", [])
+    return {"name": name, "model": f"head:{kind}" if kind else f"ensemble:{method}", "data": "-", "epochs": "-",
+            "best": "-", "best_epoch": "-", "test_acc": "-", "time": "-",
+            "status": f"{len(members)} member{'s' if len(members) != 1 else ''}"}
 
 
 def format_table(rows: list[dict[str, str]]) -> str:
