@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -249,3 +250,15 @@ def test_stacking_below_the_mean_out_of_fold_is_flagged():
     report["stack_out_of_fold"]["balanced_accuracy"] = 0.61
     assert stacking_warnings({"report": report}) == []
     assert stacking_warnings({"report": {"classifier": "svm"}}) == []
+
+
+def test_staging_folders_of_killed_builds_are_removed_and_live_ones_kept(tmp_path):
+    from winnow.ensembles.build import remove_abandoned_staging
+
+    killed = tmp_path / ".ens.999999999.abc.tmp"  # no process has such a pid (Linux caps pids at 2**22)
+    running = tmp_path / f".ens.{os.getpid()}.def.tmp"
+    other = tmp_path / ".ensemble2.999999999.x.tmp"  # another folder's: not ours to judge
+    for folder in (killed, running, other):
+        folder.mkdir()
+    remove_abandoned_staging(tmp_path / "ens")
+    assert not killed.exists() and running.exists() and other.exists()

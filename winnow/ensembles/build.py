@@ -350,7 +350,8 @@ def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combine
     `bad` (the fit images that could not be read) goes to the folder's bad_files.csv.
     """
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    remove_abandoned_staging(folder)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.{os.getpid()}.", suffix=".tmp"))
     try:
         save_ensemble(staging, definition, combiner)
         record_skipped(list(bad), RunPaths(staging).bad_files)
@@ -362,6 +363,27 @@ def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combine
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def remove_abandoned_staging(folder: Path) -> None:
+    """Delete the staging folders of `folder` left by builds that were killed (their process is gone).
+
+    A staging name carries its builder's pid, so a build running beside this one keeps its own.
+    """
+    for staging in folder.parent.glob(f".{folder.name}.*.tmp"):
+        pid = staging.name[len(folder.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def build_head(run: str | Path, *, kind: str, out: str | Path | None = None, **settings: Any) -> EnsembleBuild:
