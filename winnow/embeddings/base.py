@@ -222,7 +222,7 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
         return make_resampling_pipeline(*steps[:-1], sampler, steps[-1])
 
     def _resampled(self, array: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
-        """Embeddings `[N, D]`, class indices `[N]` with synthetic samples appended `[N', D]`, `[N']`, and the report."""
+        """Embeddings `[N, D]`, class indices `[N]` with synthetic ones appended `[N', D]`, `[N']`, and the report."""
         sampler = self._sampler()
         if sampler is None:
             return array, targets, None
