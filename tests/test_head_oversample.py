@@ -7,7 +7,7 @@ import json
 import joblib
 import numpy as np
 import pytest
-from imblearn.over_sampling import SMOTE
+from imblearn.over_sampling import SMOTE, BorderlineSMOTE
 from imblearn.pipeline import make_pipeline
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import log_loss
@@ -122,9 +122,10 @@ def test_logistic_and_svm_choose_c_on_real_held_out_samples():
     embeddings, targets = imbalanced(EVEN_FOLDS)
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
     logistic = make_head("logistic", oversample="borderline").fit(embeddings, targets)
-    search = GridSearchCV(make_pipeline(StandardScaler(), OVERSAMPLERS["borderline"][0](k_neighbors=3, random_state=0),
-                                        LogisticRegression(class_weight="balanced", max_iter=2000)),
-                          {"logisticregression__C": list(CS)}, scoring="neg_log_loss", cv=folds).fit(embeddings, targets)
+    in_folds = make_pipeline(StandardScaler(), BorderlineSMOTE(k_neighbors=3, random_state=0),
+                             LogisticRegression(class_weight="balanced", max_iter=2000))
+    search = GridSearchCV(in_folds, {"logisticregression__C": list(CS)}, scoring="neg_log_loss", cv=folds)
+    search.fit(embeddings, targets)
     assert logistic.cv_report_["chosen"]["C"] == search.best_params_["logisticregression__C"]
     assert logistic.cv_report_["cv_log_loss"] == pytest.approx(-search.best_score_, rel=1e-9)
     assert logistic.model_.named_steps["oversampler"].report_ == logistic.oversample_report_
