@@ -20,7 +20,7 @@ from winnow.calibration.scaling import TemperatureScaling
 from winnow.constraints import InvalidParameterError
 from winnow.embeddings.heads import HEADS, KS, make_head
 from winnow.embeddings.model_selection import CS
-from winnow.embeddings.oversample import OVERSAMPLERS, Oversampler, oversample
+from winnow.embeddings.oversample import OVERSAMPLERS, Oversampler
 from winnow.ensembles.build import head_choice
 from winnow.ensembles.methods import make_combiner
 
@@ -56,14 +56,14 @@ def test_every_head_fits_on_oversampled_embeddings(kind, method, tmp_path):
 
 def test_smote_matches_imbalanced_learn_and_leaves_other_data_alone():
     embeddings, targets = imbalanced()
-    resampled, resampled_targets, report = oversample(embeddings, targets, method="smote", n_classes=3, seed=0,
-                                                      what="test")
+    sampler = Oversampler("smote", n_classes=3, seed=0, what="test")
+    resampled, resampled_targets = sampler.fit_resample(embeddings, targets)
     expected, expected_targets = SMOTE(k_neighbors=5, random_state=0).fit_resample(embeddings, targets)
     assert np.array_equal(resampled, expected) and np.array_equal(resampled_targets, expected_targets)
     assert np.array_equal(resampled[:len(embeddings)], embeddings)  # the real samples come first, unchanged
-    assert report["counts_after"] == [40, 40, 40]
-    same = oversample(embeddings, targets, method="none", n_classes=3, seed=0, what="test")
-    assert same[0] is embeddings and same[2] is None
+    assert sampler.report_["counts_after"] == [40, 40, 40] and sampler.report_["neighbours"] == 5
+    with pytest.raises(ValueError, match=r"test: Oversampler needs a method of \['smote', .*got 'none'"):
+        Oversampler("none").set_params(what="test").fit_resample(embeddings, targets)
     head = make_head("centroid").fit(embeddings, targets)
     assert "oversample" not in head.cv_report_ and head.oversample_report_ is None
     assert head.class_counts_.tolist() == list(COUNTS)
@@ -196,7 +196,7 @@ def test_unknown_methods_list_the_valid_ones():
         make_head("knn", oversample="smot").fit(embeddings, targets)
     with pytest.raises(ValueError, match=r"oversample: expected one of \['none', 'smote', 'adasyn', 'borderline'\], "
                                          r"got 'random'"):
-        oversample(embeddings, targets, method="random", n_classes=3, seed=0, what="test")
+        Oversampler("random", n_classes=3).fit_resample(embeddings, targets)
     with pytest.raises(ValueError, match=r"oversample: method mean fits no head on embeddings .*--method svm"):
         make_combiner("mean", oversample="smote")
     combiner = make_combiner("svm", classifier="centroid", oversample="borderline").fit(embeddings, targets)

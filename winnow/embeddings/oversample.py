@@ -118,20 +118,3 @@ def _strategy(counts: np.ndarray) -> str | dict[int, int]:
         return "auto" if (counts < counts.max()).any() else {}
     return {int(k): int(counts.max()) for k in np.flatnonzero(interpolable & (counts < counts.max()))}
 
-
-def oversample(embeddings: np.ndarray, targets: np.ndarray, *, method: str, n_classes: int, seed: int,
-               what: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
-    """Embeddings `[N, D]` and class indices `[N]` with synthetic samples of the rarer classes appended.
-
-    Returns:
-        Resampled embeddings `[N', D]`, class indices `[N']`, and what was done (None for "none").
-
-    Raises:
-        ValueError: Unknown method, a class with a single sample, or a method that cannot work on this data.
-    """
-    if OVERSAMPLERS[check_method(method)] is None:
-        return embeddings, targets, None
-    neighbours_for(np.bincount(targets, minlength=n_classes), method=method, what=what)
-    sampler = Oversampler(method, n_classes=n_classes, seed=seed, what=what)
-    resampled, resampled_targets = sampler.fit_resample(embeddings, targets)
-    return resampled, resampled_targets, sampler.report_
