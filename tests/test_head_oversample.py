@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 
 from winnow.calibration.scaling import TemperatureScaling
 from winnow.constraints import InvalidParameterError
@@ -27,6 +28,14 @@ from winnow.ensembles.methods import make_combiner
 N_FEATURES = 6
 COUNTS = (40, 8, 6)  # imbalanced: classes 1 and 2 are rare
 METHODS = [name for name in OVERSAMPLERS if name != "none"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One BLAS / OpenMP thread: on these tiny fits threads only add overhead, and on a busy 2-core machine their
+    spin-waits made the grid searches (a few hundred small fits) over 20 times slower."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def imbalanced(counts=COUNTS, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
