@@ -185,6 +185,14 @@ def test_a_class_with_one_sample_in_a_fold_is_left_as_it_is_there():
     assert head.predict_proba(embeddings).shape == (28, 3)
 
 
+def test_borderline_fits_a_fit_set_smaller_than_its_danger_neighbours():
+    embeddings, targets = imbalanced((8, 3))  # 3 folds: 7 samples in each training part, borderline's default is 10
+    head = make_head("logistic", oversample="borderline").fit(embeddings, targets)
+    assert head.cv_report_["folds"] == 3 and head.oversample_report_["counts_after"] == [8, 8]
+    expected = BorderlineSMOTE(k_neighbors=5, random_state=0).fit_resample(*imbalanced())  # 54 samples: default
+    assert np.array_equal(Oversampler("borderline", n_classes=3).fit_resample(*imbalanced())[0], expected[0])
+
+
 def test_without_oversampling_the_heads_fit_as_before():
     embeddings, targets = imbalanced()
     logistic = make_head("logistic").fit(embeddings, targets)

@@ -7,7 +7,8 @@ cross-validated heads resample inside each fold's fit only (an imbalanced-learn 
 final model is refitted on all real samples with the sampler in front; the reject threshold, validation
 and test images stay real. The neighbour count is imbalanced-learn's default (5), lowered to the smallest
 class size - 1 of the data each fit receives (a fold's training part has fewer samples of the rarest class),
-so that a class of a few images can still be interpolated.
+so that a class of a few images can still be interpolated (and borderline's danger neighbours, 10, to the
+number of samples - 1).
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class Oversampler(BaseEstimator):
         resampled, resampled_targets = embeddings, targets
         if strategy:
             sampler_class, neighbour_argument = entry
-            sampler = sampler_class(sampling_strategy=strategy, random_state=self.seed,
-                                    **{neighbour_argument: neighbours})
+            options = {neighbour_argument: neighbours, **_danger_neighbours(sampler_class, len(targets))}
+            sampler = sampler_class(sampling_strategy=strategy, random_state=self.seed, **options)
             try:
                 resampled, resampled_targets = sampler.fit_resample(embeddings, targets)
             except RuntimeError as error:  # ADASYN: no rare sample has a neighbour of another class to weigh it by
@@ -106,6 +107,13 @@ class Oversampler(BaseEstimator):
                         "counts_before": counts.tolist(),
                         "counts_after": np.bincount(resampled_targets, minlength=self.n_classes).tolist()}
         return resampled, resampled_targets
+
+
+def _danger_neighbours(sampler_class: type, n_samples: int) -> dict[str, int]:
+    """Borderline's `m_neighbors` (neighbours of any class that tell a sample in danger), at most `n_samples` - 1:
+    a fold's training part of a small fit set can have fewer samples than its default (10)."""
+    defaults = sampler_class().get_params()
+    return {"m_neighbors": min(defaults["m_neighbors"], n_samples - 1)} if "m_neighbors" in defaults else {}
 
 
 def _strategy(counts: np.ndarray) -> str | dict[int, int]:
