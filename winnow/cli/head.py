@@ -3,8 +3,9 @@
 The folder is a one-member ensemble (method svm with that head), so eval, tune, calibrate, predict and
 report accept it. Its classes are those of `--data`: a manifest of classes the run never saw (k images
 each) gives a head on those, with no retraining. `--oversample` adds synthetic samples of the rarer
-classes before the fit. `--reject-tpr` adds the reject option: images far from every class are predicted
-"unknown" (threshold fitted on the run's val split, or `--reject-data`).
+classes inside each cross-validation fold's fit and the final fit. `--reject-tpr` adds the reject option:
+images far from every class are predicted "unknown" (threshold fitted on the run's val split, or
+`--reject-data`).
 """
 
 from __future__ import annotations

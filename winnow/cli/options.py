@@ -127,9 +127,9 @@ SHARED_FLAGS: dict[str, Flag] = {
                 "that this share of known-class images (--reject-data) is accepted, e.g. 0.95 (default: none)"}),
     "oversample": Flag("--oversample", {
         "default": "none", "choices": list(OVERSAMPLERS),
-        "help": "synthetic samples of the rarer classes, interpolated in embedding space before the head is fitted "
-                "(imbalanced-learn): smote, adasyn (more near hard samples), borderline (near other classes) or "
-                "none (default)"}),
+        "help": "synthetic samples of the rarer classes, interpolated in embedding space inside each "
+                "cross-validation fold's fit and the final fit (imbalanced-learn): smote, adasyn (more near hard "
+                "samples), borderline (near other classes) or none (default)"}),
     "reject_data": Flag("--reject-data", {
         "metavar": "DATA", "default": None,
         "help": "labelled images of the known classes to fit the reject option on, not the fit images "

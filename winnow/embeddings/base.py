@@ -15,13 +15,15 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from imblearn.pipeline import make_pipeline as make_resampling_pipeline
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from winnow.constraints import Interval, Options, check_value, validate_params
 from winnow.embeddings.model_selection import check_class_counts
-from winnow.embeddings.oversample import OVERSAMPLERS, oversample
+from winnow.embeddings.oversample import NONE, OVERSAMPLERS, Oversampler, neighbours_for
 from winnow.metrics.checks import UNCERTAIN, check_targets
 
 NOT_FITTED = "This %(name)s is not fitted yet: call fit(embeddings [N, D], class indices [N]) first"
@@ -86,16 +88,20 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
     """Base of the heads: input checks, fitted-state checks and the reject option.
 
     Every head takes `oversample` ("none", "smote", "adasyn", "borderline", see `winnow.embeddings.oversample`):
-    synthetic samples of the rarer classes added to the fit embeddings (only those) before the head is fitted;
-    its cross-validated scores then include synthetic samples in the held-out folds, so they are optimistic.
+    synthetic samples of the rarer classes added to the fit embeddings (only those). The cross-validated heads
+    resample inside each fold's fit only (`_pipeline`: scaler -> sampler -> estimator), so their
+    cross-validated scores are measured on real held-out samples that no synthetic training sample was
+    interpolated from; the final model is refitted on all real samples with the sampler in front.
 
     Subclasses set `kind`, `novelty_description` and `_parameter_constraints`, and implement
-    `_fit(X, y) -> report`, `_proba(X) -> [N, K]` and `_novelty(X) -> [N]` on checked arrays.
+    `_fit(X, y) -> report` on the real fit samples (setting `oversample_report_` for the final fit),
+    `_proba(X) -> [N, K]` and `_novelty(X) -> [N]` on checked arrays.
 
     Attributes:
         n_classes_, classes_: Number of classes and their indices `[K]`.
-        class_counts_: Training samples per class `[K]` the head was fitted on (after oversampling).
-        oversample_report_: Method, neighbours, seed and class counts before / after (None without oversampling).
+        class_counts_: Training samples per class `[K]` of the final fit (after oversampling).
+        oversample_report_: Method, neighbours, seed and class counts before / after of the final fit on all
+            fit samples (None without oversampling).
         n_features_: Embedding size `D`.
         cv_report_: What was chosen (`chosen`), on how many folds (`folds`, None without cross-validation)
             and the cross-validated score (`cv_*`).
@@ -112,7 +118,8 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
     def fit(self, embeddings: Any, targets: Any, *, n_classes: int | None = None) -> EmbeddingHead:
         """Fit on embeddings `[N, D]` and class indices `[N]`; every class needs `min_per_class` samples.
 
-        With `oversample`, synthetic embeddings of the rarer classes are added first (seeded by `seed`).
+        With `oversample`, synthetic embeddings of the rarer classes are added to each cross-validation fold's
+        training part and to the final fit (seeded by `seed`), never to held-out samples.
 
         Raises:
             InvalidParameterError: A parameter out of range.
@@ -122,18 +129,19 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
         validate_params(self.get_params(), self._parameter_constraints, where=f"{self.kind} head")
         array = check_embeddings(embeddings)
         targets, n_classes = fit_targets(targets, n_samples=len(array), n_classes=n_classes)
-        resampled_array, resampled_targets, resampled = oversample(
-            array, targets, method=self.oversample, n_classes=n_classes, seed=self.seed, what=f"{self.kind} head")
+        counts = np.bincount(targets, minlength=n_classes)
+        if self.oversample != NONE:  # a single-sample class is refused by name, before anything is fitted
+            neighbours_for(counts, method=self.oversample, what=f"{self.kind} head")
         # on the real samples: synthetic ones interpolated from two images do not make a class fittable
         check_class_counts(targets, n_classes, min_per_class=self.min_per_class, what=f"{self.kind} head")
-        array, targets = resampled_array, resampled_targets
-        self.class_counts_ = np.bincount(targets, minlength=n_classes)
         self.n_classes_, self.classes_ = n_classes, np.arange(n_classes)
         self.__dict__.pop("reject_threshold_", None)  # a threshold of the old fit means nothing for the new one
         self.__dict__.pop("reject_report_", None)
-        self.oversample_report_ = resampled
-        self.cv_report_ = {"classifier": self.kind, **self._fit(array, targets),
-                           **({"oversample": resampled} if resampled else {})}
+        self.oversample_report_ = None
+        report = self._fit(array, targets)
+        resampled = self.oversample_report_
+        self.class_counts_ = np.asarray(resampled["counts_after"]) if resampled else counts
+        self.cv_report_ = {"classifier": self.kind, **report, **({"oversample": resampled} if resampled else {})}
         self.n_features_ = array.shape[1]  # set last: it marks the head as fitted
         return self
 
@@ -195,6 +203,30 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
     def _checked(self, embeddings: Any) -> np.ndarray:
         check_is_fitted(self, "n_features_", msg=NOT_FITTED)
         return check_embeddings(embeddings, n_features=self.n_features_)
+
+    def _sampler(self) -> Oversampler | None:
+        """A fresh sampler of this head's `oversample` method (None for "none"); needs `n_classes_`."""
+        if self.oversample == NONE:
+            return None
+        return Oversampler(self.oversample, n_classes=self.n_classes_, seed=self.seed, what=f"{self.kind} head")
+
+    def _pipeline(self, *steps: Any) -> Pipeline:
+        """`steps` as a pipeline, the sampler before the last one (imbalanced-learn's, which resamples in fit only).
+
+        Cross-validated (GridSearchCV, cross_val_predict, CalibratedClassifierCV), it resamples each fold's
+        training part and scores the real held-out samples. Without oversampling: scikit-learn's pipeline.
+        """
+        sampler = self._sampler()
+        if sampler is None:
+            return make_pipeline(*steps)
+        return make_resampling_pipeline(*steps[:-1], sampler, steps[-1])
+
+    def _resampled(self, array: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict | None]:
+        """Embeddings `[N, D]`, class indices `[N]` with synthetic ones appended `[N', D]`, `[N']`, and the report."""
+        sampler = self._sampler()
+        if sampler is None:
+            return array, targets, None
+        return *sampler.fit_resample(array, targets), sampler.report_
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         raise NotImplementedError

@@ -14,6 +14,10 @@ head's own geometry:
   standardised embeddings (`C` by balanced accuracy), Platt-scaled; novelty of both: distance to the
   nearest class mean in the standardised space.
 
+With `oversample`, every cross-validated choice (knn's k, centroid's temperature, logistic's and svm's `C`,
+svm's Platt scaling) is made on real held-out samples, the sampler fitted on each fold's training part only
+(`EmbeddingHead._pipeline`); the gmm head has no cross-validation and resamples before its fit.
+
 Classes are weighted "balanced" by the logistic and svm heads by default, since the data this is for is
 rarely balanced; the gmm head's priors are the training class shares by default.
 """
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -39,7 +44,8 @@ from sklearn.svm import SVC
 from winnow.calibration.scaling import TemperatureScaling
 from winnow.constraints import InvalidParameterError, Interval, Options, check_known_keys, check_value
 from winnow.embeddings.base import FOLDS, OVERSAMPLE, SEED, EmbeddingHead, nearest_distance
-from winnow.embeddings.model_selection import logistic_cv, stratified_folds
+from winnow.embeddings.model_selection import CS, LOGISTIC_ITERATIONS, logistic_cv, stratified_folds
+from winnow.embeddings.oversample import NONE
 
 KS = (1, 3, 5, 7, 9, 15, 21, 31)  # neighbour counts tried by the knn head
 SVM_CS = (0.1, 1.0, 10.0)
@@ -70,17 +76,24 @@ class KNNHead(EmbeddingHead):
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         if self.k is not None:
-            if self.k > len(array):
-                raise InvalidParameterError(f"knn head: k must be at most the {len(array)} fit images, got {self.k}")
-            self.model_ = _neighbours(self.k).fit(array, targets)
+            self.model_ = self._final_model(self.k, array, targets)
             return {"folds": None, "chosen": {"k": self.k}}
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="knn head")
-        smallest_fold = len(array) - math.ceil(len(array) / folds.n_splits)  # training images of the smallest fold
+        # real training images of the smallest fold (oversampling only adds to them)
+        smallest_fold = len(array) - math.ceil(len(array) / folds.n_splits)
         ks = [k for k in KS if k <= smallest_fold]
-        search = GridSearchCV(_neighbours(1), {"n_neighbors": ks}, scoring="balanced_accuracy", cv=folds)
-        self.model_ = search.fit(array, targets).best_estimator_
-        return {"folds": folds.n_splits, "chosen": {"k": search.best_params_["n_neighbors"]},
-                "cv_balanced_accuracy": float(search.best_score_)}
+        search = GridSearchCV(self._pipeline(_neighbours(1)), {"kneighborsclassifier__n_neighbors": ks},
+                              scoring="balanced_accuracy", cv=folds, refit=False, error_score="raise")
+        k = search.fit(array, targets).best_params_["kneighborsclassifier__n_neighbors"]
+        self.model_ = self._final_model(k, array, targets)
+        return {"folds": folds.n_splits, "chosen": {"k": k}, "cv_balanced_accuracy": float(search.best_score_)}
+
+    def _final_model(self, k: int, array: np.ndarray, targets: np.ndarray) -> KNeighborsClassifier:
+        """k-NN on all fit embeddings (with the synthetic ones of the final resampling)."""
+        array, targets, self.oversample_report_ = self._resampled(array, targets)
+        if k > len(array):
+            raise InvalidParameterError(f"knn head: k must be at most the {len(array)} fit images, got {k}")
+        return _neighbours(k).fit(array, targets)
 
     def _proba(self, array: np.ndarray) -> np.ndarray:
         return self.model_.predict_proba(array)
@@ -97,7 +110,8 @@ class CentroidHead(EmbeddingHead):
     """Nearest class mean of L2-normalised embeddings; probabilities from a softmax of `-distance^2 / T`.
 
     The temperature `T` is fitted (`TemperatureScaling`, log loss) on out-of-fold squared distances,
-    each image measured against class means computed without its fold, so that it is not over-confident.
+    each image measured against class means computed without its fold, so that it is not over-confident
+    (with `oversample`: means of the fold's training part resampled, the held-out images real).
 
     Args:
         cv: Most cross-validation folds (fewer when a class is rarer).
@@ -117,15 +131,19 @@ class CentroidHead(EmbeddingHead):
         self.cv, self.seed, self.oversample = cv, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-        unit = normalize(array)
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="centroid head")
-        out_of_fold = np.empty((len(unit), self.n_classes_))
-        for train, test in folds.split(unit, targets):
-            out_of_fold[test] = _centroid_logits(unit[test], _class_means(unit[train], targets[train]))
+        out_of_fold = np.empty((len(array), self.n_classes_))
+        for train, test in folds.split(array, targets):
+            out_of_fold[test] = _centroid_logits(normalize(array[test]), self._means(array[train], targets[train])[0])
         self.scaling_ = TemperatureScaling().fit(out_of_fold, targets)
-        self.centroids_ = _class_means(unit, targets)
+        self.centroids_, self.oversample_report_ = self._means(array, targets)
         return {"folds": folds.n_splits, "chosen": {"temperature": self.scaling_.temperature_},
                 "cv_log_loss": self.scaling_.nll_after_}
+
+    def _means(self, array: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
+        """Class means `[K, D]` of the normalised embeddings `[N, D]` (resampled first), and the resampling report."""
+        array, targets, report = self._resampled(array, targets)
+        return _class_means(normalize(array), targets), report
 
     def _proba(self, array: np.ndarray) -> np.ndarray:
         return self.scaling_.predict_proba(_centroid_logits(normalize(array), self.centroids_))
@@ -152,7 +170,9 @@ class GMMHead(EmbeddingHead):
 
     `p(k | x) = prior_k p(x | k) / sum_j prior_j p(x | j)`, computed in log space (logsumexp). Each
     class's number of components is the one of `1..max_components` with the lowest BIC, at most one per
-    `SAMPLES_PER_COMPONENT` images of the class.
+    `SAMPLES_PER_COMPONENT` images of the class. With `oversample`, the fit embeddings are resampled once
+    before the mixtures are fitted: the head has no cross-validation (BIC is computed on the training samples),
+    so there is no held-out fold for synthetic samples to leak into.
 
     Args:
         max_components: Most components per class.
@@ -182,10 +202,11 @@ class GMMHead(EmbeddingHead):
         self.priors, self.seed, self.oversample = priors, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        array, targets, self.oversample_report_ = self._resampled(array, targets)
         self.scaler_ = StandardScaler().fit(array)
         scaled = self.scaler_.transform(array)
         self.mixtures_ = [self._mixture(scaled[targets == k]) for k in range(self.n_classes_)]
-        shares = self.class_counts_ / self.class_counts_.sum()
+        shares = np.bincount(targets, minlength=self.n_classes_) / len(targets)
         self.log_priors_ = np.log(shares if self.priors == "counts" else np.full(self.n_classes_, 1 / self.n_classes_))
         return {"folds": None, "chosen": {"components": [int(m.n_components) for m in self.mixtures_]},
                 "selection": "BIC", "covariance_type": self.covariance_type, "priors": self.priors}
@@ -220,8 +241,9 @@ class _StandardisedHead(EmbeddingHead):
         oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
-        model_: The fitted pipeline (`StandardScaler`, then the classifier).
-        centroids_: Class means of the standardised training embeddings `[K, D]`.
+        model_: The fitted pipeline (`StandardScaler`, then the classifier; with `oversample`, the sampler
+            between them, or inside the svm's calibration).
+        centroids_: Class means of the standardised real training embeddings `[K, D]`.
     """
 
     novelty_description = "distance to the nearest class mean (standardised embeddings)"
@@ -233,12 +255,13 @@ class _StandardisedHead(EmbeddingHead):
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what=f"{self.kind} head")
-        self.model_, report = self._fit_model(array, targets, folds)
+        self.model_, report, self.oversample_report_ = self._fit_model(array, targets, folds)
         self.centroids_ = _class_means(self.model_[0].transform(array), targets)
         return {"folds": folds.n_splits, **report}
 
     def _fit_model(self, array: np.ndarray, targets: np.ndarray,
-                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any], dict[str, Any] | None]:
+        """The fitted model, what was chosen, and the final fit's oversampling report."""
         raise NotImplementedError
 
     def _proba(self, array: np.ndarray) -> np.ndarray:
@@ -249,16 +272,27 @@ class _StandardisedHead(EmbeddingHead):
 
 
 class LogisticHead(_StandardisedHead):
-    """L2 logistic regression on standardised embeddings, `C` chosen by cross-validated log loss."""
+    """L2 logistic regression on standardised embeddings, `C` chosen by cross-validated log loss.
+
+    `LogisticRegressionCV` without oversampling; with it (a sampler cannot sit inside that estimator's
+    folds), `GridSearchCV` of `LogisticRegression` over the same `C`s, a sampler in each fold's pipeline.
+    """
 
     kind = "logistic"
 
     def _fit_model(self, array: np.ndarray, targets: np.ndarray,
-                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
-        logistic = logistic_cv(folds, class_weight=self.class_weight)
-        model = make_pipeline(StandardScaler(), logistic).fit(array, targets)
-        mean_scores = logistic.scores_.mean(axis=0)  # [n_l1_ratios, n_cs], averaged over folds
-        return model, {"chosen": {"C": float(logistic.C_)}, "cv_log_loss": float(-mean_scores.max())}
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any], dict[str, Any] | None]:
+        if self.oversample == NONE:
+            logistic = logistic_cv(folds, class_weight=self.class_weight)
+            model = make_pipeline(StandardScaler(), logistic).fit(array, targets)
+            mean_scores = logistic.scores_.mean(axis=0)  # [n_l1_ratios, n_cs], averaged over folds
+            return model, {"chosen": {"C": float(logistic.C_)}, "cv_log_loss": float(-mean_scores.max())}, None
+        logistic = LogisticRegression(class_weight=self.class_weight, max_iter=LOGISTIC_ITERATIONS)
+        search = GridSearchCV(self._pipeline(StandardScaler(), logistic), {"logisticregression__C": list(CS)},
+                              scoring="neg_log_loss", cv=folds, error_score="raise").fit(array, targets)
+        model = search.best_estimator_  # refitted on all real samples, the sampler in the pipeline
+        return model, {"chosen": {"C": float(search.best_params_["logisticregression__C"])},
+                       "cv_log_loss": float(-search.best_score_)}, model.named_steps["oversampler"].report_
 
 
 class SVMHead(_StandardisedHead):
@@ -268,15 +302,20 @@ class SVMHead(_StandardisedHead):
     kind = "svm"
 
     def _fit_model(self, array: np.ndarray, targets: np.ndarray,
-                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any]]:
-        search = GridSearchCV(make_pipeline(StandardScaler(), SVC(class_weight=self.class_weight)),
-                              {"svc__C": list(SVM_CS)}, scoring="balanced_accuracy", cv=folds, refit=False)
+                   folds: StratifiedKFold) -> tuple[Pipeline, dict[str, Any], dict[str, Any] | None]:
+        search = GridSearchCV(self._pipeline(StandardScaler(), SVC(class_weight=self.class_weight)),
+                              {"svc__C": list(SVM_CS)}, scoring="balanced_accuracy", cv=folds, refit=False,
+                              error_score="raise")
         search.fit(array, targets)
         best_c = search.best_params_["svc__C"]
-        calibrated = CalibratedClassifierCV(SVC(C=best_c, class_weight=self.class_weight), method="sigmoid",
-                                            cv=folds, ensemble=False)
+        svc = SVC(C=best_c, class_weight=self.class_weight)
+        # with a sampler: Platt scaling on out-of-fold decisions of real samples, each fold's SVC on resampled data
+        estimator = svc if self.oversample == NONE else self._pipeline(svc)
+        calibrated = CalibratedClassifierCV(estimator, method="sigmoid", cv=folds, ensemble=False)
         model = make_pipeline(StandardScaler(), calibrated).fit(array, targets)
-        return model, {"chosen": {"C": best_c}, "cv_balanced_accuracy": float(search.best_score_)}
+        final = calibrated.calibrated_classifiers_[0].estimator  # fitted on all real samples (ensemble=False)
+        report = None if self.oversample == NONE else final.named_steps["oversampler"].report_
+        return model, {"chosen": {"C": best_c}, "cv_balanced_accuracy": float(search.best_score_)}, report
 
 
 HEADS: dict[str, type[EmbeddingHead]] = {

@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 CS = np.logspace(-3, 2, 11)  # regularisation strengths tried (inverse; features standardised)
+LOGISTIC_ITERATIONS = 2000
 
 
 def check_class_counts(targets: np.ndarray, n_classes: int, *, min_per_class: int, what: str) -> np.ndarray:
@@ -40,5 +41,5 @@ def stratified_folds(targets: np.ndarray, n_classes: int, *, max_folds: int, see
 
 def logistic_cv(folds: StratifiedKFold, *, class_weight: str | None = None) -> LogisticRegressionCV:
     """An L2 logistic regression whose `C` is chosen on `folds` by log loss (expects standardised features)."""
-    return LogisticRegressionCV(Cs=CS, cv=folds, scoring="neg_log_loss", class_weight=class_weight, max_iter=2000,
-                                l1_ratios=(0.0,), use_legacy_attributes=False)
+    return LogisticRegressionCV(Cs=CS, cv=folds, scoring="neg_log_loss", class_weight=class_weight,
+                                max_iter=LOGISTIC_ITERATIONS, l1_ratios=(0.0,), use_legacy_attributes=False)

@@ -80,8 +80,8 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
         classifier: The head of method svm: a kind of `winnow.embeddings.heads.HEADS` (svm, logistic, knn...).
             Its classes are those of its fit data, which may differ from the run's (a head on new classes,
             `winnow.ensembles.fit_classes`).
-        oversample: Method svm: synthetic minority samples before the head is fitted (none, smote, adasyn,
-            borderline; `winnow.embeddings.oversample`).
+        oversample: Method svm: synthetic minority samples in each of the head's fits, CV folds included (none,
+            smote, adasyn, borderline; `winnow.embeddings.oversample`).
         reject_tpr: Method svm: fit the head's reject option to accept this share of the `reject_data`
             images (default: no reject option).
         reject_data: Data of the reject option (default: the first member's val split; for a head on new

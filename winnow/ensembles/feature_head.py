@@ -35,8 +35,8 @@ class EmbeddingClassifier(BaseEstimator):
     Args:
         classifier: A kind of `winnow.embeddings.heads.HEADS`, with its default parameters.
         seed: Seed of the head's folds / initialisation / oversampling.
-        oversample: Synthetic minority samples before the head is fitted: "none", "smote", "adasyn" or
-            "borderline" (`winnow.embeddings.oversample`).
+        oversample: Synthetic minority samples in each of the head's fits, CV folds included: "none", "smote",
+            "adasyn" or "borderline" (`winnow.embeddings.oversample`).
 
     Attributes:
         head_: The fitted head (its `reject_threshold_` once `fit_reject` ran).
