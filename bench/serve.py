@@ -35,7 +35,7 @@ from PIL import Image
 import winnow
 from winnow.data.splits import load_splits
 from winnow.runs.layout import RunPaths
-from winnow.serve.model import weights_version
+from winnow.serve.model import ServedModel, weights_version
 from winnow.serve.server import free_port
 from winnow.training.checkpoint import load_checkpoint
 
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def test_images(run: Path, count: int) -> list[Path]:
     """Paths of up to `count` test-split images of the run."""
     splits = load_splits(RunPaths(run).splits)
-    paths = [Path(p) for p, split in zip(splits.paths, splits.splits) if split == "test"] or list(map(Path, splits.paths))
+    test = [Path(p) for p, split in zip(splits.paths, splits.splits) if split == "test"]
+    paths = test or list(map(Path, splits.paths))
     return paths[:count]
 
 
@@ -94,6 +95,17 @@ def offline_rate(run: Path, images: list[bytes], total: int, scratch: Path, args
     start = time.perf_counter()
     predictor.predict(files, batch_size=args.batch_size)
     return total / (time.perf_counter() - start)
+
+
+def model_only_rate(run: Path, total: int, args) -> float:
+    """Images/s of `ServedModel.score` on batches already decoded in memory: the ceiling of serving."""
+    model = ServedModel.load(run, device=args.device)
+    batch = torch.zeros((args.batch_size, *model.input_shape))
+    model.score(batch)
+    start = time.perf_counter()
+    for _ in range(max(1, total // args.batch_size)):
+        model.score(batch)
+    return max(1, total // args.batch_size) * args.batch_size / (time.perf_counter() - start)
 
 
 def start_server(run: Path, args) -> tuple[subprocess.Popen, str]:
@@ -179,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [p.read_bytes() for p in paths]
     with tempfile.TemporaryDirectory() as scratch:
         offline = offline_rate(args.run, images, args.saturation_requests, Path(scratch), args)
+        print(f"model only (score() on decoded batches of {args.batch_size}): "
+              f"{model_only_rate(args.run, args.saturation_requests, args):.1f} img/s")
         second = other_weights_copy(args.run, Path(scratch))
         versions = {weights_version(RunPaths(r).checkpoint("best")) for r in (args.run, second)}
         process, url = start_server(args.run, args)

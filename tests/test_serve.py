@@ -16,8 +16,10 @@ from PIL import Image
 
 import winnow
 from winnow.cli.main import main
+from winnow.serve import (BackgroundServer, Batcher, Client, ModelHolder, ServedModel, ServerError, ServeSettings,
+                          create_app)
+from winnow.serve.batcher import ModelChanged
 from winnow.training.checkpoint import load_checkpoint
-from winnow.serve import BackgroundServer, Client, ModelHolder, ServedModel, ServerError, ServeSettings, create_app
 
 from conftest import fast_config, make_image_folder
 
@@ -35,7 +37,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     assert main(["calibrate", str(first)]) == 0
     second = Path(shutil.copytree(first, first.parent / "second"))
     state = load_checkpoint(second / "checkpoints" / "best.pt")
-    state["model"] = {name: value * 1.01 if value.is_floating_point() else value for name, value in state["model"].items()}
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
     torch.save(state, second / "checkpoints" / "best.pt")
     return {"first": first, "second": second, "images": sorted((data / "disk").glob("*.png"))[:3]
             + sorted((data / "bar").glob("*.png"))[:2]}
@@ -116,7 +118,8 @@ def test_concurrent_requests_are_batched(server, runs):
     batches, images = metric(server, "winnow_batch_size_count"), metric(server, "winnow_batch_size_sum")
     with Client(server) as client, ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda path: client.predict(path), runs["images"] * 6))
-    batches, images = metric(server, "winnow_batch_size_count") - batches, metric(server, "winnow_batch_size_sum") - images
+    batches = metric(server, "winnow_batch_size_count") - batches
+    images = metric(server, "winnow_batch_size_sum") - images
     assert images == 30 and batches < 30 / 2, (images, batches)  # more than 2 requests per batch on average
 
 
@@ -158,3 +161,15 @@ def test_swap_under_load_fails_no_request_and_names_the_version(runs):
 def test_bad_settings_are_refused_with_the_name():
     with pytest.raises(ValueError, match="max_batch_size"):
         ServeSettings(max_batch_size=0)
+
+
+def test_a_job_decoded_for_other_preprocessing_is_refused_not_mis_scored(runs):
+    model = ServedModel.load(runs["first"], device="cpu")
+    batcher = Batcher(ModelHolder(model), max_batch_size=4, max_wait_ms=0, max_queue=4).start()
+    try:
+        images = torch.zeros((1, *model.input_shape))
+        assert batcher.submit(images, model.input_key).result(timeout=10)[0]["model"] == "first"
+        with pytest.raises(ModelChanged, match="send it again"):
+            batcher.submit(images, ("other preprocessing",)).result(timeout=10)
+    finally:
+        batcher.stop()

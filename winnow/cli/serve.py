@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = ServeSettings.from_env(device=args.device, **{field: getattr(args, field) for field, *_ in LIMITS.values()})
+    limits = {field: getattr(args, field) for field, *_ in LIMITS.values()}
+    settings = ServeSettings.from_env(device=args.device, **limits)
     model = ServedModel.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     admin = "enabled" if settings.admin_token else f"disabled (set {ADMIN_TOKEN_ENV} to enable)"
     print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port}; admin endpoints {admin}")

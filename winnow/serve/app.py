@@ -16,6 +16,7 @@ import contextlib
 import secrets
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from winnow.serve.batcher import Batcher, QueueFull
+from winnow.serve.batcher import Batcher, ModelChanged, QueueFull
 from winnow.serve.holder import ModelHolder
 from winnow.serve.images import BadImage, decode_image
 from winnow.serve.metrics import ServeMetrics
@@ -145,7 +146,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         blobs = await uploaded_images(request, settings)
         images = await run_in_threadpool(_decode_all, blobs, model, settings, scratch.name)
         try:
-            future = batcher.submit(images)
+            future = batcher.submit(images, model.input_key)
         except QueueFull as error:
             raise RequestError(503, "overloaded", str(error)) from error
         try:
@@ -154,6 +155,8 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
             future.cancel()
             raise RequestError(503, "timeout", f"no result within {settings.request_timeout_s} s; "
                                                "the server is overloaded, retry later") from error
+        except ModelChanged as error:
+            raise RequestError(503, "model_changed", str(error)) from error
         return {"predictions": results}
 
     @app.get("/healthz")
@@ -177,7 +180,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         if not isinstance(payload, dict) or not isinstance(payload.get("run"), str):
             raise RequestError(422, "bad_json", 'expected {"run": "<run folder>", "checkpoint": "best"}')
         checkpoint = payload.get("checkpoint", "best")
-        load = lambda: ServedModel.load(Path(payload["run"]), checkpoint=checkpoint, device=settings.device)  # noqa: E731
+        load = partial(ServedModel.load, Path(payload["run"]), checkpoint=checkpoint, device=settings.device)
         try:
             new = await run_in_threadpool(holder.swap, load, warm_batch=settings.max_batch_size)
         except ValueError as error:

@@ -28,9 +28,14 @@ class QueueFull(RuntimeError):
     """More jobs wait than `max_queue`: the caller answers 503."""
 
 
+class ModelChanged(RuntimeError):
+    """A swap to a model with other preprocessing came between a job's decode and its batch: retry it."""
+
+
 @dataclass
 class Job:
     images: torch.Tensor
+    input_key: tuple = ()
     future: Future = field(default_factory=Future)
 
 
@@ -67,9 +72,10 @@ class Batcher:
         self._queue.put(STOP)
         self._thread.join()
 
-    def submit(self, images: torch.Tensor) -> Future:
-        """Queue a job `[n, C, S, S]`; its future gives one result dict per image (or the model's error)."""
-        job = Job(images)
+    def submit(self, images: torch.Tensor, input_key: tuple = ()) -> Future:
+        """Queue a job `[n, C, S, S]` decoded for models of `input_key`; its future gives one result dict per
+        image, or the model's error (`ModelChanged` when the live model takes other inputs by then)."""
+        job = Job(images, input_key)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -107,8 +113,12 @@ class Batcher:
             model = self.holder.acquire()
         except RuntimeError as error:
             return self._fail(jobs, error)
+        stale = [job for job in jobs if job.input_key and job.input_key != model.input_key]
+        self._fail(stale, ModelChanged(f"the model was swapped to {model.name} {model.version}, which preprocesses "
+                                       "images otherwise, after this request was decoded; send it again"))
+        jobs = [job for job in jobs if job not in stale]
         try:
-            results = model.score(torch.cat([job.images for job in jobs]))
+            results = model.score(torch.cat([job.images for job in jobs])) if jobs else []
         except Exception as error:  # a model failure fails this batch's requests (500), never the thread
             log.exception("batch of %d jobs failed", len(jobs))
             return self._fail(jobs, error)
@@ -118,7 +128,7 @@ class Batcher:
         for job in jobs:
             job.future.set_result(results[offset:offset + len(job.images)])
             offset += len(job.images)
-        if self.on_batch is not None:
+        if self.on_batch is not None and offset:
             self.on_batch(offset, time.perf_counter() - start)
 
     @staticmethod

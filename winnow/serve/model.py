@@ -55,6 +55,8 @@ class ServedModel:
         spec = predictor.spec
         self.make_dataset = partial(self._one_image, spec.preprocess(), eval_transform(spec.mean, spec.std))
         self.input_shape = (spec.in_chans, spec.img_size, spec.img_size)
+        # images decoded for one model fit another only when this matches (checked by the batcher at a swap)
+        self.input_key = (tuple(sorted(spec.preprocess().key().items())), tuple(spec.mean), tuple(spec.std))
 
     @classmethod
     def load(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str = "auto",
