@@ -80,9 +80,9 @@ def test_predictions_equal_offline_predict_multipart_and_base64(server, runs):
 
 def test_bad_images_fail_alone_in_a_concurrent_burst(server, runs):
     good = runs["images"][0].read_bytes()
-    bad = {"not_an_image": b"hello, not an image", "empty": b"", "corrupt": good[: len(good) // 2],
+    bad = {"not_an_image": b"hello, not an image", "empty": b"", "truncated": good[: len(good) // 2],
            "too_large": png(np.zeros((400, 400), np.uint8))}
-    expected = {"not_an_image": 422, "empty": 422, "corrupt": 422, "too_large": 413}
+    expected = {"not_an_image": 422, "empty": 422, "truncated": 422, "too_large": 413}
     burst = [("good", good)] * 12 + list(bad.items()) * 2
     with Client(server) as client, ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(lambda item: _outcome(client, item[1]), burst))
@@ -142,6 +142,14 @@ def test_admin_needs_the_token(server, runs):
     with BackgroundServer(app) as url, pytest.raises(ServerError, match="disabled.*WINNOW_ADMIN_TOKEN") as error:
         Client(url, token=TOKEN).swap(runs["second"])
     assert error.value.status == 403
+
+
+def test_a_request_past_its_timeout_is_a_503(runs):
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 0}),
+                     ModelHolder(ServedModel.load(runs["first"], device="cpu")))
+    with BackgroundServer(app) as url, pytest.raises(ServerError, match="timeout.*retry later") as error:
+        Client(url).predict(runs["images"][0])
+    assert error.value.status == 503
 
 
 def test_swap_under_load_fails_no_request_and_names_the_version(runs):

@@ -50,7 +50,7 @@ def decode_image(data: bytes, index: int, *, dataset: Callable[[str], ImageDatas
         scratch: Folder for the temporary file the shared decoder reads.
 
     Raises:
-        BadImage: Empty, not an image, truncated, too large or of an unusable mode.
+        BadImage: Empty, not an image, truncated, corrupt, too large or of an unusable mode.
     """
     if not data:
         raise BadImage(index, "empty", "the upload has zero bytes")
@@ -63,7 +63,9 @@ def decode_image(data: bytes, index: int, *, dataset: Callable[[str], ImageDatas
         probe(path, max_pixels=max_pixels)
         return dataset(path)[0][0]
     except ImageReadError as error:
-        raise BadImage(index, error.reason, error.detail) from error
+        # PIL says "image file is truncated" for data cut after a valid header: name it so for the client
+        reason = "truncated" if error.reason == "corrupt" and "truncated" in error.detail else error.reason
+        raise BadImage(index, reason, error.detail) from error
     except ValueError as error:  # to_channels: a channel count the run cannot take
         raise BadImage(index, "wrong_mode", str(error)) from error
     finally:
