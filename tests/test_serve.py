@@ -1,0 +1,183 @@
+"""`winnow serve` over a real socket: uvicorn on a free port in a thread, httpx clients, tiny trained runs."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import winnow
+from winnow.cli.main import main
+from winnow.serve import (BackgroundServer, Batcher, Client, ModelHolder, ServedModel, ServerError, ServeSettings,
+                          create_app)
+from winnow.serve.batcher import ModelChanged
+from winnow.training.checkpoint import load_checkpoint
+
+from conftest import fast_config, make_image_folder
+
+TOKEN = "test-token"
+SETTINGS = dict(max_batch_size=8, max_wait_ms=30, max_body_bytes=300_000, max_images=4, max_image_pixels=100_000,
+                device="cpu")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny calibrated 3-class run, a second one (its copy with other weights: a new version) and images."""
+    root = tmp_path_factory.mktemp("serve")
+    data = make_image_folder(root / "data", per_class=6)
+    first = winnow.train(fast_config(root, data, epochs=1, name="first")).path
+    assert main(["calibrate", str(first)]) == 0
+    second = Path(shutil.copytree(first, first.parent / "second"))
+    state = load_checkpoint(second / "checkpoints" / "best.pt")
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, second / "checkpoints" / "best.pt")
+    return {"first": first, "second": second, "images": sorted((data / "disk").glob("*.png"))[:3]
+            + sorted((data / "bar").glob("*.png"))[:2]}
+
+
+@pytest.fixture(scope="module")
+def server(runs):
+    holder = ModelHolder(ServedModel.load(runs["first"], device="cpu"))
+    app = create_app(ServeSettings(admin_token=TOKEN, **SETTINGS), holder)
+    with BackgroundServer(app) as url:
+        yield url
+
+
+def png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def metric(url: str, name: str) -> float:
+    """Sum of a metric's samples named exactly `name` in /metrics."""
+    text = httpx.get(f"{url}/metrics").text
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+def test_predictions_equal_offline_predict_multipart_and_base64(server, runs):
+    offline = winnow.load(runs["first"], device="cpu").predict(runs["images"])
+    with Client(server) as client:
+        single = client.predict(runs["images"][0])
+        many = client.predict(runs["images"][:4])
+        many_b64 = client.predict(runs["images"][:4], as_base64=True)
+        assert client.health() == {"status": "alive"}
+        assert client.ready()["version"] == single[0]["version"]
+    assert len(single) == 1 and len(many) == 4 and many == many_b64
+    assert [p["decision"] for p in many] == offline.predicted[:4]
+    served = np.array([[p["probabilities"][c] for c in offline.classes] for p in many])
+    np.testing.assert_allclose(served, offline.probabilities[:4], atol=1e-5)  # calibration.json applied
+    assert single[0]["model"] == "first" and len(single[0]["version"]) == 12
+
+
+def test_bad_images_fail_alone_in_a_concurrent_burst(server, runs):
+    good = runs["images"][0].read_bytes()
+    bad = {"not_an_image": b"hello, not an image", "empty": b"", "truncated": good[: len(good) // 2],
+           "too_large": png(np.zeros((400, 400), np.uint8))}
+    expected = {"not_an_image": 422, "empty": 422, "truncated": 422, "too_large": 413}
+    burst = [("good", good)] * 12 + list(bad.items()) * 2
+    with Client(server) as client, ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda item: _outcome(client, item[1]), burst))
+    for (kind, _), outcome in zip(burst, outcomes):
+        if kind == "good":
+            assert outcome[0] == "decision", outcome
+        else:
+            assert outcome[:2] == (expected[kind], kind), (kind, outcome)
+
+
+def _outcome(client: Client, data: bytes) -> tuple:
+    try:
+        return ("decision", client.predict(data)[0]["decision"])
+    except ServerError as error:
+        return (error.status, error.reason, error.detail)
+
+
+def test_limits_are_413_415_and_explained(server, runs):
+    image = runs["images"][0].read_bytes()
+    with Client(server) as client:
+        with pytest.raises(ServerError, match="too_many_images.*limit is 4"):
+            client.predict([image] * 5)
+        with pytest.raises(ServerError, match="body_too_large.*300000") as error:
+            client.predict(png(np.random.default_rng(0).integers(0, 255, (600, 600), np.uint8)))
+        assert error.value.status == 413
+    response = httpx.post(f"{server}/v1/predict", content=b"x", headers={"content-type": "text/plain"})
+    assert response.status_code == 415 and "multipart" in response.json()["detail"]
+    response = httpx.post(f"{server}/v1/predict", json={"images": ["%%%"]})
+    assert response.status_code == 422 and response.json()["error"] == "bad_json"
+
+
+def test_concurrent_requests_are_batched(server, runs):
+    batches, images = metric(server, "winnow_batch_size_count"), metric(server, "winnow_batch_size_sum")
+    with Client(server) as client, ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda path: client.predict(path), runs["images"] * 6))
+    batches = metric(server, "winnow_batch_size_count") - batches
+    images = metric(server, "winnow_batch_size_sum") - images
+    assert images == 30 and batches < 30 / 2, (images, batches)  # more than 2 requests per batch on average
+
+
+def test_metrics_expose_the_names(server, runs):
+    Client(server).predict(runs["images"][0])
+    text = httpx.get(f"{server}/metrics").text
+    for name in ("winnow_requests_total", "winnow_request_latency_seconds_bucket", "winnow_batch_size_bucket",
+                 "winnow_queue_depth", "winnow_model_info", "winnow_model_swaps_total"):
+        assert name in text
+    assert 'winnow_requests_total{status="200"}' in text and 'model="first"' in text
+
+
+def test_admin_needs_the_token(server, runs):
+    with pytest.raises(ServerError, match="bad_token") as error:
+        Client(server, token="wrong").swap(runs["second"])
+    assert error.value.status == 401
+    with pytest.raises(ServerError, match="bad_run.*not a winnow run folder"):
+        Client(server, token=TOKEN).swap(runs["images"][0].parent)
+    app = create_app(ServeSettings(**SETTINGS), ModelHolder(ServedModel.load(runs["first"], device="cpu")))
+    with BackgroundServer(app) as url, pytest.raises(ServerError, match="disabled.*WINNOW_ADMIN_TOKEN") as error:
+        Client(url, token=TOKEN).swap(runs["second"])
+    assert error.value.status == 403
+
+
+def test_a_request_past_its_timeout_is_a_503(runs):
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 0}),
+                     ModelHolder(ServedModel.load(runs["first"], device="cpu")))
+    with BackgroundServer(app) as url, pytest.raises(ServerError, match="timeout.*retry later") as error:
+        Client(url).predict(runs["images"][0])
+    assert error.value.status == 503
+
+
+def test_swap_under_load_fails_no_request_and_names_the_version(runs):
+    holder = ModelHolder(ServedModel.load(runs["first"], device="cpu"))
+    app = create_app(ServeSettings(admin_token=TOKEN, **SETTINGS), holder)
+    versions = {ServedModel.load(run, device="cpu").version: run.name for run in (runs["first"], runs["second"])}
+    with BackgroundServer(app) as url, Client(url, token=TOKEN) as client, ThreadPoolExecutor(6) as pool:
+        load = [pool.submit(lambda: [client.predict(runs["images"][:2]) for _ in range(15)]) for _ in range(5)]
+        swapped = [client.swap(runs["second"]), client.swap(runs["first"]), client.swap(runs["second"])]
+        answers = [p for future in load for response in future.result() for p in response]
+        assert client.ready()["model"] == "second" and metric(url, "winnow_model_swaps_total") == 3
+    assert [s["model"] for s in swapped] == ["second", "first", "second"]
+    assert len(answers) == 150 and all(versions[p["version"]] == p["model"] for p in answers)
+    assert {p["model"] for p in answers} == {"first", "second"}
+
+
+def test_bad_settings_are_refused_with_the_name():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        ServeSettings(max_batch_size=0)
+
+
+def test_a_job_decoded_for_other_preprocessing_is_refused_not_mis_scored(runs):
+    model = ServedModel.load(runs["first"], device="cpu")
+    batcher = Batcher(ModelHolder(model), max_batch_size=4, max_wait_ms=0, max_queue=4).start()
+    try:
+        images = torch.zeros((1, *model.input_shape))
+        assert batcher.submit(images, model.input_key).result(timeout=10)[0]["model"] == "first"
+        with pytest.raises(ModelChanged, match="send it again"):
+            batcher.submit(images, ("other preprocessing",)).result(timeout=10)
+    finally:
+        batcher.stop()

@@ -1,0 +1,48 @@
+"""`winnow serve RUN`: the run behind an HTTP API with dynamic batching (FastAPI + uvicorn).
+
+Binds 127.0.0.1 unless `--host` says otherwise. `POST /admin/model` (swap) needs the bearer token in
+the environment variable WINNOW_ADMIN_TOKEN; without it the admin endpoints are disabled.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from winnow.cli.options import add_flags
+from winnow.serve.app import create_app
+from winnow.serve.holder import ModelHolder
+from winnow.serve.model import ServedModel
+from winnow.serve.server import serve_forever
+from winnow.serve.settings import ADMIN_TOKEN_ENV, ServeSettings
+
+LIMITS = {  # flag -> (ServeSettings field, type, help)
+    "--max-batch-size": ("max_batch_size", int, "images per device batch"),
+    "--max-wait-ms": ("max_wait_ms", float, "wait for more requests after the first of a batch"),
+    "--max-body-bytes": ("max_body_bytes", int, "largest request body (413 above)"),
+    "--max-images": ("max_images", int, "most images per request (413 above)"),
+    "--max-image-pixels": ("max_image_pixels", int, "largest width x height per image (413 above)"),
+    "--request-timeout": ("request_timeout_s", float, "seconds a request may wait (503 after)"),
+    "--max-queue": ("max_queue", int, "most requests waiting for a batch (503 above)"),
+}
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("serve", help="serve a run over HTTP with dynamic batching")
+    parser.add_argument("run_dir", metavar="RUN", help="run folder from `winnow train`")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    defaults = ServeSettings()
+    for flag, (field, kind, text) in LIMITS.items():
+        parser.add_argument(flag, dest=field, metavar="N", type=kind, default=getattr(defaults, field),
+                            help=f"{text} (default: {getattr(defaults, field)})")
+    add_flags(parser, "checkpoint", "device")
+
+
+def run(args: argparse.Namespace) -> int:
+    limits = {field: getattr(args, field) for field, *_ in LIMITS.values()}
+    settings = ServeSettings.from_env(device=args.device, **limits)
+    model = ServedModel.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    admin = "enabled" if settings.admin_token else f"disabled (set {ADMIN_TOKEN_ENV} to enable)"
+    print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port}; admin endpoints {admin}")
+    serve_forever(create_app(settings, ModelHolder(model)), host=args.host, port=args.port)
+    return 0

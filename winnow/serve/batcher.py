@@ -1,0 +1,137 @@
+"""`Batcher`: one thread that gathers concurrent jobs into device batches (dynamic batching).
+
+A job is the decoded images of one request `[n, C, S, S]`; the thread takes the first waiting job,
+waits up to `max_wait_ms` for more until `max_batch_size` images are gathered, scores them in one call
+on the model the holder has at that moment, and resolves each job's `concurrent.futures.Future` with its
+own rows. Images are decoded and validated before they are submitted, so one bad image never reaches a
+batch. The thread uses no asyncio: a queue worker (Celery) can feed it the same way as the HTTP app.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+from winnow.serve.holder import ModelHolder
+
+log = logging.getLogger("winnow")
+STOP = None
+
+
+class QueueFull(RuntimeError):
+    """More jobs wait than `max_queue`: the caller answers 503."""
+
+
+class ModelChanged(RuntimeError):
+    """A swap to a model with other preprocessing came between a job's decode and its batch: retry it."""
+
+
+@dataclass
+class Job:
+    images: torch.Tensor
+    input_key: tuple = ()
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """Gathers jobs into batches of at most `max_batch_size` images and scores them on `holder`'s model.
+
+    Args:
+        holder: Where the live model is.
+        max_batch_size: Images per batch (a larger job runs alone, in one call).
+        max_wait_ms: Wait for more jobs after the first of a batch.
+        max_queue: Jobs waiting at most (`submit` raises `QueueFull` above).
+        on_batch: Called with `(images in the batch, seconds)` after each batch (metrics).
+    """
+
+    def __init__(self, holder: ModelHolder, *, max_batch_size: int, max_wait_ms: float, max_queue: int,
+                 on_batch=None) -> None:
+        self.holder, self.max_batch_size, self.max_wait = holder, max_batch_size, max_wait_ms / 1000
+        self.on_batch = on_batch
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._carry: Job | None = None  # a job that did not fit in the last batch
+        self._thread = threading.Thread(target=self._loop, name="winnow-batcher", daemon=True)
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting for a batch."""
+        return self._queue.qsize()
+
+    def start(self) -> Batcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Finish the batches in the queue, then end the thread."""
+        self._queue.put(STOP)
+        self._thread.join()
+
+    def submit(self, images: torch.Tensor, input_key: tuple = ()) -> Future:
+        """Queue a job `[n, C, S, S]` decoded for models of `input_key`; its future gives one result dict per
+        image, or the model's error (`ModelChanged` when the live model takes other inputs by then)."""
+        job = Job(images, input_key)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"{self._queue.maxsize} requests are waiting; retry later") from None
+        return job.future
+
+    def _loop(self) -> None:
+        while (jobs := self._gather()) is not None:
+            if jobs:
+                self._run(jobs)
+
+    def _gather(self) -> list[Job] | None:
+        """The jobs of the next batch ([] when the first one was cancelled), None to stop."""
+        first = self._carry or self._queue.get()
+        self._carry = None
+        if first is STOP:
+            return None
+        jobs, size, deadline = [first], len(first.images), time.monotonic() + self.max_wait
+        while size < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
+            try:
+                job = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if job is STOP or size + len(job.images) > self.max_batch_size:
+                self._carry = job
+                break
+            jobs.append(job)
+            size += len(job.images)
+        return [job for job in jobs if job.future.set_running_or_notify_cancel()]
+
+    def _run(self, jobs: list[Job]) -> None:
+        """Score the jobs' images in one call on the live model; each job gets its rows, or the error."""
+        start = time.perf_counter()
+        try:
+            model = self.holder.acquire()
+        except RuntimeError as error:
+            return self._fail(jobs, error)
+        stale = [job for job in jobs if job.input_key and job.input_key != model.input_key]
+        self._fail(stale, ModelChanged(f"the model was swapped to {model.name} {model.version}, which preprocesses "
+                                       "images otherwise, after this request was decoded; send it again"))
+        jobs = [job for job in jobs if job not in stale]
+        try:
+            results = model.score(torch.cat([job.images for job in jobs])) if jobs else []
+        except Exception as error:  # a model failure fails this batch's requests (500), never the thread
+            log.exception("batch of %d jobs failed", len(jobs))
+            return self._fail(jobs, error)
+        finally:
+            self.holder.release(model)
+        offset = 0
+        for job in jobs:
+            job.future.set_result(results[offset:offset + len(job.images)])
+            offset += len(job.images)
+        if self.on_batch is not None and offset:
+            self.on_batch(offset, time.perf_counter() - start)
+
+    @staticmethod
+    def _fail(jobs: list[Job], error: BaseException) -> None:
+        for job in jobs:
+            job.future.set_exception(error)
