@@ -1,0 +1,119 @@
+"""`winnow pretrain`: autoencoder runs, their encoder in `train --pretrained`, resume, reconstruction errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import fast_config, make_image_folder
+from winnow.cli.main import main
+from winnow.models.registry import create_model
+from winnow.pretraining.reconstruction import reconstruction_errors
+from winnow.pretraining.trainer import pretrain
+
+
+def pretrain_config(tmp_path: Path, images: Path, **overrides):
+    values = dict(pretrain_method="autoencoder", epochs=2, batch_size=4, val_fraction=0.2, name="pre")
+    return fast_config(tmp_path, images, **{**values, **overrides})
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "images", per_class=4)
+
+
+@pytest.fixture
+def autoencoder_run(tmp_path: Path, images: Path) -> Path:
+    return pretrain(pretrain_config(tmp_path, images)).path
+
+
+def test_pretrain_run_folder_has_the_train_run_files_and_an_encoder(autoencoder_run):
+    for name in ("config.yaml", "preprocessing.json", "splits.csv", "metrics.jsonl", "summary.json", "train.log",
+                 "encoder.pt", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (autoencoder_run / name).is_file(), name
+    rows = [json.loads(line) for line in (autoencoder_run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2] and all(np.isfinite(row["val_loss"]) for row in rows)
+    summary = json.loads((autoencoder_run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["pretrain_method"] == "autoencoder"
+
+
+def test_train_pretrained_loads_the_encoder_weights(autoencoder_run, tmp_path, manifest, capsys):
+    encoder = torch.load(autoencoder_run / "encoder.pt", weights_only=True)
+    model = create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
+    for key in ("conv1.0.weight", "layer1.0.conv1.weight", "bn1.running_mean"):
+        assert torch.equal(model.state_dict()[key], encoder[key])
+    fresh = create_model("test_resnet", num_classes=3, in_chans=1)
+    assert not torch.equal(fresh.state_dict()["layer1.0.conv1.weight"], encoder["layer1.0.conv1.weight"])
+    code = main(["train", str(manifest), "--model", "test_resnet", "--img-size", "32", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--no-progress", "--out", str(tmp_path / "runs"),
+                 "--pretrained", str(autoencoder_run), "--name", "fine"])
+    assert code == 0
+    log = (tmp_path / "runs" / "fine" / "train.log").read_text()
+    assert "encoder.pt (matched by name)" in capsys.readouterr().out + log
+    spec = json.loads((tmp_path / "runs" / "fine" / "preprocessing.json").read_text())
+    assert spec["mean"] != [0.449]  # normalize auto: the encoder saw dataset statistics, not ImageNet's
+
+
+def test_a_pretrain_run_of_another_channel_count_loads_with_its_first_conv_adapted(autoencoder_run):
+    encoder = torch.load(autoencoder_run / "encoder.pt", weights_only=True)
+    model = create_model("test_resnet", num_classes=3, in_chans=3, pretrained=str(autoencoder_run))
+    assert model.state_dict()["conv1.0.weight"].shape[1] == 3 and encoder["conv1.0.weight"].shape[1] == 1
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], encoder["layer1.0.conv1.weight"])
+
+
+def test_a_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path, images):
+    whole = pretrain(pretrain_config(tmp_path, images, save_every=1, name="whole"))
+    killed = tmp_path / "runs" / "killed"
+    shutil.copytree(whole.path, killed)
+    # as killed right after epoch 1's last.pt: later files are missing or old
+    shutil.copy(killed / "checkpoints" / "epoch0001.pt", killed / "checkpoints" / "last.pt")
+    (killed / "checkpoints" / "epoch0002.pt").unlink()
+    (killed / "metrics.jsonl").write_text((killed / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    resumed = pretrain(None, resume=killed)
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time_s", "img_per_s")} for row in rows]
+    assert strip(resumed.metrics) == strip(whole.metrics) and resumed.status == "finished"
+    a, b = (torch.load(p / "encoder.pt", weights_only=True) for p in (whole.path, killed))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_resume_refuses_a_train_run_and_changed_settings(tmp_path, manifest, autoencoder_run):
+    from winnow.training.trainer import train
+
+    run = train(fast_config(tmp_path, manifest, epochs=1, name="classifier"))
+    with pytest.raises(ValueError, match="winnow train --resume"):
+        pretrain(None, resume=run.path)
+    with pytest.raises(ValueError, match="cannot change"):
+        pretrain(None, resume=autoencoder_run, overrides={"lr": 0.1})
+
+
+def test_reconstruction_errors_flag_a_planted_odd_image(tmp_path):
+    folder = make_image_folder(tmp_path / "cells", per_class=4)
+    noise = np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "disk" / "odd.png")
+    run = pretrain(pretrain_config(tmp_path, folder, epochs=3, val_fraction=0.0)).path
+    errors = reconstruction_errors(run, folder)
+    paths = sorted(str(p.resolve()) for p in folder.rglob("*.png"))
+    assert errors.shape == (13,) and np.isfinite(errors).all()
+    assert paths[int(np.argmax(errors))].endswith("odd.png")
+
+
+def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(ValueError, match="holds no image files"):
+        pretrain(pretrain_config(tmp_path, tmp_path / "empty"))
+    with pytest.raises(ValueError, match="valid methods: autoencoder"):
+        pretrain(pretrain_config(tmp_path, images, pretrain_method="mae"))
+    with pytest.raises(ValueError, match="unknown key.*valid keys: decoder_width"):
+        pretrain(pretrain_config(tmp_path, images, pretrain_params={"width": 3}))
+    with pytest.raises(ValueError, match="not a `winnow pretrain` run"):
+        create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match=r"model \(and stem\) the pretrain run"):
+        create_model("resnet10t", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
+    assert main(["pretrain", str(images), "--method", "nope", "--out", str(tmp_path / "runs")]) == 2
+    assert "valid methods: autoencoder" in capsys.readouterr().err
