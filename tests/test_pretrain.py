@@ -23,14 +23,19 @@ def pretrain_config(tmp_path: Path, images: Path, **overrides):
     return fast_config(tmp_path, images, **{**values, **overrides})
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    return make_image_folder(tmp_path / "images", per_class=4)
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pretrain")
 
 
-@pytest.fixture
-def autoencoder_run(tmp_path: Path, images: Path) -> Path:
-    return pretrain(pretrain_config(tmp_path, images)).path
+@pytest.fixture(scope="module")
+def images(shared: Path) -> Path:
+    return make_image_folder(shared / "images", per_class=4)
+
+
+@pytest.fixture(scope="module")
+def autoencoder_run(shared: Path, images: Path) -> Path:
+    return pretrain(pretrain_config(shared, images)).path
 
 
 def test_pretrain_run_folder_has_the_train_run_files_and_an_encoder(autoencoder_run):
@@ -78,7 +83,7 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path, images):
     resumed = pretrain(None, resume=killed)
     strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time_s", "img_per_s")} for row in rows]
     assert strip(resumed.metrics) == strip(whole.metrics) and resumed.status == "finished"
-    a, b = (torch.load(p / "encoder.pt", weights_only=True) for p in (whole.path, killed))
+    a, b = (torch.load(p / "checkpoints" / "last.pt", weights_only=False)["model"] for p in (whole.path, killed))
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
@@ -109,6 +114,8 @@ def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
         pretrain(pretrain_config(tmp_path, tmp_path / "empty"))
     with pytest.raises(ValueError, match="valid methods: autoencoder"):
         pretrain(pretrain_config(tmp_path, images, pretrain_method="mae"))
+    with pytest.raises(ValueError, match="valid methods: autoencoder, simclr, byol"):
+        pretrain(pretrain_config(tmp_path, images, pretrain_method="mae"))
     with pytest.raises(ValueError, match="unknown key.*valid keys: decoder_width"):
         pretrain(pretrain_config(tmp_path, images, pretrain_params={"width": 3}))
     with pytest.raises(ValueError, match="not a `winnow pretrain` run"):
@@ -117,3 +124,33 @@ def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
         create_model("resnet10t", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
     assert main(["pretrain", str(images), "--method", "nope", "--out", str(tmp_path / "runs")]) == 2
     assert "valid methods: autoencoder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_every_two_view_method_trains_an_encoder_that_train_loads(tmp_path, images, method):
+    run = pretrain(pretrain_config(tmp_path, images, pretrain_method=method, epochs=1, name=method))
+    assert run.status == "finished" and np.isfinite(run.metrics[0]["train_loss"])
+    assert np.isfinite(run.metrics[0]["val_loss"])
+    encoder = torch.load(run.path / "encoder.pt", weights_only=True)
+    model = create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(run.path))
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], encoder["layer1.0.conv1.weight"])
+    if method == "byol":  # the target network followed the online one, part of the way
+        weights = torch.load(run.path / "checkpoints" / "last.pt", weights_only=False)["model"]
+        torch.manual_seed(0)
+        initial = create_model("test_resnet", num_classes=0, in_chans=1).state_dict()
+        key = "layer1.0.conv1.weight"
+        target, online = weights[f"encoder_momentum.{key}"], weights[f"encoder.{key}"]
+        assert not torch.equal(target, initial[key]) and not torch.equal(target, online)
+
+
+def test_two_views_are_augmented_independently_and_reproducibly():
+    from winnow.pretraining.two_view import SIMCLR_DEFAULTS
+    from winnow.pretraining.views import view_transform
+
+    transform = view_transform([0.5], [0.25], img_size=32, params=SIMCLR_DEFAULTS)
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 32, 32), dtype=np.uint8))
+    torch.manual_seed(3)
+    views = transform(image)
+    torch.manual_seed(3)
+    assert views.shape == (2, 32, 32) and views.dtype == torch.float32
+    assert torch.equal(views, transform(image)) and not torch.equal(views[0], views[1])

@@ -87,11 +87,11 @@ def per_image_errors(outputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor
     return (reconstruction.float() - images.float()).pow(2).mean(dim=(1, 2, 3))
 
 
-def train_transform(mean: list[float], std: list[float], config) -> v2.Compose:
+def train_transform(mean: list[float], std: list[float], config, params: dict) -> v2.Compose:
     """Flips and 90-degree turns (input and target are the same image), then normalisation."""
     return v2.Compose([v2.RandomHorizontalFlip(config.hflip), v2.RandomVerticalFlip(config.vflip), RandomRot90(),
                        v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
-def val_transform(mean: list[float], std: list[float], config) -> v2.Compose:
+def val_transform(mean: list[float], std: list[float], config, params: dict) -> v2.Compose:
     return eval_transform(mean, std)

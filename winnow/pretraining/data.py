@@ -17,7 +17,7 @@ from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.unlabelled import hold_out_val, read_unlabelled
 from winnow.data.validation import bad_input_message, log_decode_notes, scan, write_bad_files
-from winnow.pretraining.methods import Method
+from winnow.pretraining.methods import Method, method_params
 from winnow.runs.files import read_json, write_json
 from winnow.runs.layout import RunPaths
 
@@ -57,7 +57,8 @@ def prepare_images(config: Config, paths: RunPaths, *, resumed: bool) -> tuple[S
 def build_loaders(samples: Samples, spec: DataSpec, config: Config, method: Method, *, pin_memory: bool) -> Loaders:
     """A seeded random-order training loader (resumable mid-epoch) and a val loader with fixed view seeds."""
     cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out) / ".cache"
-    train = _dataset(samples.where_split("train"), spec, config, method.train_views(spec.mean, spec.std, config),
+    params = method_params(config.pretrain_method, config.pretrain_params)
+    train = _dataset(samples.where_split("train"), spec, config, method.train_views(spec.mean, spec.std, config, params),
                      cache_dir)
     if len(train) < 2:
         raise ValueError(f"pretraining needs at least 2 training images, got {len(train)}; add images to IMAGES")
@@ -66,7 +67,7 @@ def build_loaders(samples: Samples, spec: DataSpec, config: Config, method: Meth
                                   drop_last=len(train) > config.batch_size), None)
     val_samples = samples.where_split("val")
     if len(val_samples):
-        val = _dataset(val_samples, spec, config, method.val_views(spec.mean, spec.std, config), cache_dir)
+        val = _dataset(val_samples, spec, config, method.val_views(spec.mean, spec.std, config, params), cache_dir)
         keys = [(i, VAL_SEED + i) for i in range(len(val))]
         loaders.val = make_loader(val, config, sampler=keys, pin_memory=pin_memory, drop_last=False)
     return loaders

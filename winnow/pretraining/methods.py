@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from winnow.pretraining import autoencoder
+from winnow.pretraining import autoencoder, two_view
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,7 @@ class Method:
     """One pretraining method.
 
     `model(encoder, in_chans=, img_size=, params=, name=)` wraps the encoder; its forward gives what
-    `loss()` takes. `train_views` / `val_views` `(mean, std, config)` turn a `[C, S, S]` uint8 image into
+    `loss()` takes. `train_views` / `val_views` `(mean, std, config, params)` turn a `[C, S, S]` uint8 image into
     the model's input. `defaults` are the method's `pretrain_params`.
     """
 
@@ -29,6 +29,11 @@ class Method:
 METHODS: dict[str, Method] = {
     "autoencoder": Method(autoencoder.AutoEncoder, lambda params: autoencoder.ReconstructionLoss(),
                           autoencoder.train_transform, autoencoder.val_transform, autoencoder.DEFAULTS),
+    # val views are augmented too (with fixed seeds): their loss compares epochs
+    "simclr": Method(two_view.SimCLR, two_view.NTXent, two_view.train_views, two_view.train_views,
+                     two_view.SIMCLR_DEFAULTS),
+    "byol": Method(two_view.BYOL, two_view.SymmetricNegativeCosine, two_view.train_views, two_view.train_views,
+                   two_view.BYOL_DEFAULTS),
 }
 
 
