@@ -154,3 +154,19 @@ def test_two_views_are_augmented_independently_and_reproducibly():
     torch.manual_seed(3)
     assert views.shape == (2, 32, 32) and views.dtype == torch.float32
     assert torch.equal(views, transform(image)) and not torch.equal(views[0], views[1])
+
+
+def test_the_staged_recipe_trains_the_head_on_the_frozen_encoder_then_everything(autoencoder_run, tmp_path, manifest):
+    code = main(["train", str(manifest), "--recipe", "staged", "--pretrained", str(autoencoder_run),
+                 "--model", "test_resnet", "--img-size", "32", "--epochs", "2", "--unfreeze-at", "2",
+                 "--batch-size", "8", "--workers", "0", "--no-progress", "--save-every", "1",
+                 "--out", str(tmp_path / "runs"), "--name", "staged"])
+    assert code == 0
+    encoder = torch.load(autoencoder_run / "encoder.pt", weights_only=True)
+    checkpoints = tmp_path / "runs" / "staged" / "checkpoints"
+    first, second = (torch.load(checkpoints / f"epoch000{e}.pt", weights_only=False) for e in (1, 2))
+    key = "layer1.0.conv1.weight"
+    assert torch.equal(first["model"][key], encoder[key])  # epoch 1: the encoder is frozen, the head trains
+    assert not torch.equal(first["model"]["fc.weight"], second["model"]["fc.weight"])
+    assert not torch.equal(second["model"][key], encoder[key])  # epoch 2: unfrozen
+    assert any("centers" in name for name in second["loss"])  # the center term's centres are checkpointed
