@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import winnow
 from conftest import fast_config, make_image_folder
 from winnow.cli.main import main
 from winnow.models.registry import create_model
@@ -48,21 +49,14 @@ def test_pretrain_run_folder_has_the_train_run_files_and_an_encoder(autoencoder_
     assert summary["status"] == "finished" and summary["pretrain_method"] == "autoencoder"
 
 
-def test_train_pretrained_loads_the_encoder_weights(autoencoder_run, tmp_path, manifest, capsys):
+def test_train_pretrained_loads_the_encoder_weights(autoencoder_run):
     encoder = torch.load(autoencoder_run / "encoder.pt", weights_only=True)
     model = create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
     for key in ("conv1.0.weight", "layer1.0.conv1.weight", "bn1.running_mean"):
         assert torch.equal(model.state_dict()[key], encoder[key])
     fresh = create_model("test_resnet", num_classes=3, in_chans=1)
     assert not torch.equal(fresh.state_dict()["layer1.0.conv1.weight"], encoder["layer1.0.conv1.weight"])
-    code = main(["train", str(manifest), "--model", "test_resnet", "--img-size", "32", "--epochs", "1",
-                 "--batch-size", "8", "--workers", "0", "--no-progress", "--out", str(tmp_path / "runs"),
-                 "--pretrained", str(autoencoder_run), "--name", "fine"])
-    assert code == 0
-    log = (tmp_path / "runs" / "fine" / "train.log").read_text()
-    assert "encoder.pt (matched by name)" in capsys.readouterr().out + log
-    spec = json.loads((tmp_path / "runs" / "fine" / "preprocessing.json").read_text())
-    assert spec["mean"] != [0.449]  # normalize auto: the encoder saw dataset statistics, not ImageNet's
+    # `winnow train --pretrained RUN` builds its model this way: test_the_staged_recipe... runs it end to end
 
 
 def test_a_pretrain_run_of_another_channel_count_loads_with_its_first_conv_adapted(autoencoder_run):
@@ -88,11 +82,13 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_weights(tmp_path, images):
 
 
 def test_resume_refuses_a_train_run_and_changed_settings(tmp_path, manifest, autoencoder_run):
-    from winnow.training.trainer import train
+    from winnow.config import save_yaml
 
-    run = train(fast_config(tmp_path, manifest, epochs=1, name="classifier"))
+    classifier = tmp_path / "runs" / "classifier"  # a `winnow train` run killed before its first epoch
+    classifier.mkdir(parents=True)
+    save_yaml(fast_config(tmp_path, manifest), classifier / "config.yaml")
     with pytest.raises(ValueError, match="winnow train --resume"):
-        pretrain(None, resume=run.path)
+        pretrain(None, resume=classifier)
     with pytest.raises(ValueError, match="cannot change"):
         pretrain(None, resume=autoencoder_run, overrides={"lr": 0.1})
 
@@ -122,6 +118,8 @@ def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
         create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(tmp_path / "empty"))
     with pytest.raises(ValueError, match=r"model \(and stem\) the pretrain run"):
         create_model("resnet10t", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
+    with pytest.raises(ValueError, match="is a `winnow pretrain` run .*winnow train DATA --pretrained"):
+        winnow.load(autoencoder_run)
     assert main(["pretrain", str(images), "--method", "nope", "--out", str(tmp_path / "runs")]) == 2
     assert "valid methods: autoencoder" in capsys.readouterr().err
 
@@ -156,7 +154,8 @@ def test_two_views_are_augmented_independently_and_reproducibly():
     assert torch.equal(views, transform(image)) and not torch.equal(views[0], views[1])
 
 
-def test_the_staged_recipe_trains_the_head_on_the_frozen_encoder_then_everything(autoencoder_run, tmp_path, manifest):
+def test_the_staged_recipe_trains_the_head_on_the_frozen_encoder_then_everything(autoencoder_run, tmp_path, manifest,
+                                                                                 capsys):
     code = main(["train", str(manifest), "--recipe", "staged", "--pretrained", str(autoencoder_run),
                  "--model", "test_resnet", "--img-size", "32", "--epochs", "2", "--unfreeze-at", "2",
                  "--batch-size", "8", "--workers", "0", "--no-progress", "--save-every", "1",
@@ -170,3 +169,7 @@ def test_the_staged_recipe_trains_the_head_on_the_frozen_encoder_then_everything
     assert not torch.equal(first["model"]["fc.weight"], second["model"]["fc.weight"])
     assert not torch.equal(second["model"][key], encoder[key])  # epoch 2: unfrozen
     assert any("centers" in name for name in second["loss"])  # the center term's centres are checkpointed
+    spec = json.loads((tmp_path / "runs" / "staged" / "preprocessing.json").read_text())
+    assert spec["mean"] != [0.449]  # normalize auto: the encoder saw dataset statistics, not ImageNet's
+    log = (tmp_path / "runs" / "staged" / "train.log").read_text() + capsys.readouterr().out
+    assert "encoder.pt (matched by name)" in log
