@@ -97,7 +97,7 @@ def test_reconstruction_errors_flag_a_planted_odd_image(tmp_path):
     folder = make_image_folder(tmp_path / "cells", per_class=4)
     noise = np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8)
     Image.fromarray(noise).save(folder / "disk" / "odd.png")
-    run = pretrain(pretrain_config(tmp_path, folder, epochs=3, val_fraction=0.0)).path
+    run = pretrain(pretrain_config(tmp_path, folder, epochs=1, val_fraction=0.0)).path  # 3 steps
     errors = reconstruction_errors(run, folder)
     paths = sorted(str(p.resolve()) for p in folder.rglob("*.png"))
     assert errors.shape == (13,) and np.isfinite(errors).all()
@@ -118,6 +118,10 @@ def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
         create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(tmp_path / "empty"))
     with pytest.raises(ValueError, match=r"model \(and stem\) the pretrain run"):
         create_model("resnet10t", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
+    from winnow.training.trainer import train
+
+    with pytest.raises(ValueError, match="setting of `winnow pretrain`, not of train"):
+        train(pretrain_config(tmp_path, images))
     with pytest.raises(ValueError, match="is a `winnow pretrain` run .*winnow train DATA --pretrained"):
         winnow.load(autoencoder_run)
     assert main(["pretrain", str(images), "--method", "nope", "--out", str(tmp_path / "runs")]) == 2

@@ -213,5 +213,5 @@ def _write_summary(state: TrainState, config: Config, paths: RunPaths, status: s
     write_json(paths.summary, {
         "name": paths.root.name, "model": config.model, "data": config.data, "status": status,
         "pretrain_method": config.pretrain_method, "epochs_done": state.epoch, "epochs": config.epochs,
-        "select_metric": "val_loss", "best_metric": state.best_metric, "best_epoch": state.best_epoch,
+        "select_metric": "val_loss" if any("val_loss" in row for row in state.history) else "train_loss", "best_metric": state.best_metric, "best_epoch": state.best_epoch,
         "elapsed_s": round(sum(row.get("time_s", 0.0) for row in state.history), 1), "encoder": ENCODER_FILE})
