@@ -118,8 +118,12 @@ def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):
         create_model("test_resnet", num_classes=3, in_chans=1, pretrained=str(tmp_path / "empty"))
     with pytest.raises(ValueError, match=r"model \(and stem\) the pretrain run"):
         create_model("resnet10t", num_classes=3, in_chans=1, pretrained=str(autoencoder_run))
+    from winnow.pretraining.autoencoder import AutoEncoder
     from winnow.training.trainer import train
 
+    with pytest.raises(ValueError, match=r"not a \[B, C, h, w\] feature map.*simclr / byol"):
+        AutoEncoder(create_model("test_vit", num_classes=0, in_chans=1, drop_rate=0.0), in_chans=1, img_size=32,
+                    params={"decoder_width": 16}, name="test_vit")
     with pytest.raises(ValueError, match="setting of `winnow pretrain`, not of train"):
         train(pretrain_config(tmp_path, images))
     with pytest.raises(ValueError, match="is a `winnow pretrain` run .*winnow train DATA --pretrained"):
