@@ -72,7 +72,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "not a winnow run folder" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["baseline", "longtail", "finegrained", "fewshot"])
+@pytest.mark.parametrize("name", ["baseline", "longtail", "finegrained", "fewshot", "staged"])
 def test_named_recipes_are_valid_configs(name):
     from winnow.recipes import load_recipe
 
@@ -85,5 +85,5 @@ def test_named_recipes_are_valid_configs(name):
 def test_unknown_recipe_lists_valid_ones():
     from winnow.recipes import load_recipe
 
-    with pytest.raises(ValueError, match="unknown recipe 'fast'; valid recipes: baseline, longtail, finegrained, fewshot"):
+    with pytest.raises(ValueError, match="unknown recipe 'fast'; valid recipes: baseline, longtail, finegrained, fewshot, staged"):
         load_recipe("fast")

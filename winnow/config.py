@@ -119,6 +119,9 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "progress": [bool],
     "progress_every": [PROGRESS_EVERY],
     "profile": [bool],
+    # pretraining (`winnow pretrain`)
+    "pretrain_method": [None, str],
+    "pretrain_params": [dict, None],
 }
 """What each Config field may hold; `validate` checks a config against it."""
 
@@ -230,6 +233,9 @@ class Config:
     progress: bool = True
     progress_every: str = DEFAULT_PROGRESS_EVERY  # off a terminal: a plain line every 30 s, or "10%"
     profile: bool = False  # time each phase of the steps and of the run: profile.json and a table in the log
+    # pretraining on unlabelled images (`winnow pretrain`; `train` ignores them)
+    pretrain_method: str | None = None  # autoencoder, simclr or byol
+    pretrain_params: dict = field(default_factory=dict)  # the method's settings (winnow.pretraining.methods)
 
     def __post_init__(self) -> None:
         for name in ("data", "val", "test"):

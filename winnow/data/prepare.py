@@ -18,6 +18,7 @@ from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
 from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
 from winnow.data.validation import bad_input_message, check_labels, log_decode_notes, scan
+from winnow.runs.layout import is_pretrain_run
 from winnow.tasks.spec import TaskSpec, build_tasks, encode_targets, task_entries, task_targets
 
 log = logging.getLogger("winnow")
@@ -78,16 +79,25 @@ def build_spec(samples: Samples, config: Config, *, grayscale_share: float) -> D
     """Tasks and classes from train, channel count from the data, normalisation stats."""
     train = samples.where_split("train")
     tasks = build_tasks(config, train.column)
+    return image_spec(train.paths, config, grayscale_share=grayscale_share, classes=tasks[0].head.classes,
+                      tasks=[t.to_dict() for t in tasks])
+
+
+def image_spec(train_paths: list[str], config: Config, *, grayscale_share: float, classes: list[str] = (),
+               tasks: list[dict] = ()) -> DataSpec:
+    """Channel count from the data and normalisation stats of `train_paths` (also for unlabelled images)."""
     in_chans = config.in_chans if config.in_chans != "auto" else (1 if grayscale_share >= 0.9 else 3)
-    spec = DataSpec(tasks[0].head.classes, in_chans, config.img_size, config.fill, config.autolevel,
-                    config.automask, [0.0] * in_chans, [1.0] * in_chans, [t.to_dict() for t in tasks])
+    spec = DataSpec(list(classes), in_chans, config.img_size, config.fill, config.autolevel,
+                    config.automask, [0.0] * in_chans, [1.0] * in_chans, list(tasks))
     mode = config.normalize
     if mode == "auto":
-        mode = "imagenet" if config.pretrained else "dataset"
+        # hub and file weights expect ImageNet statistics; a `winnow pretrain` encoder was trained on
+        # dataset-normalised images
+        mode = "imagenet" if config.pretrained and not is_pretrain_run(config.pretrained) else "dataset"
     if mode == "imagenet":  # pretrained weights expect these
         spec.mean, spec.std = imagenet_stats(in_chans)
     elif mode == "dataset":
-        spec.mean, spec.std = _dataset_stats(train.paths, spec.preprocess())
+        spec.mean, spec.std = _dataset_stats(train_paths, spec.preprocess())
     return spec
 
 
@@ -136,7 +146,7 @@ def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *
     log.info("%s", describe_mix(sampler, 0, classes=classes))
     if config.sampler_epoch and config.sampler_epoch > 1:
         log.info("%s", describe_mix(sampler, config.sampler_epoch - 1, classes=classes))
-    return _loader(dataset, config, sampler=sampler, pin_memory=pin_memory, drop_last=len(dataset) > config.batch_size)
+    return make_loader(dataset, config, sampler=sampler, pin_memory=pin_memory, drop_last=len(dataset) > config.batch_size)
 
 
 def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = False, rank: int = 0,
@@ -150,10 +160,11 @@ def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = Fal
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
     shard = range(rank, len(dataset), world_size) if world_size > 1 else None
-    return _loader(dataset, config, sampler=shard, pin_memory=pin_memory, drop_last=False)
+    return make_loader(dataset, config, sampler=shard, pin_memory=pin_memory, drop_last=False)
 
 
-def _loader(dataset: ImageDataset, config: Config, *, sampler, pin_memory: bool, drop_last: bool) -> DataLoader:
+def make_loader(dataset: ImageDataset, config: Config, *, sampler, pin_memory: bool, drop_last: bool) -> DataLoader:
+    """A DataLoader with the config's batch size and workers over `sampler`'s keys (indices or (index, seed))."""
     workers = config.workers
     return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, shuffle=False,
                       num_workers=workers, pin_memory=pin_memory, drop_last=drop_last,

@@ -287,6 +287,9 @@ class Predictor(ScoringModel):
             raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json); "
                              "pass the folder that `winnow train` (or `winnow ensemble`) printed")
         self.config = read_saved(RunPaths(run_dir).config)
+        if self.config.pretrain_method:
+            raise ValueError(f"{run_dir} is a `winnow pretrain` run (an encoder, no classifier); train a classifier "
+                             f"from it with `winnow train DATA --pretrained {run_dir}`")
         self.spec = DataSpec(**read_json(RunPaths(run_dir).preprocessing, what="preprocessing"))
         self.accel = make_accelerator(device, self.config.amp, self.config.channels_last, DistInfo())
         checkpoint_path = resolve_checkpoint(run_dir, checkpoint)

@@ -17,6 +17,8 @@ import torch
 from timm.models import adapt_input_conv
 from torch import nn
 
+from winnow.runs.layout import RunPaths, is_pretrain_run
+
 HUB = "hub"
 """The ``source`` value that asks for timm's own pretrained weights."""
 
@@ -87,8 +89,9 @@ def load_pretrained(model: nn.Module, source: str, *, log: Callable[[str], None]
     Args:
         model: A timm model; may have a different ``num_classes`` (head left at
             its fresh init) or ``in_chans`` (first conv adapted) than the weights.
-        source: A local file (.pt/.pth/.bin/.safetensors) or ``'hub'`` for timm's
-            pretrained download (needs network access).
+        source: A local file (.pt/.pth/.bin/.safetensors), a ``winnow pretrain`` run
+            folder (its encoder.pt), or ``'hub'`` for timm's pretrained download (needs
+            network access).
         log: Receives one-line progress/summary messages.
 
     Raises:
@@ -131,17 +134,20 @@ def _load_from_hub(model: nn.Module, *, log: Callable[[str], None]) -> None:
 
 
 def _load_from_file(model: nn.Module, path: Path, *, log: Callable[[str], None]) -> None:
-    """Read ``path``, map its tensors onto the model and load them."""
+    """Read ``path`` (a file, or a ``winnow pretrain`` run folder's encoder.pt), map its tensors onto the model and load them."""
+    run = path if is_pretrain_run(path) else None
+    if run is not None:
+        path = RunPaths(run).encoder
     file_sd = _read_checkpoint(path)
     target = _describe_target(model)
     try:
         plan = _plan(file_sd, target)
     except _Mismatch as err:
-        raise ValueError(
-            f"{path}: weights do not fit model '{target.arch}': {err}. Fix: pass a checkpoint saved "
-            f"from the same architecture (torch.save(model.state_dict(), PATH) for '{target.arch}'), "
-            "or choose the model the checkpoint was trained with."
-        ) from None
+        fix = (f"train with the model (and stem) the pretrain run {run} was trained with (its config.yaml names "
+               "them), or pretrain that model" if run is not None else
+               f"pass a checkpoint saved from the same architecture (torch.save(model.state_dict(), PATH) for "
+               f"'{target.arch}'), or choose the model the checkpoint was trained with")
+        raise ValueError(f"{path}: weights do not fit model '{target.arch}': {err}. Fix: {fix}.") from None
     model.load_state_dict(plan.tensors, strict=False)
     for line in _summary(plan, path, target):
         log(line)
@@ -150,10 +156,10 @@ def _load_from_file(model: nn.Module, path: Path, *, log: Callable[[str], None])
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file into a flat ``{key: tensor}`` dict (prefixes stripped)."""
     if not path.is_file():
-        why = "is a directory" if path.is_dir() else "does not exist"
+        why = "is a directory without encoder.pt (not a `winnow pretrain` run)" if path.is_dir() else "does not exist"
         raise ValueError(
             f"Pretrained weights file {path} {why}. Pass an existing .pt/.pth/.bin/.safetensors "
-            "file with --pretrained PATH, or --pretrained hub when online."
+            "file or a `winnow pretrain` run folder with --pretrained PATH, or --pretrained hub when online."
         )
     try:
         raw = _read_raw(path)

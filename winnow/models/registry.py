@@ -16,6 +16,7 @@ from winnow.models.families.small_stem import apply_stem
 from winnow.models.multitask import MultiTaskModel
 from winnow.models.pretrained import load_pretrained
 from winnow.models.projection import ProjectedModel
+from winnow.runs.layout import is_pretrain_run
 
 # winnow's own families, picked as "<family>:<timm backbone>"; filled by explicit imports.
 FAMILIES: dict[str, Callable[..., torch.nn.Module]] = {
@@ -49,7 +50,7 @@ def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int,
         num_classes: head size, or task name -> head size for a multi-task model.
         in_chans: input channels (1 for grayscale, 3 for colour).
         drop_rate: dropout before the classifier.
-        pretrained: local weights file, "hub", or None for random initialisation.
+        pretrained: local weights file, a `winnow pretrain` run folder, "hub", or None for random initialisation.
         stem: "default" or "small" (stride-1 stem for 32-96 px crops; ResNet family).
         embedding_dim: None, or D: a linear projection to `[B, D]` before the classifier(s)
             (`winnow.models.projection`).
@@ -62,9 +63,13 @@ def create_model(name: str, *, num_classes: int | dict[str, int], in_chans: int,
         model = FAMILIES[family](backbone, num_classes=size, in_chans=in_chans, drop_rate=drop_rate)
     else:
         model = timm.create_model(name, num_classes=size, in_chans=in_chans, drop_rate=drop_rate)
-    if pretrained:
+    # a `winnow pretrain` encoder was saved with its stem, so it loads after the stem is applied
+    after_stem = bool(pretrained) and is_pretrain_run(pretrained)
+    if pretrained and not after_stem:
         load_pretrained(pretrained_target(model), pretrained)
     model = apply_stem(model, stem)  # after loading: a new small stem has no pretrained weights
+    if after_stem:
+        load_pretrained(pretrained_target(model), pretrained)
     if embedding_dim is not None:
         model = ProjectedModel(model, embedding_dim, num_classes=0 if heads else num_classes)
     return MultiTaskModel(model, heads, drop_rate=drop_rate) if heads else model

@@ -13,11 +13,12 @@ RECIPES: dict[str, Path] = {
     "longtail": RECIPE_DIR / "longtail.yaml",
     "finegrained": RECIPE_DIR / "finegrained.yaml",
     "fewshot": RECIPE_DIR / "fewshot.yaml",
+    "staged": RECIPE_DIR / "staged.yaml",  # a `winnow pretrain` encoder: frozen, then unfrozen with center loss
 }
 AUTO = "auto"  # `winnow train --recipe auto`: a pilot of the candidates below picks one
 DEFAULT = "default"  # the candidate that is no recipe: Config's own defaults
 # Candidates of `--recipe auto` and of `winnow search`: the recipes that train from scratch
-# (fewshot needs pretrained weights) whose loss suits the head's targets.
+# (fewshot and staged need pretrained weights) whose loss suits the head's targets.
 FROM_SCRATCH = ("baseline", "longtail", "finegrained")
 LABEL_LOSSES = ("auto", "bce", "asymmetric")  # the losses that take binary and multi-label targets
 

@@ -41,6 +41,7 @@ RELIABILITY_FIGURE = "reliability.png"
 EMBEDDING_MAP_FILE = "embedding_map.npz"  # `eval --embeddings`: 2-D map points, labels, mistakes
 EMBEDDING_MAP_FIGURE = "embedding_map.png"
 REPORT_FILE = "report.html"
+ENCODER_FILE = "encoder.pt"  # `winnow pretrain`: the encoder's weights, a plain state dict for --pretrained
 PILOT_FILE = "pilot.csv"  # `train --recipe auto`: the pilot's table, in the final run folder
 # A search folder (`winnow search`): one run folder per trial beside these
 SEARCH_FILE = "search.json"  # the search's settings, checked when it is continued
@@ -120,6 +121,10 @@ class RunPaths:
     def combiner(self) -> Path:
         return self.root / COMBINER_FILE
 
+    @property
+    def encoder(self) -> Path:
+        return self.root / ENCODER_FILE
+
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / f"{name}{CHECKPOINT_SUFFIX}"
 
@@ -149,6 +154,11 @@ def bad_files_beside(output: str | Path) -> Path:
 def is_ensemble(folder: str | Path) -> bool:
     """Whether `folder` is an ensemble folder (has ensemble.json) rather than a run folder."""
     return RunPaths(folder).ensemble.is_file()
+
+
+def is_pretrain_run(folder: str | Path) -> bool:
+    """Whether `folder` is a `winnow pretrain` run folder (has encoder.pt)."""
+    return Path(folder).is_dir() and RunPaths(folder).encoder.is_file()
 
 
 def checkpoint_names(run_dir: str | Path) -> list[str]:

@@ -88,6 +88,9 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
         ValueError: Bad settings or data, or a folder that cannot be resumed.
         FileWriteError: A file could not be written (disk full...); the message says how to go on.
     """
+    if config is not None and config.pretrain_method:
+        raise ValueError(f"pretrain_method is {config.pretrain_method!r}: it is a setting of `winnow pretrain`, not of "
+                         "train; pretrain with `winnow pretrain IMAGES --method ...`, or remove pretrain_method")
     dist_info = init_distributed()
     config, paths, from_checkpoint = open_run(config, resume, overrides or {}, dist_info)
     _seed_everything(config.seed)

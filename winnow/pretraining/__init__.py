@@ -1,0 +1,1 @@
+"""Pretraining an encoder on unlabelled images (`winnow pretrain`): autoencoder, SimCLR, BYOL."""
