@@ -34,7 +34,7 @@ def pu_manifest(root: Path, *, labelled: int = 10, hidden: int = 6, negatives: i
     return path
 
 
-FAST = ["--model", "test_resnet", "--img-size", "32", "--epochs", "2", "--batch-size", "8", "--workers", "0",
+FAST = ["--model", "test_resnet", "--img-size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0",
         "--no-progress", "--warmup-epochs", "0", "--val-fraction", "0.3", "--test-fraction", "0"]
 
 
@@ -50,6 +50,12 @@ def test_pu_run_end_to_end_with_auto_prior(tmp_path, capsys):
     assert (run / "checkpoints" / "best.pt").is_file()
     config = (run / "config.yaml").read_text()
     assert "pu: true" in config and "prior: auto" not in config
+    assert main(["head", str(run), "--kind", "pu_bagging", "--out", str(tmp_path / "bag")]) == 0
+    rows = list(csv.DictReader(open(tmp_path / "bag" / "oob_scores.csv")))
+    assert rows  # one row per unlabelled train image (labelled positives have no out-of-bag score)
+    scores = [float(row["oob_score"]) for row in rows]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert "oob_scores.csv" in capsys.readouterr().out
 
 
 def test_pu_run_with_a_given_prior_and_upu(tmp_path):

@@ -21,7 +21,7 @@ def pu_auc(scores: np.ndarray, labelled: np.ndarray, prior: float) -> float:
     if labelled.all() or not labelled.any():
         return float("nan")
     raw = roc_auc_score(labelled, np.asarray(scores, dtype=float))
-    return float((raw - prior / 2) / (1 - prior))
+    return float(np.clip((raw - prior / 2) / (1 - prior), 0.0, 1.0))  # a sample's raw AUC can pass 1 - pi / 2
 
 
 def pu_recall(scores: np.ndarray, labelled: np.ndarray, prior: float) -> float:
