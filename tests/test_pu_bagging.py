@@ -57,5 +57,7 @@ def test_round_trip_unfitted_and_bad_input(tmp_path):
         clone(head).predict_proba(features)
     with pytest.raises(ValueError, match="exactly 2 classes"):
         make_head("pu_bagging").fit(features, np.arange(100) % 3)
+    with pytest.raises(ValueError, match="oversample 'smote'"):  # synthetic unlabelled images mean nothing
+        make_head("pu_bagging", oversample="smote").fit(features, targets)
     with pytest.raises(ValueError, match="n_estimators"):
         make_head("pu_bagging", n_estimators=0).fit(features, targets)
