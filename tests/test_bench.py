@@ -164,3 +164,13 @@ def test_generalization_variants_are_named_methods_with_their_flags(tmp_path):
     table = bench.markdown(bench.collect(results), "header")
     assert "| bccd-wbc | winnow-light (`--rotate 0`), 15 ep. | 0 |" in table
     assert "| winnow-light, 15 ep. base | 1 | 0.700 | -0.100 |" in table
+
+
+def test_pu_bench_table(tmp_path, capsys):
+    from conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=20)
+    assert _load("pu").main(["--data", str(data), "--positive", "square", "--hidden", "0.25", "--seeds", "1",
+                    "--steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "nnPU, estimated prior" in out and "bagging PU" in out and "estimated" in out

@@ -50,7 +50,7 @@ def data():
     return {"train": blobs(30, seed=0), "val": blobs(60, seed=1), "test": blobs(60, seed=2), "far": far + 3.0}
 
 
-@pytest.fixture(scope="module", params=list(HEADS))
+@pytest.fixture(scope="module", params=[kind for kind in HEADS if kind != "pu_bagging"])  # binary PU: test_pu_bagging.py
 def fitted(request, data):
     """Each head, fitted on the train blobs with its reject option fitted on val at TPR 0.9."""
     head = make_head(request.param).fit(*data["train"], n_classes=N_CLASSES)
@@ -129,7 +129,7 @@ def test_heads_refuse_bad_input_with_clear_messages(fitted, data):
 
 def test_head_parameters_and_kinds_are_checked():
     with pytest.raises(InvalidParameterError, match=r"head kind must be one of \['knn', 'centroid', 'gmm', "
-                                                    r"'logistic', 'svm'\], got 'tree'"):
+                                                    r"'logistic', 'svm', 'pu_bagging'\], got 'tree'"):
         make_head("tree")
     with pytest.raises(InvalidParameterError, match=r"unknown key\(s\) \['neighbours'\].*valid keys: cv, k, "
                                                     r"oversample, seed"):

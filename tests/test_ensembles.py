@@ -121,7 +121,7 @@ def test_combiners_refuse_bad_input():
         rng = np.random.default_rng(0)
         EmbeddingClassifier(classifier="logistic").fit(rng.normal(size=(20, 8)), np.repeat([0, 1], 10)) \
             .predict_proba(np.zeros((2, 4)))
-    with pytest.raises(ValueError, match=r"classifier must be one of \['knn', 'centroid', 'gmm', 'logistic', 'svm'\]"):
+    with pytest.raises(ValueError, match=r"classifier must be one of \['knn', 'centroid', 'gmm', 'logistic', 'svm', 'pu_bagging'\]"):
         EmbeddingClassifier(classifier="tree").fit(np.zeros((4, 2)), np.array([0, 0, 1, 1]))
 
 

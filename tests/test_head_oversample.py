@@ -47,7 +47,7 @@ def imbalanced(counts=COUNTS, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("kind", list(HEADS))
+@pytest.mark.parametrize("kind", [kind for kind in HEADS if kind != "pu_bagging"])  # refuses it: test_pu_bagging.py
 def test_every_head_fits_on_oversampled_embeddings(kind, method, tmp_path):
     embeddings, targets = imbalanced()
     head = make_head(kind, oversample=method, seed=3).fit(embeddings, targets)

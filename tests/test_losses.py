@@ -26,6 +26,8 @@ CASES = {  # name -> (loss_params, create_loss kwargs, logits shape, targets)
     "bce": ({"pos_weight": 2.0}, {"class_weights": "effective"}, (B, K), multi_hot),
     "asymmetric": (None, {"class_weights_epoch": 1, "class_weights": "balanced"}, (B, K), multi_hot),
     "ghm": ({"bins": 5, "momentum": 0.5}, {"class_weights": "balanced", "label_smoothing": 0.1}, (B, K), class_targets),
+    "upu": ({"prior": 0.4}, {}, (B,), binary_targets),
+    "nnpu": ({"prior": 0.4, "beta": 0.0}, {}, (B,), binary_targets),
     "joint": ({"terms": [{"loss": "ce"}, {"loss": "ldam", "weight": 0.5, "params": {"s": 2.0}}]}, {},
               (B, K), class_targets),
 }

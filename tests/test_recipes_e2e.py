@@ -52,7 +52,8 @@ def multitask_manifest(image_folder):
 
 
 def test_registries_cover_the_issue():
-    assert set(LOSSES) == {"ce", "focal", "class_balanced", "ldam", "bce", "asymmetric", "ghm", "joint",  # on logits
+    assert set(LOSSES) == {"ce", "focal", "class_balanced", "ldam", "bce", "asymmetric", "ghm", "upu", "nnpu",
+                           "joint",  # on logits
                            "arcface", "subcenter_arcface", "cosface", "triplet", "multi_similarity", "supcon",
                            "contrastive", "center"}  # on embeddings (test_metric_losses.py)
     assert set(SAMPLERS) == {"random", "balanced", "sqrt", "repeat_factor", "m_per_class"}

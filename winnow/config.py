@@ -18,7 +18,9 @@ OPTIMIZERS = ("sgd", "adamw", "radam", "lookahead_radam")
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 CHANNEL_MODES = ("auto", 1, 3)
-SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_balanced_accuracy", "val_loss")
+SELECT_METRICS = ("val_macro_f1", "val_accuracy", "val_balanced_accuracy", "val_loss", "val_pu_auc", "val_pu_recall")
+PU_SELECT_METRICS = ("val_pu_auc", "val_pu_recall", "val_loss")  # a PU val split has no true negatives
+PU_LOSSES = ("nnpu", "upu")
 NORMALIZE_MODES = ("auto", "dataset", "imagenet", "none")
 VERIFY_MODES = ("auto", "header", "full")
 HEAD_KINDS = ("multiclass", "binary", "multilabel", "multitask")
@@ -69,6 +71,8 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "head": [Options(HEAD_KINDS)],
     "positive_class": [None, str],
     "threshold": [_OPEN_UNIT],
+    "pu": [bool],
+    "prior": [None, _OPEN_UNIT, Options(("auto",))],
     "tasks": [list],
     "pretrained": [None, str],
     "freeze": [None, str],
@@ -138,6 +142,8 @@ PARAMETER_HINTS: dict[str, str] = {
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
     "swa_epochs": "it is how many final epochs' weights are averaged (null: no weight averaging)",
     "swa_lr": "it is the constant learning rate of the swa_epochs epochs (null: the schedule runs on)",
+    "prior": "it is the fraction of positives among the unlabelled images, strictly between 0 and 1; "
+             "`winnow train --prior auto` estimates it",
     "embedding_dim": "it is the size of a projection added before the classifier, e.g. 128; leave it unset "
                      "(null) to use the backbone's pooled features",
 }
@@ -183,6 +189,8 @@ class Config:
     head: str = "multiclass"
     positive_class: str | None = None
     threshold: float = 0.5
+    pu: bool = False  # positive-unlabelled: positive_class is labelled, the other label is unlabelled
+    prior: float | str | None = None  # PU class prior among the unlabelled, or "auto" (resolved by the CLI)
     tasks: list[dict] = field(default_factory=list)
     pretrained: str | None = None
     freeze: str | None = None
@@ -314,6 +322,7 @@ def validate(config: Config) -> None:
     values = {f.name: getattr(config, f.name) for f in fields(config)}
     validate_params(values, PARAMETER_CONSTRAINTS, hints=PARAMETER_HINTS)
     _check_weight_averaging(config)
+    _check_pu(config)
 
 
 def _check_weight_averaging(config: Config) -> None:
@@ -329,3 +338,25 @@ def _check_weight_averaging(config: Config) -> None:
     if config.ema:
         raise ValueError("ema and swa_epochs both average the weights, and averaging an average is not "
                          "supported; set ema: false (--no-ema) or swa_epochs: null")
+
+
+def _check_pu(config: Config) -> None:
+    """Positive-unlabelled settings that only make sense together (see `winnow.losses.pu`)."""
+    if not config.pu:
+        if config.prior is not None:
+            raise ValueError(f"prior is {config.prior!r} but pu is false; set pu: true (--pu) for a "
+                             "positive-unlabelled run, or remove prior")
+        return
+    if config.head != "binary":
+        raise ValueError(f"pu: true needs head: binary (labelled positives against unlabelled images), got head "
+                         f"{config.head!r}; set --head binary --positive-class NAME")
+    if config.prior is None:
+        raise ValueError("pu: true needs prior, the fraction of positives among the unlabelled images, in (0, 1); "
+                         "set e.g. --prior 0.4, or --prior auto to estimate it")
+    if config.loss not in ("auto", *PU_LOSSES):
+        raise ValueError(f"pu: true trains with a PU loss ({', '.join(PU_LOSSES)}; auto: nnpu), got loss "
+                         f"{config.loss!r}; a PN loss would learn the unlabelled images as negatives")
+    if config.select_metric not in PU_SELECT_METRICS:
+        raise ValueError(f"pu: true selects best.pt on a validation split without negatives; select_metric must be "
+                         f"one of {', '.join(PU_SELECT_METRICS)}, got {config.select_metric!r} "
+                         "(winnow train --pu sets val_pu_auc)")

@@ -28,11 +28,20 @@ def _parser_for(annotation: str):
         return None
     if annotation.startswith("int | str"):
         return lambda text: int(text) if text.isdigit() else text
+    if annotation.startswith("float | str"):
+        return _number_or_text  # e.g. --prior 0.4 or --prior auto
     if annotation.startswith("int"):
         return int
     if annotation.startswith("float"):
         return float
     return str
+
+
+def _number_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _yaml_value(text: str) -> Any:

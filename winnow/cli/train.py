@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from winnow.cli.options import add_config_flags, build_config, flag_overrides
+from winnow.pu.auto import resolve_prior
 from winnow.recipes import AUTO, RECIPES, load_recipe
 from winnow.runs.layout import PILOT_FILE
 from winnow.search.pilot import train_auto
@@ -24,6 +25,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.pu and args.select_metric is None:
+        args.select_metric = "val_pu_auc"  # a PU val split has no negatives for macro-F1 (winnow.metrics.pu)
     if args.resume:
         result = train(None, resume=args.resume, overrides=flag_overrides(args))
     elif args.recipe == AUTO:
@@ -33,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"recipe auto: chose {auto.winner} after a pilot of {auto.pilot_epochs} epoch(s); "
                   f"table in {Path(result.path) / PILOT_FILE}")
     else:
-        result = train(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
+        config, estimate = resolve_prior(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
+        if estimate is not None:
+            print(f"prior auto: {estimate.summary()}")
+        result = train(config)
     if result.rank != 0:  # under torchrun every process gets the result; rank 0 reports it
         return 0 if result.status == "finished" else 1
     print(f"run: {result.path}  status: {result.status}  best {result.config.select_metric} "

@@ -1,4 +1,4 @@
-"""Heads on embeddings, picked by name: knn, centroid, gmm, logistic, svm.
+"""Heads on embeddings, picked by name: knn, centroid, gmm, logistic, svm, pu_bagging.
 
 Each is an `EmbeddingHead` (see `winnow.embeddings.base`: scikit-learn conventions and the shared
 reject option) built on scikit-learn; the novelty score (higher = farther from every class) follows the
@@ -13,6 +13,7 @@ head's own geometry:
 - logistic: `LogisticRegressionCV` on standardised embeddings (`C` by log loss); svm: RBF `SVC` on
   standardised embeddings (`C` by balanced accuracy), Platt-scaled; novelty of both: distance to the
   nearest class mean in the standardised space.
+- pu_bagging: positive-unlabelled bagging of trees with out-of-bag scores (`winnow.embeddings.pu_bagging`).
 
 With `oversample`, every cross-validated choice (knn's k, centroid's temperature, logistic's and svm's `C`,
 svm's Platt scaling) is made on real held-out samples, the sampler fitted on each fold's training part only
@@ -46,6 +47,7 @@ from winnow.constraints import InvalidParameterError, Interval, Options, check_k
 from winnow.embeddings.base import FOLDS, OVERSAMPLE, SEED, EmbeddingHead, nearest_distance
 from winnow.embeddings.model_selection import CS, LOGISTIC_ITERATIONS, logistic_cv, stratified_folds
 from winnow.embeddings.oversample import NONE
+from winnow.embeddings.pu_bagging import PUBaggingHead
 
 KS = (1, 3, 5, 7, 9, 15, 21, 31)  # neighbour counts tried by the knn head
 SVM_CS = (0.1, 1.0, 10.0)
@@ -324,6 +326,7 @@ HEADS: dict[str, type[EmbeddingHead]] = {
     "gmm": GMMHead,
     "logistic": LogisticHead,
     "svm": SVMHead,
+    "pu_bagging": PUBaggingHead,
 }
 
 

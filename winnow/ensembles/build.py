@@ -36,6 +36,7 @@ from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
 from winnow.inference.postprocess import UNKNOWN, describe_reject, require_softmax_head
 from winnow.inference.predictor import Predictor, image_set_hash
 from winnow.inference.tta import TTA
+from winnow.runs.atomic import atomic_write_text
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import COMBINER_FILE, RunPaths, is_ensemble, unique_run_dir
 from winnow.runs.provenance import provenance
@@ -114,7 +115,31 @@ def build_ensemble(runs: Sequence[str | Path], *, method: str, out: str | Path |
     # a head on new classes cannot be evaluated on the run's splits (other classes): it gets the data's, if any
     splits = data_splits(data) if new_classes else RunPaths(members[0].run_dir).splits
     write_folder(folder, definition, combiner, splits=splits, bad=bad)
+    write_oob_scores(folder, combiner)
     return EnsembleBuild(folder, definition, members, warnings, bad)
+
+
+OOB_FILE = "oob_scores.csv"
+
+
+def write_oob_scores(folder: Path, combiner: Combiner) -> Path | None:
+    """`oob_scores.csv` (path, oob_score; highest first) of a head with out-of-bag scores (pu_bagging), else None.
+
+    The unlabelled images most likely to be positive come first: the list to relabel the pile from.
+    """
+    head = getattr(combiner, "head_", None)
+    scores, paths = getattr(head, "oob_scores_", None), getattr(combiner, "fit_paths_", None)
+    if scores is None or paths is None:
+        return None
+    rows = sorted(((p, s) for p, s in zip(paths, scores) if np.isfinite(s)), key=lambda row: -row[1])
+    text = "path,oob_score\n" + "".join(f"{csv_field(p)},{s:.6f}\n" for p, s in rows)
+    atomic_write_text(folder / OOB_FILE, text)
+    return folder / OOB_FILE
+
+
+def csv_field(value: str) -> str:
+    """A CSV field, quoted when it holds a comma, a quote or a newline."""
+    return f'"{value.replace(chr(34), chr(34) * 2)}"' if any(c in value for c in ',"\n') else value
 
 
 def _reject_data(data: str | Path | None, reject_data: str | Path | None, *, new_classes: bool,
@@ -248,6 +273,7 @@ def fit_combiner(combiner: Combiner, members: Sequence[Predictor], data: EvalDat
     inputs, targets, paths, bad = read_fit_inputs(combiner, members, data, head=head, batch_size=batch_size,
                                                   workers=workers, strict=strict)
     combiner.fit(inputs, targets, n_classes=len(head.classes))
+    combiner.fit_paths_ = paths  # the fit images `[N]`, for per-image fit outputs (oob_scores.csv)
     return {"data": data.source, "n_samples": len(paths), "n_unreadable": len(bad),
             "images_sha1": image_set_hash(paths), "report": combiner.cv_report_}, bad
 

@@ -11,6 +11,7 @@ their `loss_params` (see each module's doc):
 - ``bce``: ``pos_weight`` (binary `[B]` or multi-label `[B, K]` targets).
 - ``asymmetric``: ``gamma_neg``, ``gamma_pos``, ``clip`` (binary or multi-label targets).
 - ``ghm``: ``bins``, ``momentum``, ``variant`` (softmax | sigmoid).
+- ``upu``, ``nnpu``: positive-unlabelled risks (`winnow.losses.pu`): ``prior``, nnpu's ``beta``, ``gamma``.
 - ``joint``: ``terms``: a list of ``{loss, weight, params, label_smoothing}``.
 
 Losses on embeddings (`EMBEDDING_LOSSES`, called `loss(logits, targets, embeddings=E [B, D])`,
@@ -38,6 +39,7 @@ from winnow.losses.embedding import EmbeddingLoss
 from winnow.losses.ldam import LDAMLoss, ldam_loss
 from winnow.losses.metric import (MINERS, MetricLoss, arcface_loss, contrastive_loss, cosface_loss,
                                   multi_similarity_loss, subcenter_arcface_loss, supcon_loss, triplet_loss)
+from winnow.losses.pu import NNPULoss, UPULoss, nnpu_loss, upu_loss
 from winnow.losses.targets import IGNORE_INDEX
 
 LossFactory = Callable[[dict | None, LossContext], WinnowLoss]
@@ -50,6 +52,8 @@ LOSSES: dict[str, LossFactory] = {
     "bce": bce_loss,
     "asymmetric": asymmetric_loss,
     "ghm": ghm_loss,
+    "upu": upu_loss,
+    "nnpu": nnpu_loss,
     "joint": joint_loss,
     "arcface": arcface_loss,
     "subcenter_arcface": subcenter_arcface_loss,
@@ -122,5 +126,5 @@ def build_loss(name: str, params: dict | None, context: LossContext) -> WinnowLo
 __all__ = [
     "EMBEDDING_LOSSES", "IGNORE_INDEX", "LOSSES", "MINERS", "AsymmetricLoss", "BinaryCrossEntropy", "CenterLoss",
     "CrossEntropy", "DeferredWeights", "EmbeddingLoss", "FocalLoss", "GHMLoss", "JointLoss", "LDAMLoss", "LossContext",
-    "MetricLoss", "WinnowLoss", "build_loss", "call_loss", "create_loss", "unsynced_state",
+    "MetricLoss", "NNPULoss", "UPULoss", "WinnowLoss", "build_loss", "call_loss", "create_loss", "unsynced_state",
 ]

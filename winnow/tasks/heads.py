@@ -17,6 +17,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import f1_score
 
 from winnow.metrics.headline import classification_metrics
+from winnow.metrics.pu import pu_auc, pu_recall
 
 LABEL_SEPARATOR = "|"
 
@@ -80,6 +81,11 @@ class BinaryHead(Head):
                              "use head=multiclass or relabel the data")
         super().__init__("binary", classes, threshold)
         self.default_loss = "bce"
+        self.prior: float | None = None  # set in PU runs: classes[0] is then the unlabelled images
+
+    @property
+    def pu(self) -> bool:
+        return self.prior is not None
 
     @property
     def num_outputs(self) -> int:
@@ -96,7 +102,12 @@ class BinaryHead(Head):
         keep = targets >= 0
         decided = probabilities[keep, 1] >= self.threshold
         one_hot = np.stack([~decided, decided], axis=1).astype(float)  # argmax = thresholded decision
-        return classification_metrics(one_hot, targets[keep], prefix=prefix)
+        metrics = classification_metrics(one_hot, targets[keep], prefix=prefix)
+        if self.pu and prefix != "test_":  # no true negatives (a labelled test split has them): the measures of winnow.metrics.pu
+            scores, labelled = probabilities[keep, 1], targets[keep] == 1
+            metrics[f"{prefix}pu_auc"] = pu_auc(scores, labelled, self.prior)
+            metrics[f"{prefix}pu_recall"] = pu_recall(scores, labelled, self.prior)
+        return metrics
 
 
 class MultilabelHead(Head):

@@ -62,7 +62,8 @@ def task_entries(config) -> list[dict[str, Any]]:
             raise ValueError("`tasks` is set but head is not 'multitask'; set head: multitask or remove tasks")
         return [{"name": "", "column": "label", "head": config.head, "loss": config.loss,
                  "loss_params": config.loss_params, "class_weights": config.class_weights,
-                 "positive_class": config.positive_class, "threshold": config.threshold}]
+                 "positive_class": config.positive_class, "threshold": config.threshold,
+                 "pu": config.pu, "prior": config.prior}]
     if not config.tasks:
         raise ValueError("head=multitask needs `tasks`: a list of {name, column, head, loss, weight} in the config")
     return [_checked_entry(entry, i) for i, entry in enumerate(config.tasks)]
@@ -96,11 +97,37 @@ def build_tasks(config, train_columns) -> list[TaskSpec]:
                              "check the manifest's column names")
         kind = entry["head"]
         positive = entry["positive_class"] or (_rarest(labels) if kind == "binary" else None)
+        if entry.get("pu"):
+            check_pu_labels(labels, positive, entry["prior"])
         head = make_head(kind, head_classes(kind, labels, positive=positive), threshold=float(entry["threshold"]))
         loss = head.default_loss if entry["loss"] in ("auto", None) else entry["loss"]
-        tasks.append(TaskSpec(entry["name"], entry["column"], head, loss, dict(entry["loss_params"] or {}),
+        loss_params = dict(entry["loss_params"] or {})
+        if entry.get("pu"):
+            head.prior = float(entry["prior"])
+            loss = "nnpu" if entry["loss"] in ("auto", None) else loss
+            loss_params = {"prior": head.prior, **loss_params}
+        tasks.append(TaskSpec(entry["name"], entry["column"], head, loss, loss_params,
                               float(entry.get("weight", 1.0)), entry["class_weights"]))
     return tasks
+
+
+def check_pu_labels(labels: list[str], positive: str | None, prior: object) -> None:
+    """A PU run's training labels: the labelled positives and exactly one other label (the unlabelled)."""
+    if positive is None:
+        raise ValueError("pu: true needs positive_class, the label of the labelled positives; set --positive-class")
+    if isinstance(prior, str):
+        raise ValueError(f"prior {prior!r} is estimated by `winnow train --prior auto` (winnow.pu.estimate_prior) "
+                         "before training; pass a number in (0, 1) to winnow.train")
+    others = sorted(set(labels) - {positive})
+    if positive not in labels:
+        raise ValueError(f"pu: the training split has no labelled positives (label {positive!r}); labels: "
+                         f"{sorted(set(labels))}; check --positive-class")
+    if not others:
+        raise ValueError(f"pu: the training split has no unlabelled images, only {positive!r}; add the unlabelled "
+                         "images under another label (e.g. 'unlabeled')")
+    if len(others) > 1:
+        raise ValueError(f"pu: every non-positive image is unlabelled, so one other label is expected, got {others}; "
+                         "relabel them all e.g. 'unlabeled'")
 
 
 def _rarest(labels: list[str]) -> str:
