@@ -1,0 +1,117 @@
+"""`winnow audit`: each check finds a problem planted in tiny synthetic data; clean data has no errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CLASS_NAMES, draw, make_image_folder
+from winnow.audit.registry import CHECKS, make_checks
+from winnow.audit.runner import audit
+from winnow.cli.main import main
+
+
+def split_tree(root: Path, *, per_class: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """`root/train|val/<class>/*.png` of the conftest shapes (24 px)."""
+    per_class = per_class or {"train": 14, "val": 6}
+    for offset, (split, n) in enumerate(per_class.items()):
+        make_image_folder(root / split, per_class=n, seed=seed + offset)
+    return root
+
+
+def read_issues(out: Path) -> list[dict[str, str]]:
+    with open(out / "issues.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def kinds(out: Path, severity: str | None = None) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for row in read_issues(out):
+        if severity is None or row["severity"] == severity:
+            found[row["issue"]] = found.get(row["issue"], 0) + 1
+    return found
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clean")
+    result = audit([str(split_tree(root / "data"))], out=root / "out", min_support=5, workers=1)
+    return result
+
+
+# --------------------------------------------------------------------------------------------- contract
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_every_check_fills_issues_summary_and_a_section(clean, name):
+    check = next(check for check in clean.checks if check.name == name)
+    assert {"errors", "warnings", "line"} <= set(check.summary_)
+    assert check.line().startswith(f"{name}: ")
+    assert isinstance(check.html(clean.context), str)
+    with pytest.raises(RuntimeError, match="has not run yet"):
+        CHECKS[name]().line()
+
+
+def test_unknown_check_lists_the_valid_names():
+    with pytest.raises(ValueError, match="unknown check.*valid: unreadable, balance"):
+        make_checks(["unreadable", "nope"])
+
+
+def test_clean_data_gives_no_errors(clean):
+    assert clean.errors == 0, [check.line() for check in clean.checks]
+    summary = json.loads((clean.out / "summary.json").read_text())
+    assert summary["errors"] == 0 and set(summary["checks"]) == set(CHECKS)
+
+
+# --------------------------------------------------------------------------------------------- planted problems
+
+
+def test_unreadable_and_balance_problems_are_found_and_fix_drops_only_the_unreadable(tmp_path, capsys):
+    data = split_tree(tmp_path / "data")
+    (tmp_path / "data" / "train" / "bar" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    for file in (tmp_path / "data" / "val" / "square").iterdir():
+        file.unlink()
+    (tmp_path / "data" / "val" / "square").rmdir()
+    for file in sorted((tmp_path / "data" / "train" / "disk").iterdir())[3:]:
+        file.unlink()
+    code = main(["audit", str(data), "--out", str(tmp_path / "out"), "--fix", "--min-support", "5",
+                 "--workers", "1"])
+    printed = capsys.readouterr().out
+    assert code == 1  # errors found
+    assert "unreadable: 1 of" in printed and "balance: " in printed
+    issues = read_issues(tmp_path / "out")
+    assert [row["path"].endswith("broken.png") for row in issues if row["issue"] == "unreadable"] == [True]
+    absent = [(row["label"], row["split"]) for row in issues if row["issue"] == "class_absent"]
+    assert absent == [("square", "val")]
+    assert [row["label"] for row in issues if row["issue"] == "low_support"] == ["disk"]
+    with open(tmp_path / "out" / "clean_manifest.csv", newline="") as handle:
+        kept = [row["path"] for row in csv.DictReader(handle)]
+    assert len(kept) == 14 * 3 - 11 + 6 * 2 and not any(path.endswith("broken.png") for path in kept)
+
+
+# --------------------------------------------------------------------------------------------- bad input
+
+
+def test_manifest_with_a_missing_file_names_it(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_class=8)
+    manifest = root / "m.csv"
+    rows = [f"{name}/{name}_{i:03d}.png,{name}" for name in CLASS_NAMES for i in range(8)]
+    manifest.write_text("path,label\n" + "\n".join(rows + ["bar/gone.png,bar"]) + "\n")
+    main(["audit", str(manifest), "--out", str(tmp_path / "out"), "--checks", "unreadable", "--workers", "1"])
+    assert "unreadable: 1 of 25 file(s) unusable {'missing': 1}" in capsys.readouterr().out
+    assert read_issues(tmp_path / "out")[0]["path"].endswith("gone.png")
+
+
+def test_one_class_only_is_a_clear_error(tmp_path, capsys):
+    root = make_image_folder(tmp_path / "data", per_class=4)
+    for name in CLASS_NAMES[1:]:
+        shutil.rmtree(root / name)
+    assert main(["audit", str(root), "--out", str(tmp_path / "out")]) == 2
+    assert "one class only (['bar']); an audit compares classes" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
