@@ -25,6 +25,12 @@ def split_tree(root: Path, *, per_class: dict[str, int] | None = None, seed: int
     return root
 
 
+def texture_image(rng: np.random.Generator, size: int = 64) -> Image.Image:
+    """A smooth random gray texture (blurred noise), unlike the shapes and unlike another texture."""
+    noise = Image.fromarray(rng.integers(0, 256, (size // 8, size // 8), dtype=np.uint8))
+    return noise.resize((size, size), Image.Resampling.BICUBIC)
+
+
 def read_issues(out: Path) -> list[dict[str, str]]:
     with open(out / "issues.csv", newline="") as handle:
         return list(csv.DictReader(handle))
@@ -115,3 +121,32 @@ def test_one_class_only_is_a_clear_error(tmp_path, capsys):
     assert main(["audit", str(root), "--out", str(tmp_path / "out")]) == 2
     assert "one class only (['bar']); an audit compares classes" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_duplicates_within_and_across_splits_and_group_leaks(tmp_path):
+    data = split_tree(tmp_path / "data")
+    train, val = data / "train", data / "val"
+    shutil.copy(train / "bar" / "bar_000.png", train / "bar" / "copy_of_bar_000.png")  # within train
+    shutil.copy(train / "disk" / "disk_001.png", val / "disk" / "leak_disk_001.png")  # across splits
+    texture = texture_image(np.random.default_rng(5))  # and a resized JPEG of it: near, within train
+    texture.save(train / "square" / "texture.png")
+    texture.resize((56, 56), Image.Resampling.BILINEAR).save(train / "square" / "texture_small.jpg", quality=80)
+    result = audit([str(data)], out=tmp_path / "out", checks=["duplicates"], workers=1)
+    issues = {(Path(row["path"]).name, row["issue"], row["severity"]) for row in read_issues(tmp_path / "out")}
+    assert issues == {("copy_of_bar_000.png", "exact_duplicate", "warning"),
+                      ("leak_disk_001.png", "leak", "error"),
+                      ("texture_small.jpg", "near_duplicate", "warning")}
+    dropped = {Path(result.context.samples.paths[row]).name for row in result.checks[0].drop_}
+    assert dropped == {"copy_of_bar_000.png", "leak_disk_001.png"}
+
+
+def test_a_group_in_two_splits_is_an_error_on_the_smaller_side(tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class=8)
+    rows = [f"{name}/{name}_{i:03d}.png,{name},{'val' if i >= 6 else 'train'},{name}-{i // 2}"
+            for name in CLASS_NAMES for i in range(8)]
+    rows[1] = rows[1].replace(",train,", ",val,")  # bar_001 in val, bar_000 of its group in train
+    (root / "m.csv").write_text("path,label,split,group\n" + "\n".join(rows) + "\n")
+    audit([str(root / "m.csv")], out=tmp_path / "out", checks=["duplicates"], workers=1)
+    leaks = [(Path(row["path"]).name, row["split"]) for row in read_issues(tmp_path / "out")
+             if row["issue"] == "group_leak"]
+    assert leaks == [("bar_001.png", "val")]

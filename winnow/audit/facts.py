@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import imagehash
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter, ImageOps
 
 from winnow.audit.base import ImageFacts
 from winnow.data.imageio import read_image
@@ -45,12 +45,28 @@ def _one(path: str) -> tuple[str, np.ndarray, dict[str, float], np.ndarray]:
     rgb = read_image(path, in_chans=3)  # uint8 [H, W, 3]
     digest = hashlib.sha1(repr(rgb.shape).encode() + rgb.tobytes()).hexdigest()
     gray = Image.fromarray(rgb).convert("L")
-    bits = np.asarray(imagehash.phash(gray).hash, np.uint8).ravel()
+    bits = np.asarray(imagehash.phash(content(gray)).hash, np.uint8).ravel()
     values = image_statistics(rgb)
     thumb = np.asarray(gray.resize((THUMB_PX, THUMB_PX), Image.Resampling.BILINEAR), np.float32).ravel() / 255
     histogram = np.histogram(np.asarray(gray), bins=HISTOGRAM_BINS, range=(0, 256))[0] / gray.width / gray.height
     vector = np.concatenate([thumb, histogram, [values[name] for name in STAT_NAMES]]).astype(np.float32)
     return digest, bits, values, vector
+
+
+def content(gray: Image.Image) -> Image.Image:
+    """The image cropped to what differs from its background, contrast stretched.
+
+    Hashing this instead of the whole image keeps a small object on a large flat background (cells,
+    chromosomes) from hashing like every other such image, and makes the hash blind to shifts and padding.
+    """
+    array = np.asarray(gray.filter(ImageFilter.GaussianBlur(1)), np.float32)  # noise would widen the box
+    background = np.median(np.concatenate([array[0], array[-1], array[:, 0], array[:, -1]]))
+    away = np.abs(array - background)
+    rows, cols = np.nonzero(away > 0.25 * away.max()) if away.max() > 0 else ((), ())
+    if len(rows) == 0:
+        return gray
+    box = (int(cols.min()), int(rows.min()), int(cols.max()) + 1, int(rows.max()) + 1)
+    return ImageOps.autocontrast(gray.crop(box))
 
 
 def image_statistics(rgb: np.ndarray) -> dict[str, float]:

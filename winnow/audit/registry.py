@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from winnow.audit.balance import BalanceCheck
 from winnow.audit.base import Check
+from winnow.audit.duplicates import DuplicatesCheck
 from winnow.audit.unreadable import UnreadableCheck
 
 CHECKS: dict[str, type[Check]] = {
     "unreadable": UnreadableCheck,
     "balance": BalanceCheck,
+    "duplicates": DuplicatesCheck,
 }
 
 
