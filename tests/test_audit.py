@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CLASS_NAMES, draw, make_image_folder
+import winnow
+from conftest import CLASS_NAMES, draw, fast_config, make_image_folder
 from winnow.audit.registry import CHECKS, make_checks
 from winnow.audit.runner import audit
 from winnow.cli.main import main
@@ -150,3 +151,51 @@ def test_a_group_in_two_splits_is_an_error_on_the_smaller_side(tmp_path):
     leaks = [(Path(row["path"]).name, row["split"]) for row in read_issues(tmp_path / "out")
              if row["issue"] == "group_leak"]
     assert leaks == [("bar_001.png", "val")]
+
+
+def test_flipped_labels_are_candidates_with_the_true_class_suggested(tmp_path):
+    data = split_tree(tmp_path / "data", per_class={"train": 20, "val": 8})
+    flipped = {"train/disk/disk_003.png": "square", "train/bar/bar_005.png": "disk", "val/square/square_001.png": "bar"}
+    for name, wrong in flipped.items():
+        (data / name).rename(data / str(Path(name).parent).replace(Path(name).parent.name, wrong) / Path(name).name)
+    audit([str(data)], out=tmp_path / "out", checks=["labels"], workers=1)
+    found = {Path(row["path"]).name: (row["label"], row["suggested_label"]) for row in read_issues(tmp_path / "out")}
+    for name, wrong in flipped.items():
+        assert found.get(Path(name).name) == (wrong, Path(name).parent.name), found
+    assert len(found) <= 6  # a few more leads at most, not everything
+    html = (tmp_path / "out" / "audit.html").read_text()
+    assert "out-of-sample probabilities: cross-validated logistic regression on simple image features" in html
+    assert "leads to review, not verdicts" in html
+
+
+# --------------------------------------------------------------------------------------------- with a run
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A tiny run trained on the conftest shapes, and the split tree it is audited on."""
+    root = tmp_path_factory.mktemp("run")
+    data = split_tree(root / "data")
+    run = winnow.train(fast_config(root, make_image_folder(root / "train", per_class=8), epochs=1)).path
+    return run, data
+
+
+def test_a_run_embeds_the_images_for_labels_duplicates_and_outliers(shapes_run, tmp_path):
+    run, data = shapes_run
+    result = audit([str(data)], out=tmp_path / "out", run=str(run), checks=["labels", "duplicates"], workers=1)
+    assert result.context.embeddings is not None and result.context.embeddings.shape[0] == 60
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["embeddings"].startswith(f"run {run.name}")
+    assert f"logistic regression on embeddings of run {run.name}" in summary["checks"]["labels"]["source"]
+
+
+def test_a_run_of_another_datasets_classes_is_refused(shapes_run, tmp_path, capsys):
+    run, _ = shapes_run
+    other = tmp_path / "other"
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(draw("disk", np.random.default_rng(i), 24)).save(other / name / f"{i}.png")
+    assert main(["audit", str(other), "--run", str(run), "--out", str(tmp_path / "out")]) == 2
+    assert "was trained on classes ['bar', 'disk', 'square'], but DATA has label(s) ['cat', 'dog']" in \
+        capsys.readouterr().err

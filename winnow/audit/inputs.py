@@ -43,6 +43,7 @@ def build_context(data: list[str], *, run: str | None = None, checkpoint: str = 
         ValueError: Bad DATA (see `load_samples`), no readable image, or a run of other classes.
     """
     samples = load_samples(data, seed=seed)
+    predictor = None if run is None else run_predictor(run, samples, checkpoint=checkpoint, device=device)
     report = scan(samples, max_pixels=Config().max_image_pixels, full=True, workers=workers)
     readable = np.zeros(len(samples), bool)
     readable[report.good] = True
@@ -51,9 +52,9 @@ def build_context(data: list[str], *, run: str | None = None, checkpoint: str = 
     bad = _bad_rows(readable, report.bad)
     context = AuditContext(samples, ", ".join(data), readable, bad, image_facts(samples.paths, readable,
                            workers=workers), min_support=min_support, folds=folds, seed=seed, workers=workers)
-    if run is not None:
-        context.embeddings, context.embedding_source = run_embeddings(
-            run, samples, readable, checkpoint=checkpoint, device=device, batch_size=batch_size)
+    if predictor is not None:
+        context.embeddings = run_embeddings(predictor, samples, readable, batch_size=batch_size)
+        context.embedding_source = f"run {Path(run).name} (checkpoint {checkpoint})"
         context.readable &= ~np.isnan(context.embeddings).any(axis=1)
     return context
 
@@ -64,9 +65,8 @@ def _bad_rows(readable: np.ndarray, bad: list[tuple[str, str]]) -> list[tuple[in
     return list(zip(np.flatnonzero(~readable).tolist(), (reason for _, reason in bad)))
 
 
-def run_embeddings(run: str, samples: Samples, readable: np.ndarray, *, checkpoint: str = "best",
-                   device: str = "auto", batch_size: int = 64) -> tuple[np.ndarray, str]:
-    """Embeddings `[N, D]` of the readable rows by the run's model (NaN rows elsewhere) and their source name.
+def run_predictor(run: str, samples: Samples, *, checkpoint: str = "best", device: str = "auto") -> Predictor:
+    """The run's model, checked to be one of DATA's classes.
 
     Raises:
         ValueError: Not a run, or a run trained on classes that are not DATA's (another dataset).
@@ -77,9 +77,15 @@ def run_embeddings(run: str, samples: Samples, readable: np.ndarray, *, checkpoi
         raise ValueError(f"--run {run} was trained on classes {predictor.classes}, but DATA has label(s) "
                          f"{unknown[:20]} that are not among them (a run of another dataset?); audit with a run "
                          "trained on this data, or without --run (simple image features are used then)")
+    return predictor
+
+
+def run_embeddings(predictor: Predictor, samples: Samples, readable: np.ndarray, *,
+                   batch_size: int = 64) -> np.ndarray:
+    """Embeddings `[N, D]` of the readable rows by the run's model (NaN rows elsewhere)."""
     rows = np.flatnonzero(readable)
     outputs = embed_paths(predictor, [samples.paths[i] for i in rows], parse_tta(None, seed=predictor.seed),
                           batch_size=batch_size)
     embeddings = np.full((len(samples), outputs.values.shape[1]), np.nan, np.float32)
     embeddings[rows[outputs.rows]] = outputs.values
-    return embeddings, f"run {Path(run).name} (checkpoint {checkpoint})"
+    return embeddings

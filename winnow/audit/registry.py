@@ -5,12 +5,14 @@ from __future__ import annotations
 from winnow.audit.balance import BalanceCheck
 from winnow.audit.base import Check
 from winnow.audit.duplicates import DuplicatesCheck
+from winnow.audit.labels import LabelIssuesCheck
 from winnow.audit.unreadable import UnreadableCheck
 
 CHECKS: dict[str, type[Check]] = {
     "unreadable": UnreadableCheck,
     "balance": BalanceCheck,
     "duplicates": DuplicatesCheck,
+    "labels": LabelIssuesCheck,
 }
 
 

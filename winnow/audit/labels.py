@@ -1,0 +1,95 @@
+"""Label issues: cleanlab's `find_label_issues` on out-of-sample probabilities only.
+
+The probabilities come from a logistic regression fitted K times by cross-validation (each image is
+scored by the fit that did not see it; group-aware when the data has groups), on the embeddings of a
+run when one is given, else on simple image features. Never on the predictions of a model trained on
+the same images: those would repeat the very labels being checked. The candidates are leads for a
+person to review, not verdicts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from cleanlab.filter import find_label_issues
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from winnow.audit.base import WARNING, AuditContext, Check, Issue
+from winnow.audit.html import card, gallery, issue_table
+from winnow.reporting.html import paragraph
+
+SHOWN = 12
+
+
+def out_of_sample_probabilities(vectors: np.ndarray, labels: np.ndarray, groups: list[str | None], *, folds: int,
+                                seed: int) -> tuple[np.ndarray, int]:
+    """Cross-validated class probabilities `[n, K]` of a scaled logistic regression, and the folds used.
+
+    Args:
+        vectors: `[n, D]` features.
+        labels: `[n]` class indices 0..K-1, each class with at least 2 members.
+        groups: Group per row (None: its own group); the folds keep a group together.
+        folds: Wanted folds (capped by the smallest class).
+    """
+    folds = int(min(folds, np.bincount(labels).min()))
+    if any(group is not None for group in groups):
+        names = [group if group is not None else f"__row{i}" for i, group in enumerate(groups)]
+        splitter = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(vectors, labels, names))
+    else:
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a group fold may miss a rare class; its columns come back as 0
+        probabilities = cross_val_predict(model, vectors, labels, cv=splitter, method="predict_proba")
+    return probabilities, folds
+
+
+class LabelIssuesCheck(Check):
+    """Images whose given label the out-of-sample probabilities doubt, with the label they suggest."""
+
+    name = "labels"
+    title = "Label issues"
+
+    def _find(self, context: AuditContext) -> tuple[list[Issue], dict[str, Any]]:
+        samples = context.samples
+        vectors, space = context.space()
+        counts = Counter(samples.labels[i] for i in context.good)
+        classes = sorted(label for label, n in counts.items() if n >= 2)
+        rows = np.array([i for i in context.good if samples.labels[i] in classes], dtype=int)
+        self.source_ = f"out-of-sample probabilities: cross-validated logistic regression on {space}"
+        if len(classes) < 2:
+            return [], {"source": self.source_, "line": "skipped: fewer than two classes with 2+ readable images"}
+        labels = np.array([classes.index(samples.labels[i]) for i in rows])
+        keep = np.isin(context.good, rows)
+        probabilities, folds = out_of_sample_probabilities(
+            vectors[keep], labels, [samples.groups[i] for i in rows], folds=context.folds, seed=context.seed)
+        self.source_ += f" ({folds} folds)"
+        ranked = find_label_issues(labels, probabilities, return_indices_ranked_by="self_confidence")
+        issues = [self._issue(context, int(rows[j]), classes, labels[j], probabilities[j]) for j in ranked]
+        skipped = sorted(set(counts) - set(classes))
+        line = f"{len(issues)} candidate(s) to review among {len(rows)} images ({self.source_})"
+        return issues, {"source": self.source_, "folds": folds, "candidates": len(issues),
+                        "skipped_classes": skipped, "line": line}
+
+    def _issue(self, context: AuditContext, row: int, classes: list[str], given: int,
+               probabilities: np.ndarray) -> Issue:
+        best = int(np.argmax(probabilities))
+        detail = (f"p(given label {classes[given]}) = {probabilities[given]:.3f}; suggested {classes[best]} "
+                  f"with p = {probabilities[best]:.3f}")
+        return Issue(context.samples.paths[row], "label", WARNING, float(probabilities[given]), detail,
+                     classes[best], float(probabilities[best]), context.samples.labels[row],
+                     context.samples.splits[row] or "")
+
+    def _html(self, context: AuditContext) -> str:
+        note = paragraph(f"Probabilities used: {self.source_}. Candidates are ranked by the probability of their "
+                         "given label (score, lowest first). They are leads to review, not verdicts: look at each "
+                         "image before relabelling it.")
+        cards = [card(issue.path, f"given {issue.label}, suggested {issue.suggested_label} "
+                      f"(p {issue.suggested_probability:.2f})", css_class="mistake") for issue in self.issues_[:SHOWN]]
+        return note + gallery(cards) + (issue_table(self.issues_) if self.issues_ else paragraph("No candidates."))
