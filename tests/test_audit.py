@@ -182,11 +182,12 @@ def shapes_run(tmp_path_factory):
 
 def test_a_run_embeds_the_images_for_labels_duplicates_and_outliers(shapes_run, tmp_path):
     run, data = shapes_run
-    result = audit([str(data)], out=tmp_path / "out", run=str(run), checks=["labels", "duplicates"], workers=1)
+    result = audit([str(data)], out=tmp_path / "out", run=str(run), checks=["labels", "duplicates", "outliers"], workers=1)
     assert result.context.embeddings is not None and result.context.embeddings.shape[0] == 60
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["embeddings"].startswith(f"run {run.name}")
     assert f"logistic regression on embeddings of run {run.name}" in summary["checks"]["labels"]["source"]
+    assert summary["checks"]["outliers"]["space"].startswith(f"embeddings of run {run.name}")
 
 
 def test_a_run_of_another_datasets_classes_is_refused(shapes_run, tmp_path, capsys):
@@ -199,3 +200,14 @@ def test_a_run_of_another_datasets_classes_is_refused(shapes_run, tmp_path, caps
     assert main(["audit", str(other), "--run", str(run), "--out", str(tmp_path / "out")]) == 2
     assert "was trained on classes ['bar', 'disk', 'square'], but DATA has label(s) ['cat', 'dog']" in \
         capsys.readouterr().err
+
+
+def test_foreign_images_are_the_top_outliers(tmp_path):
+    data = split_tree(tmp_path / "data")
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        colour = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)  # colour noise among gray shapes
+        Image.fromarray(colour).save(data / "train" / CLASS_NAMES[i] / f"foreign_{i}.png")
+    audit([str(data)], out=tmp_path / "out", checks=["outliers"], workers=1)
+    flagged = [Path(row["path"]).name for row in read_issues(tmp_path / "out")]
+    assert sorted(flagged[:2]) == ["foreign_0.png", "foreign_1.png"] and len(flagged) <= 4, flagged

@@ -6,6 +6,7 @@ from winnow.audit.balance import BalanceCheck
 from winnow.audit.base import Check
 from winnow.audit.duplicates import DuplicatesCheck
 from winnow.audit.labels import LabelIssuesCheck
+from winnow.audit.outliers import OutlierCheck
 from winnow.audit.unreadable import UnreadableCheck
 
 CHECKS: dict[str, type[Check]] = {
@@ -13,6 +14,7 @@ CHECKS: dict[str, type[Check]] = {
     "balance": BalanceCheck,
     "duplicates": DuplicatesCheck,
     "labels": LabelIssuesCheck,
+    "outliers": OutlierCheck,
 }
 
 
