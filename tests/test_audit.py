@@ -211,3 +211,19 @@ def test_foreign_images_are_the_top_outliers(tmp_path):
     audit([str(data)], out=tmp_path / "out", checks=["outliers"], workers=1)
     flagged = [Path(row["path"]).name for row in read_issues(tmp_path / "out")]
     assert sorted(flagged[:2]) == ["foreign_0.png", "foreign_1.png"] and len(flagged) <= 4, flagged
+
+
+def test_dark_images_and_a_class_of_colour_images_are_found_per_class(tmp_path):
+    data = split_tree(tmp_path / "data")
+    for i in range(2):
+        Image.fromarray(np.full((24, 24), 3 + i, np.uint8)).save(data / "train" / "bar" / f"dark_{i}.png")
+    for file in (data / "train" / "square").iterdir():  # every square becomes a (tinted) colour image
+        with Image.open(file) as image:
+            gray = np.asarray(image.convert("L"), np.uint8)
+        Image.fromarray(np.stack([gray, gray, (gray * 0.7).astype(np.uint8)], axis=2)).save(file)
+    audit([str(data)], out=tmp_path / "out", checks=["quality"], workers=1)
+    issues = read_issues(tmp_path / "out")
+    assert {Path(row["path"]).name for row in issues if row["issue"] == "dark"} >= {"dark_0.png", "dark_1.png"}
+    concentrated = [row["detail"] for row in issues if row["issue"] == "concentrated" and row["label"]]
+    assert any(detail.startswith("grayscale: 100% of class") and "square" in detail for detail in concentrated), \
+        concentrated

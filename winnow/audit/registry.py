@@ -7,6 +7,7 @@ from winnow.audit.base import Check
 from winnow.audit.duplicates import DuplicatesCheck
 from winnow.audit.labels import LabelIssuesCheck
 from winnow.audit.outliers import OutlierCheck
+from winnow.audit.quality import QualityCheck
 from winnow.audit.unreadable import UnreadableCheck
 
 CHECKS: dict[str, type[Check]] = {
@@ -15,6 +16,7 @@ CHECKS: dict[str, type[Check]] = {
     "duplicates": DuplicatesCheck,
     "labels": LabelIssuesCheck,
     "outliers": OutlierCheck,
+    "quality": QualityCheck,
 }
 
 
