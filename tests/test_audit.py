@@ -227,3 +227,24 @@ def test_dark_images_and_a_class_of_colour_images_are_found_per_class(tmp_path):
     concentrated = [row["detail"] for row in issues if row["issue"] == "concentrated" and row["label"]]
     assert any(detail.startswith("grayscale: 100% of class") and "square" in detail for detail in concentrated), \
         concentrated
+
+
+def test_a_brighter_val_split_is_told_apart_and_named_in_words(tmp_path):
+    data = split_tree(tmp_path / "data", per_class={"train": 14, "val": 10})
+    for file in (data / "val").rglob("*.png"):
+        with Image.open(file) as image:
+            bright = np.asarray(image, np.float32) * 1.2 + 20
+        Image.fromarray(bright.clip(0, 255).astype(np.uint8)).save(file)
+    result = audit([str(data)], out=tmp_path / "out", checks=["shift"], workers=1)
+    (pair,) = result.checks[0].summary_["pairs"]
+    assert pair["low"] > 0.9 and pair["statistic"] in ("intensity", "background")
+    assert "val images are brighter than train's: median intensity" in pair["difference"] or \
+        "val images are on a lighter background than train's" in pair["difference"]
+    assert [row["issue"] for row in read_issues(tmp_path / "out")] == ["shift"]
+
+
+def test_shift_on_clean_splits_is_near_chance(clean):
+    shift = next(check for check in clean.checks if check.name == "shift")
+    (pair,) = shift.summary_["pairs"]
+    # cross-validated AUCs of a null comparison scatter around (often below) 0.5 on so few images
+    assert pair["auc"] < 0.65 and pair["low"] < 0.5 and not shift.issues_

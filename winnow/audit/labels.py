@@ -17,7 +17,7 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from winnow.audit.base import WARNING, AuditContext, Check, Issue
@@ -37,17 +37,32 @@ def out_of_sample_probabilities(vectors: np.ndarray, labels: np.ndarray, groups:
         groups: Group per row (None: its own group); the folds keep a group together.
         folds: Wanted folds (capped by the smallest class).
     """
-    folds = int(min(folds, np.bincount(labels).min()))
-    if any(group is not None for group in groups):
-        names = [group if group is not None else f"__row{i}" for i, group in enumerate(groups)]
-        splitter = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(vectors, labels, names))
-    else:
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+    splitter, folds = cv_splits(labels, groups, folds=folds, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a group fold may miss a rare class; its columns come back as 0
-        probabilities = cross_val_predict(model, vectors, labels, cv=splitter, method="predict_proba")
+        probabilities = cross_val_predict(scaled_logistic(), vectors, labels, cv=splitter, method="predict_proba")
     return probabilities, folds
+
+
+def scaled_logistic() -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.5))
+
+
+def cv_splits(labels: np.ndarray, groups: list[str | None], *, folds: int,
+              seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Stratified folds `[(train rows, test rows)]` that keep each group together, and their number.
+
+    Args:
+        labels: `[n]` class indices, each class with at least 2 members.
+        groups: Group per row (None: its own group).
+        folds: Wanted folds (capped by the smallest class).
+    """
+    folds = int(min(folds, np.bincount(labels).min()))
+    rows = np.zeros(len(labels))
+    if any(group is not None for group in groups):
+        names = [group if group is not None else f"__row{i}" for i, group in enumerate(groups)]
+        return list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(rows, labels, names)), folds
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(rows, labels)), folds
 
 
 class LabelIssuesCheck(Check):

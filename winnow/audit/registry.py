@@ -8,6 +8,7 @@ from winnow.audit.duplicates import DuplicatesCheck
 from winnow.audit.labels import LabelIssuesCheck
 from winnow.audit.outliers import OutlierCheck
 from winnow.audit.quality import QualityCheck
+from winnow.audit.shift import ShiftCheck
 from winnow.audit.unreadable import UnreadableCheck
 
 CHECKS: dict[str, type[Check]] = {
@@ -17,6 +18,7 @@ CHECKS: dict[str, type[Check]] = {
     "labels": LabelIssuesCheck,
     "outliers": OutlierCheck,
     "quality": QualityCheck,
+    "shift": ShiftCheck,
 }
 
 
