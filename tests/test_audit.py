@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +90,7 @@ def test_unreadable_and_balance_problems_are_found_and_fix_drops_only_the_unread
     for file in sorted((tmp_path / "data" / "train" / "disk").iterdir())[3:]:
         file.unlink()
     code = main(["audit", str(data), "--out", str(tmp_path / "out"), "--fix", "--min-support", "5",
-                 "--workers", "1"])
+                 "--workers", "1", "--checks", "unreadable", "balance"])
     printed = capsys.readouterr().out
     assert code == 1  # errors found
     assert "unreadable: 1 of" in printed and "balance: " in printed
@@ -248,3 +250,87 @@ def test_shift_on_clean_splits_is_near_chance(clean):
     (pair,) = shift.summary_["pairs"]
     # cross-validated AUCs of a null comparison scatter around (often below) 0.5 on so few images
     assert pair["auc"] < 0.65 and pair["low"] < 0.5 and not shift.issues_
+
+
+# --------------------------------------------------------------------------------------------- --fix and the page
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """`winnow audit --fix` on a split tree with a broken file, a leak, a within-split copy, a flipped label
+    and a foreign image; the files of DATA with their bytes, to check none was touched."""
+    root = tmp_path_factory.mktemp("planted")
+    data = split_tree(root / "data", per_class={"train": 16, "val": 8})
+    (data / "train" / "bar" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")
+    shutil.copy(data / "train" / "disk" / "disk_001.png", data / "val" / "disk" / "leak.png")
+    shutil.copy(data / "train" / "bar" / "bar_002.png", data / "train" / "bar" / "copy.png")
+    (data / "train" / "disk" / "disk_004.png").rename(data / "train" / "square" / "flipped.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+        data / "train" / "square" / "foreign.png")
+    before = {file: file.read_bytes() for file in data.rglob("*") if file.is_file()}
+    code = main(["audit", str(data), "--out", str(root / "out"), "--fix", "--workers", "1", "--min-support", "5"])
+    return {"data": data, "out": root / "out", "code": code, "before": before}
+
+
+def test_fix_drops_unreadable_exact_copies_and_leaks_only(planted):
+    assert planted["code"] == 1
+    with open(planted["out"] / "clean_manifest.csv", newline="") as handle:
+        kept = {Path(row["path"]).relative_to(planted["data"]).as_posix(): row for row in csv.DictReader(handle)}
+    assert not {"train/bar/broken.png", "val/disk/leak.png", "train/bar/copy.png"} & set(kept)
+    assert {"train/disk/disk_001.png", "train/bar/bar_002.png", "train/square/flipped.png"} <= set(kept)
+    assert len(kept) == len(planted["before"]) - 3
+    assert kept["train/square/flipped.png"]["label"] == "square" and kept["val/bar/bar_000.png"]["split"] == "val"
+
+
+def test_review_ranks_label_candidates_then_outliers(planted):
+    with open(planted["out"] / "review.csv", newline="") as handle:
+        review = list(csv.DictReader(handle))
+    assert [row["rank"] for row in review] == [str(i) for i in range(1, len(review) + 1)]
+    issues = [row["issue"] for row in review]
+    assert issues == sorted(issues, key=["label", "outlier"].index)
+    assert ("flipped.png", "disk") in {(Path(row["path"]).name, row["suggested_label"]) for row in review}
+    assert "foreign.png" in {Path(row["path"]).name for row in review if row["issue"] == "outlier"}
+
+
+def test_the_users_files_are_never_touched(planted):
+    after = {file: file.read_bytes() for file in planted["data"].rglob("*") if file.is_file()}
+    assert after == planted["before"]
+    assert sorted(path.name for path in planted["out"].iterdir()) == [
+        "audit.html", "clean_manifest.csv", "issues.csv", "review.csv", "summary.json"]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def test_audit_html_is_self_contained_and_renders_in_headless_chromium(planted, tmp_path):
+    html = (planted["out"] / "audit.html").read_text(encoding="utf-8")
+    for forbidden in ("http://", "https://", 'src="file', "<script", "<link"):
+        assert forbidden not in html, forbidden
+    for name in CHECKS:
+        assert f'<section id="{name}">' in html
+    n_images = html.count("<img ")
+    assert n_images >= 4  # the leak pair, the copy pair, label and outlier galleries
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run this check)")
+    probe = ("<script>window.addEventListener('load', function () {"
+             "var bad = []; var images = document.images;"
+             "for (var i = 0; i < images.length; i++) {"
+             "  if (!(images[i].complete && images[i].naturalWidth > 0)) bad.push(i); }"
+             "document.title = bad.length ? 'IMAGES-BAD ' + bad.join(',') : 'IMAGES-OK ' + images.length;"
+             "});</script>")
+    copy = tmp_path / "audit.html"
+    copy.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([str(CHROMIUM), *flags, "--dump-dom", copy.as_uri()], capture_output=True, text=True,
+                         timeout=60, check=False)
+    title = re.search(r"<title>(.*?)</title>", dom.stdout)
+    assert title, dom.stderr[-2000:]
+    assert title.group(1) == f"IMAGES-OK {n_images}"
+    shot = tmp_path / "page.png"
+    subprocess.run([str(CHROMIUM), *flags, "--window-size=1200,2400", f"--screenshot={shot}", copy.as_uri()],
+                   capture_output=True, timeout=60, check=True)
+    with Image.open(shot) as image:
+        low, high = image.convert("L").getextrema()
+    assert high - low > 100  # text and images on the page, not a blank screen
