@@ -184,12 +184,14 @@ def shapes_run(tmp_path_factory):
 
 def test_a_run_embeds_the_images_for_labels_duplicates_and_outliers(shapes_run, tmp_path):
     run, data = shapes_run
-    result = audit([str(data)], out=tmp_path / "out", run=str(run), checks=["labels", "duplicates", "outliers"], workers=1)
+    result = audit([str(data)], out=tmp_path / "out", run=str(run), workers=1,
+                   checks=["labels", "duplicates", "outliers", "shift"])
     assert result.context.embeddings is not None and result.context.embeddings.shape[0] == 60
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["embeddings"].startswith(f"run {run.name}")
     assert f"logistic regression on embeddings of run {run.name}" in summary["checks"]["labels"]["source"]
     assert summary["checks"]["outliers"]["space"].startswith(f"embeddings of run {run.name}")
+    assert [pair["space"] for pair in summary["checks"]["shift"]["pairs"]] == ["image statistics", "embeddings"]
 
 
 def test_a_run_of_another_datasets_classes_is_refused(shapes_run, tmp_path, capsys):

@@ -9,7 +9,7 @@ section of audit.html. The orchestrator (`runner.audit`) only loads the data and
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
