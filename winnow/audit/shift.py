@@ -9,19 +9,17 @@ words. Class proportions per split are tabled too.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import cross_val_predict
 
 from winnow.audit.base import WARNING, AuditContext, Check, Issue
 from winnow.audit.facts import STAT_NAMES
 from winnow.audit.html import issue_table
-from winnow.audit.labels import cv_splits, scaled_logistic
+from winnow.audit.labels import cross_validated, cv_splits
 from winnow.reporting.html import paragraph, table
 
 MIN_IMAGES = 5  # per split, for a cross-validated classifier
@@ -97,9 +95,7 @@ class ShiftCheck(Check):
         stats = np.stack([context.facts.stats[name][rows] for name in STAT_NAMES], axis=1)
         vectors = stats if space == "image statistics" else context.embeddings[rows]
         splitter, _ = cv_splits(y, [samples.groups[i] for i in rows], folds=context.folds, seed=context.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant statistics (every image the same size) scale to 0
-            scores = cross_val_predict(scaled_logistic(), vectors, y, cv=splitter, method="predict_proba")[:, 1]
+        scores = cross_validated(vectors, y, splitter)[:, 1]
         auc = float(roc_auc_score(y, scores))
         low, high = bootstrap_auc(y, scores, n=self.n_bootstrap, confidence=self.confidence,
                                   rng=np.random.default_rng(context.seed))
