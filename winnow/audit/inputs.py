@@ -55,7 +55,9 @@ def build_context(data: list[str], *, run: str | None = None, checkpoint: str = 
     if predictor is not None:
         context.embeddings = run_embeddings(predictor, samples, readable, batch_size=batch_size)
         context.embedding_source = f"run {Path(run).name} (checkpoint {checkpoint})"
-        context.readable &= ~np.isnan(context.embeddings).any(axis=1)
+        failed = context.readable & np.isnan(context.embeddings).any(axis=1)  # changed or gone since the scan
+        context.bad += [(int(row), "unreadable: failed while the run embedded it") for row in np.flatnonzero(failed)]
+        context.readable &= ~failed
     return context
 
 
@@ -66,7 +68,7 @@ def _bad_rows(readable: np.ndarray, bad: list[tuple[str, str]]) -> list[tuple[in
 
 
 def run_predictor(run: str, samples: Samples, *, checkpoint: str = "best", device: str = "auto") -> Predictor:
-    """The run's model, checked to be one of DATA's classes.
+    """The run's model, checked to know every class of DATA.
 
     Raises:
         ValueError: Not a run, or a run trained on classes that are not DATA's (another dataset).
