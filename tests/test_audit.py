@@ -90,7 +90,7 @@ def test_unreadable_and_balance_problems_are_found_and_fix_drops_only_the_unread
     for file in sorted((tmp_path / "data" / "train" / "disk").iterdir())[3:]:
         file.unlink()
     code = main(["audit", str(data), "--out", str(tmp_path / "out"), "--fix", "--min-support", "5",
-                 "--workers", "1", "--checks", "unreadable", "balance"])
+                 "--threads", "1", "--checks", "unreadable", "balance"])
     printed = capsys.readouterr().out
     assert code == 1  # errors found
     assert "unreadable: 1 of" in printed and "balance: " in printed
@@ -112,7 +112,7 @@ def test_manifest_with_a_missing_file_names_it(tmp_path, capsys):
     manifest = root / "m.csv"
     rows = [f"{name}/{name}_{i:03d}.png,{name}" for name in CLASS_NAMES for i in range(8)]
     manifest.write_text("path,label\n" + "\n".join(rows + ["bar/gone.png,bar"]) + "\n")
-    main(["audit", str(manifest), "--out", str(tmp_path / "out"), "--checks", "unreadable", "--workers", "1"])
+    main(["audit", str(manifest), "--out", str(tmp_path / "out"), "--checks", "unreadable", "--threads", "1"])
     assert "unreadable: 1 of 25 file(s) unusable {'missing': 1}" in capsys.readouterr().out
     assert read_issues(tmp_path / "out")[0]["path"].endswith("gone.png")
 
@@ -270,7 +270,7 @@ def planted(tmp_path_factory):
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
         data / "train" / "square" / "foreign.png")
     before = {file: file.read_bytes() for file in data.rglob("*") if file.is_file()}
-    code = main(["audit", str(data), "--out", str(root / "out"), "--fix", "--workers", "1", "--min-support", "5"])
+    code = main(["audit", str(data), "--out", str(root / "out"), "--fix", "--threads", "1", "--min-support", "5"])
     return {"data": data, "out": root / "out", "code": code, "before": before}
 
 

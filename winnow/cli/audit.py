@@ -25,7 +25,8 @@ def add_parser(sub) -> None:
                         help=f"checks to run (default: all): {', '.join(CHECKS)}")
     parser.add_argument("--seed", type=int, default=0, help="split assignment, as train --seed (default: 0)")
     add_flags(parser, "checkpoint", "min_support", "device", "batch_size")
-    parser.add_argument("--workers", metavar="N", type=int, default=2, help="decoding threads (default: 2)")
+    parser.add_argument("--threads", metavar="N", type=int, default=2,
+                        help="threads that decode the images (and cleanvision's processes) (default: 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--folds: expected at least 2 cross-validation folds, got {args.folds}")
     result = audit(args.data, out=args.out, run=args.run, checks=args.checks, fix=args.fix, folds=args.folds,
                    min_support=args.min_support, seed=args.seed, checkpoint=args.checkpoint, device=args.device,
-                   batch_size=args.batch_size, workers=args.workers)
+                   batch_size=args.batch_size, workers=args.threads)
     print("\n".join(result.lines()))
     print(f"wrote {', '.join(str(path) for path in result.written.values())}")
     return 1 if result.errors else 0
