@@ -6,15 +6,16 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import (calibrate, demo, embed, ensemble, export, head, predict, pretrain, runs, search, select, serve,
-                        train, tune)
+from winnow.cli import (audit, calibrate, demo, embed, ensemble, export, head, predict, pretrain, runs, search, select,
+                        serve, train, tune)
 from winnow.cli import eval as evaluate
 from winnow.cli import report
 from winnow.runs.atomic import FileWriteError
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
             "calibrate": calibrate, "select": select, "ensemble": ensemble, "head": head, "report": report,
-            "embed": embed, "search": search, "export": export, "serve": serve, "pretrain": pretrain}
+            "embed": embed, "search": search, "export": export, "serve": serve, "pretrain": pretrain,
+            "audit": audit}
 
 
 def build_parser() -> argparse.ArgumentParser:
