@@ -12,7 +12,6 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
     "random": RandomQuery, "least_confidence": LeastConfidence, "margin": Margin, "entropy": Entropy,
     "bald": BALD, "coreset": Coreset, "badge": Badge, "typiclust": TypiClust, "balanced": Balanced,
 }
-NEEDS_EMBEDDINGS = ("coreset", "badge", "typiclust")
 NEEDS_SAMPLES = ("bald",)
 
 

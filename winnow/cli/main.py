@@ -6,14 +6,15 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import calibrate, demo, embed, ensemble, export, head, predict, runs, search, select, train, tune
+from winnow.cli import calibrate, demo, embed, ensemble, export, head, predict, query, runs, search, select, train, tune
 from winnow.cli import eval as evaluate
 from winnow.cli import report
 from winnow.runs.atomic import FileWriteError
 
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
             "calibrate": calibrate, "select": select, "ensemble": ensemble, "head": head, "report": report,
-            "embed": embed, "search": search, "export": export}
+            "embed": embed, "search": search, "export": export,
+            "query": query}
 
 
 def build_parser() -> argparse.ArgumentParser:
