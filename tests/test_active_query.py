@@ -47,3 +47,15 @@ def test_query_errors_say_how_to_fix(tiny, tmp_path, capsys):
     code, _, err = cli(capsys, "query", run, labelled_only, "--budget", 3, "--out", tmp_path / "y.csv")
     assert code == 2 and "already in the run's splits.csv" in err
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
+
+
+def test_pseudo_label_writes_a_weighted_train_manifest(tiny, tmp_path, capsys):
+    run, pool = tiny
+    out = tmp_path / "pseudo.csv"
+    code, printed, err = cli(capsys, "pseudo-label", run, pool, "--levels", "0.6:1.0,0.34:0.5", "--out", out)
+    assert code == 0, err
+    assert "pseudo-labels of 12 unlabelled images" in printed and "precision 0.6 on val (weight 1)" in printed
+    rows = read_rows(out)
+    assert out.read_text().splitlines()[0] == "path,label,weight,split,confidence,precision_level"
+    assert all(r["split"] == "train" and r["weight"] in ("1", "0.5") for r in rows)
+    assert not any("labelled_" in r["path"] for r in rows)

@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import calibrate, demo, embed, ensemble, export, head, predict, query, runs, search, select, train, tune
+from winnow.cli import (calibrate, demo, embed, ensemble, export, head, predict, pseudo_label, query, runs, search,
+                        select, train, tune)
 from winnow.cli import eval as evaluate
 from winnow.cli import report
 from winnow.runs.atomic import FileWriteError
@@ -14,7 +15,7 @@ from winnow.runs.atomic import FileWriteError
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
             "calibrate": calibrate, "select": select, "ensemble": ensemble, "head": head, "report": report,
             "embed": embed, "search": search, "export": export,
-            "query": query}
+            "query": query, "pseudo-label": pseudo_label}
 
 
 def build_parser() -> argparse.ArgumentParser:
