@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def test_query_writes_the_budget_without_labelled_images(tiny, tmp_path, capsys,
     rows = read_rows(out)
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5] and len({r["path"] for r in rows}) == 5
     assert not any("labelled_" in r["path"] for r in rows)
+    data = RunPaths(run).root.parent.parent / "data"
+    config = replace(fast_config(tmp_path, data, epochs=1, name="pseudo"), data=[str(data), str(out)])
+    retrained = winnow.train(config).path
+    splits = read_rows(RunPaths(retrained).splits)
+    weighted = [r for r in splits if r["weight"]]
+    assert len(weighted) == len(rows) and {r["split"] for r in weighted} == {"train"}
     assert all(r["reason"] and r["predicted"] in ("bar", "disk", "square") for r in rows)
     assert {str(Path(p).resolve()) for p in (r["path"] for r in rows)} <= {str(p.resolve()) for p in pool.rglob("*.png")}
 
@@ -59,3 +66,9 @@ def test_pseudo_label_writes_a_weighted_train_manifest(tiny, tmp_path, capsys):
     assert out.read_text().splitlines()[0] == "path,label,weight,split,confidence,precision_level"
     assert all(r["split"] == "train" and r["weight"] in ("1", "0.5") for r in rows)
     assert not any("labelled_" in r["path"] for r in rows)
+    data = RunPaths(run).root.parent.parent / "data"
+    config = replace(fast_config(tmp_path, data, epochs=1, name="pseudo"), data=[str(data), str(out)])
+    retrained = winnow.train(config).path
+    splits = read_rows(RunPaths(retrained).splits)
+    weighted = [r for r in splits if r["weight"]]
+    assert len(weighted) == len(rows) and {r["split"] for r in weighted} == {"train"}
