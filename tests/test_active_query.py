@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 import winnow
+from winnow.cli.main import main
+from winnow.ensembles.build import build_ensemble
 from winnow.runs.layout import RunPaths
 
 from conftest import fast_config, make_image_folder
@@ -36,12 +38,6 @@ def test_query_writes_the_budget_without_labelled_images(tiny, tmp_path, capsys,
     rows = read_rows(out)
     assert [int(r["rank"]) for r in rows] == [1, 2, 3, 4, 5] and len({r["path"] for r in rows}) == 5
     assert not any("labelled_" in r["path"] for r in rows)
-    data = RunPaths(run).root.parent.parent / "data"
-    config = replace(fast_config(tmp_path, data, epochs=1, name="pseudo"), data=[str(data), str(out)])
-    retrained = winnow.train(config).path
-    splits = read_rows(RunPaths(retrained).splits)
-    weighted = [r for r in splits if r["weight"]]
-    assert len(weighted) == len(rows) and {r["split"] for r in weighted} == {"train"}
     assert all(r["reason"] and r["predicted"] in ("bar", "disk", "square") for r in rows)
     assert {str(Path(p).resolve()) for p in (r["path"] for r in rows)} <= {str(p.resolve()) for p in pool.rglob("*.png")}
 
@@ -56,19 +52,46 @@ def test_query_errors_say_how_to_fix(tiny, tmp_path, capsys):
     assert not (tmp_path / "x.csv").exists() and not (tmp_path / "y.csv").exists()
 
 
-def test_pseudo_label_writes_a_weighted_train_manifest(tiny, tmp_path, capsys):
-    run, pool = tiny
-    out = tmp_path / "pseudo.csv"
-    code, printed, err = cli(capsys, "pseudo-label", run, pool, "--levels", "0.6:1.0,0.34:0.5", "--out", out)
-    assert code == 0, err
-    assert "pseudo-labels of 12 unlabelled images" in printed and "precision 0.6 on val (weight 1)" in printed
+@pytest.fixture(scope="module")
+def pseudo(tiny, tmp_path_factory) -> tuple[Path, Path]:
+    """Pseudo-labels of 6 other unlabelled images, and a second run trained on the data plus them (seed 1)."""
+    run, _ = tiny
+    root = tmp_path_factory.mktemp("pseudo")
+    extra = make_image_folder(root / "extra", per_class=2, seed=2)
+    out = root / "pseudo.csv"
+    code = main(["pseudo-label", str(run), str(extra), "--levels", "0.6:1.0,0.34:0.5", "--out", str(out)])
+    assert code == 0
+    data = RunPaths(run).root.parent.parent / "data"
+    config = replace(fast_config(root, data, epochs=1, seed=1, name="pseudo"), data=[str(data), str(out)])
+    return out, winnow.train(config).path
+
+
+def test_pseudo_label_writes_a_weighted_train_manifest_that_train_accepts(pseudo):
+    out, retrained = pseudo
     rows = read_rows(out)
     assert out.read_text().splitlines()[0] == "path,label,weight,split,confidence,precision_level"
     assert all(r["split"] == "train" and r["weight"] in ("1", "0.5") for r in rows)
-    assert not any("labelled_" in r["path"] for r in rows)
-    data = RunPaths(run).root.parent.parent / "data"
-    config = replace(fast_config(tmp_path, data, epochs=1, name="pseudo"), data=[str(data), str(out)])
-    retrained = winnow.train(config).path
-    splits = read_rows(RunPaths(retrained).splits)
-    weighted = [r for r in splits if r["weight"]]
+    assert all(Path(r["path"]).parent.parent.name == "extra" for r in rows)
+    weighted = [r for r in read_rows(RunPaths(retrained).splits) if r["weight"]]
     assert len(weighted) == len(rows) and {r["split"] for r in weighted} == {"train"}
+
+
+def test_pseudo_label_reports_thresholds_per_level(tiny, tmp_path, capsys):
+    run, pool = tiny
+    code, printed, err = cli(capsys, "pseudo-label", run, pool, "--levels", "0.9:1.0,0.34:0.5", "--out",
+                             tmp_path / "p.csv")
+    assert code == 0, err
+    assert "pseudo-labels of 12 unlabelled images" in printed and "precision 0.9 on val (weight 1)" in printed
+    assert "precision 0.34 on val (weight 0.5)" in printed
+
+
+@pytest.mark.parametrize("method, strategy", [("mean", "bald"), ("svm", "coreset")])
+def test_query_works_on_an_ensemble_and_a_head_on_embeddings(tiny, pseudo, tmp_path, capsys, method, strategy):
+    run, pool = tiny
+    folder = build_ensemble([run, pseudo[1]], method=method, out=tmp_path / f"ens-{method}").folder
+    out = tmp_path / "to_label.csv"
+    code, printed, err = cli(capsys, "query", folder, pool, "--budget", 4, "--strategy", strategy, "--out", out)
+    assert code == 0, err
+    rows = read_rows(out)
+    assert len({r["path"] for r in rows}) == 4 and not any("labelled_" in r["path"] for r in rows)
+    assert "6 pool images already labelled" in printed
