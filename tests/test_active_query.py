@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import winnow
+from winnow.active.scoring import labelled_paths
 from winnow.cli.main import main
 from winnow.ensembles.build import build_ensemble
 from winnow.runs.layout import RunPaths
@@ -74,6 +75,8 @@ def test_pseudo_label_writes_a_weighted_train_manifest_that_train_accepts(pseudo
     assert all(Path(r["path"]).parent.parent.name == "extra" for r in rows)
     weighted = [r for r in read_rows(RunPaths(retrained).splits) if r["weight"]]
     assert len(weighted) == len(rows) and {r["split"] for r in weighted} == {"train"}
+    labelled = labelled_paths(winnow.load(retrained))
+    assert len(labelled) == 24 and not any("/extra/" in p for p in labelled)  # pseudo-labels are predicted again
 
 
 def test_pseudo_label_reports_thresholds_per_level(tiny, tmp_path, capsys):

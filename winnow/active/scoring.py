@@ -25,6 +25,8 @@ from winnow.inference.predictor import Predictor, ScoringModel
 from winnow.inference.tta import parse_tta
 from winnow.runs.layout import RunPaths
 
+PSEUDO_MARK = "precision_level"  # the column only pseudo-label manifests have
+
 
 def member_runs(model: ScoringModel) -> list[Predictor]:
     """The runs behind `model`: itself, or an ensemble's (or head's) members."""
@@ -32,12 +34,18 @@ def member_runs(model: ScoringModel) -> list[Predictor]:
 
 
 def labelled_paths(model: ScoringModel) -> list[str]:
-    """Real paths of every image in the splits.csv of the runs behind `model` (its labelled data)."""
+    """Real paths of the images in the splits.csv of the runs behind `model` (its labelled data).
+
+    Rows that came from `winnow pseudo-label` (a `precision_level` cell) are not labelled: the next
+    round predicts them again.
+    """
     found: dict[str, None] = {}
     for run in member_runs(model):
         splits = RunPaths(run.run_dir).splits
         if splits.is_file():
-            found.update(dict.fromkeys(os.path.realpath(p) for p in load_splits(splits).paths))
+            samples = load_splits(splits)
+            found.update(dict.fromkeys(os.path.realpath(path) for path, extra in zip(samples.paths, samples.extras)
+                                       if not extra.get(PSEUDO_MARK)))
     return list(found)
 
 

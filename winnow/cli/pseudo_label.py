@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     parser.add_argument("unlabelled", metavar="UNLABELLED", help="folder or CSV manifest of unlabelled images")
     parser.add_argument("--out", default="pseudo.csv", metavar="CSV",
                         help="manifest to write: path,label,weight,split (train)... (default: pseudo.csv); "
-                             "train on it with `winnow train --data DATA --data pseudo.csv`")
+                             "train on it with `winnow train DATA pseudo.csv`")
     parser.add_argument("--levels", type=parse_levels, default=parse_levels("0.95:1.0"), metavar="P:W,...",
                         help="target precision on val and the weight of pseudo-labels above it, strictest "
                              "first, e.g. 0.98:1.0,0.9:0.5 (default: 0.95:1.0)")
