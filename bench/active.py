@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         reach = [labels_to_reach(c, target) for c, target in zip(runs, random_final)]
         wins = sum(np.mean([c[r][1] for c in runs]) > np.mean([c[r][1] for c in curves["random"]])
                    for r in range(1, args.rounds + 1))
-        print(f"| {name} | {fmt(aulc)} | {fmt(aulc_bal)} | {fmt(final)} | {fmt(reach, digits=0)} | "
+        reached = f"{fmt(reach, digits=0)} ({sum(not np.isnan(r) for r in reach)}/{len(reach)} seeds)"
+        print(f"| {name} | {fmt(aulc)} | {fmt(aulc_bal)} | {fmt(final)} | {reached} | "
               f"{wins}/{args.rounds} |")
     return 0
 
