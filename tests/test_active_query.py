@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import winnow
-from winnow.active.scoring import labelled_paths
+from winnow.active.scoring import labelled_paths, stochastic_samples
 from winnow.cli.main import main
 from winnow.ensembles.build import build_ensemble
 from winnow.runs.layout import RunPaths
@@ -55,7 +56,7 @@ def test_query_errors_say_how_to_fix(tiny, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def pseudo(tiny, tmp_path_factory) -> tuple[Path, Path]:
-    """Pseudo-labels of 6 other unlabelled images, and a second run trained on the data plus them (seed 1)."""
+    """Pseudo-labels of 6 other unlabelled images, and a second run trained on the data plus them (seed 1, dropout)."""
     run, _ = tiny
     root = tmp_path_factory.mktemp("pseudo")
     extra = make_image_folder(root / "extra", per_class=2, seed=2)
@@ -63,7 +64,7 @@ def pseudo(tiny, tmp_path_factory) -> tuple[Path, Path]:
     code = main(["pseudo-label", str(run), str(extra), "--levels", "0.6:1.0,0.34:0.5", "--out", str(out)])
     assert code == 0
     data = RunPaths(run).root.parent.parent / "data"
-    config = replace(fast_config(root, data, epochs=1, seed=1, name="pseudo"), data=[str(data), str(out)])
+    config = replace(fast_config(root, data, epochs=1, seed=1, drop_rate=0.5, name="pseudo"), data=[str(data), str(out)])
     return out, winnow.train(config).path
 
 
@@ -98,3 +99,15 @@ def test_query_works_on_an_ensemble_and_a_head_on_embeddings(tiny, pseudo, tmp_p
     rows = read_rows(out)
     assert len({r["path"] for r in rows}) == 4 and not any("labelled_" in r["path"] for r in rows)
     assert "6 pool images already labelled" in printed
+
+
+def test_bald_on_a_single_run_uses_mc_dropout_passes(tiny, pseudo, tmp_path, capsys):
+    _, pool = tiny
+    model = winnow.load(pseudo[1])
+    paths = sorted(str(p) for p in (pool / "bar").glob("bar_*.png"))
+    samples = stochastic_samples(model, paths, passes=3)
+    assert samples.shape == (3, len(paths), 3) and not np.allclose(samples[0], samples[1])
+    np.testing.assert_allclose(model.predict(paths).probabilities, model.predict(paths).probabilities)  # eval again
+    code, _, err = cli(capsys, "query", pseudo[1], pool, "--budget", 3, "--strategy", "bald", "--out", tmp_path / "b.csv")
+    assert code == 0, err
+    assert "the passes disagree" in read_rows(tmp_path / "b.csv")[0]["reason"]

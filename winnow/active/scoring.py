@@ -4,7 +4,7 @@ Probabilities come from `winnow.load(folder).predict` (the folder's calibration 
 embeddings are the pre-logits `forward_head(pre_logits=True)` of `winnow.embeddings.extract`
 (an ensemble's members' embeddings, each scaled to unit length, side by side); the stochastic
 samples BALD needs are the members' probabilities of an ensemble, or MC-dropout passes of a run
-whose model has dropout layers.
+whose model has dropout (modules, or timm's `drop_rate` head dropout).
 """
 
 from __future__ import annotations
@@ -72,11 +72,14 @@ def stochastic_samples(model: ScoringModel, paths: list[str], *, passes: int = 8
     settings = {"batch_size": batch_size, "workers": workers, "strict": True}
     if isinstance(model, EnsemblePredictor):
         return np.stack([member.predict(paths, **settings).probabilities for member in model.members])
-    dropouts = [m for m in model.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
-    if not dropouts:
+    network, trained_rate = model.model, float(model.config.drop_rate or 0.0)
+    saved_rate = getattr(network, "drop_rate", None)
+    if trained_rate > 0 and saved_rate is not None:
+        network.drop_rate = trained_rate  # inference builds the network without its (eval-time inert) head dropout
+    if not has_dropout(network):
         return None
-    # inference puts the model in eval mode; these hooks switch only dropout back on before each call
-    hooks = [m.register_forward_pre_hook(lambda module, _: module.train(True)) for m in dropouts]
+    # inference puts the model in eval mode; this hook switches dropout back on before each forward
+    hook = network.register_forward_pre_hook(lambda module, _: dropout_only_training(module))
     try:
         runs = []
         for index in range(passes):
@@ -84,9 +87,24 @@ def stochastic_samples(model: ScoringModel, paths: list[str], *, passes: int = 8
             runs.append(model.predict(paths, **settings).probabilities)
         return np.stack(runs)
     finally:
-        for hook in hooks:
-            hook.remove()
-        model.model.eval()
+        hook.remove()
+        network.eval()
+        if saved_rate is not None:
+            network.drop_rate = saved_rate
+
+
+def has_dropout(model: nn.Module) -> bool:
+    """Dropout modules, or timm's functional head dropout (`drop_rate`), with a rate > 0."""
+    modules = any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+    return modules or float(getattr(model, "drop_rate", 0.0) or 0.0) > 0
+
+
+def dropout_only_training(model: nn.Module) -> None:
+    """Training mode for dropout (modules and timm's `F.dropout(training=self.training)`), eval for batch norm."""
+    model.train(True)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):  # keep the running statistics, not the batch's
+            module.eval()
 
 
 def score_pool(model: ScoringModel, paths: list[str], *, embeddings: bool, samples: bool,
