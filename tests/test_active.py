@@ -120,3 +120,11 @@ def test_balanced_gives_the_rare_predicted_class_its_share():
     selection = make_strategy("balanced").fit(pool).select(9)
     predicted = probabilities[selection.indices].argmax(1)
     assert np.sum(predicted == 2) == 4 and "rare" in selection.reasons[0]  # all of them, from 4% of the pool
+
+
+def test_badge_seeds_among_the_largest_gradient_norms_only():
+    pool = synthetic_pool(n=60)
+    strategy = make_strategy("badge", max_candidates=15).fit(pool)
+    picked = strategy.select(5, seed=0).indices
+    assert strategy.gradients_.shape == (15, 3 * 8)
+    assert set(picked.tolist()) <= set(np.argsort(-strategy.scores_)[:15].tolist())
