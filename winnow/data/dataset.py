@@ -30,6 +30,7 @@ class ImageDataset(Dataset):
         cache: optional decoded cache for these paths.
         read_hint: appended to the detail of a decode error (how to avoid it); "" leaves the error as is
             (prediction jobs skip such files and list them instead).
+        weights: optional loss weight per file; items are then `(image, target, weight)`.
     """
 
     def __init__(
@@ -41,10 +42,13 @@ class ImageDataset(Dataset):
         *,
         cache: DecodedCache | None = None,
         read_hint: str = TRAINING_READ_HINT,
+        weights: list[float] | None = None,
     ) -> None:
         if len(paths) != len(targets):
             raise ValueError(f"paths and targets differ in length: {len(paths)} vs {len(targets)}")
-        self.paths, self.targets = paths, targets
+        if weights is not None and len(weights) != len(paths):
+            raise ValueError(f"paths and weights differ in length: {len(paths)} vs {len(weights)}")
+        self.paths, self.targets, self.weights = paths, targets, weights
         self.preprocess, self.transform, self.cache = preprocess, transform, cache
         self.read_hint = read_hint
 
@@ -66,10 +70,12 @@ class ImageDataset(Dataset):
             self.cache.put(index, image)
         return image
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple:
         index, seed = key if isinstance(key, tuple) else (key, None)
         image = torch.from_numpy(self.load_uint8(index)).permute(2, 0, 1)
         if seed is not None:
             # the CPU generator only: torch.manual_seed also seeds every CUDA device (100x slower)
             torch.default_generator.manual_seed(seed)
+        if self.weights is not None:
+            return self.transform(image), self.targets[index], self.weights[index]
         return self.transform(image), self.targets[index]

@@ -13,6 +13,7 @@ from winnow.config import Config
 from winnow.data.cache import DecodedCache, cache_bytes
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
+from winnow.data.sample_weights import sample_weights
 from winnow.data.samplers import build_sampler, describe_mix
 from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
@@ -128,7 +129,9 @@ def make_dataset(samples: Samples, spec: DataSpec, config: Config, tasks: list[T
     cache = None
     if cache_dir is not None and use_cache(config, len(samples), preprocess):
         cache = DecodedCache(cache_dir, samples.paths, preprocess)
-    return ImageDataset(samples.paths, encode_targets(tasks, samples.column), preprocess, transform, cache=cache)
+    weights = sample_weights(samples) if train else None  # val and test are scored unweighted
+    return ImageDataset(samples.paths, encode_targets(tasks, samples.column), preprocess, transform, cache=cache,
+                        weights=weights)
 
 
 def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *, rank: int = 0,

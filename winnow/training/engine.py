@@ -65,6 +65,18 @@ def forward_outputs(model: nn.Module, images: torch.Tensor, loss_fn: nn.Module |
     return logits, captured.value
 
 
+def weight_gradients(logits: torch.Tensor, weights: torch.Tensor) -> None:
+    """Scale each sample's gradient through `logits` `[B, ...]` by its weight `[B]` (manifest `weight` column).
+
+    Every loss reduces per-sample terms of its logits, so scaling row i of d(loss)/d(logits) by w_i is
+    the gradient of the loss with sample i's term multiplied by w_i, for every loss at once, without
+    a weighted variant of each. The logged loss stays unweighted; terms on embeddings (metric losses)
+    are not weighted.
+    """
+    shape = (-1,) + (1,) * (logits.dim() - 1)
+    logits.register_hook(lambda grad: grad * weights.to(grad.dtype).view(shape))
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler, accel: Accelerator, options: StepOptions, *, epoch: int,
                     progress: Progress, start_step: int = 0) -> dict[str, float]:
@@ -85,14 +97,17 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
     clock = options.clock
     clock.restart()
     try:
-        for step, (images, targets) in enumerate(loader, start=start_step):
+        for step, batch in enumerate(loader, start=start_step):
             clock.mark("data" if step > start_step else "first_batch")
-            images, targets = accel.to_device(images), to_device(targets, accel.device)
+            images, targets = accel.to_device(batch[0]), to_device(batch[1], accel.device)
+            weights = batch[2].to(accel.device, non_blocking=True) if len(batch) == 3 else None
             if options.mixer is not None:
                 images, targets = options.mixer(images, targets)
             clock.mark("copy")
             with accel.autocast():
                 logits, embeddings = forward_outputs(model, images, loss_fn)
+                if weights is not None:
+                    weight_gradients(logits, weights)
                 loss = call_loss(loss_fn, logits, targets, embeddings)
             clock.mark("forward")
             if not torch.isfinite(loss):

@@ -110,6 +110,9 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
                          updates_per_epoch=math.ceil(len(loaders.train) / config.accumulate))
     mixer = BatchMixer(tasks, mixup=config.mixup, cutmix=config.cutmix, prob=config.mix_prob) \
         if config.mixup or config.cutmix else None
+    if mixer is not None and loaders.train.dataset.weights is not None:
+        raise ValueError("the training data has a `weight` column, which mixup/cutmix do not support yet; "
+                         "set mixup: 0 and cutmix: 0, or drop the column")
     context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks), clock=clock)
     try:
         if from_checkpoint:
