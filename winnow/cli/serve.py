@@ -10,6 +10,8 @@ import argparse
 
 from winnow.cli.options import add_flags
 from winnow.serve.app import create_app
+from winnow.serve.celery_app import CelerySettings
+from winnow.serve.front import QueueFront
 from winnow.serve.holder import ModelHolder
 from winnow.serve.model import ServedModel
 from winnow.serve.server import serve_forever
@@ -28,7 +30,10 @@ LIMITS = {  # flag -> (ServeSettings field, type, help)
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("serve", help="serve a run over HTTP with dynamic batching")
-    parser.add_argument("run_dir", metavar="RUN", help="run folder from `winnow train`")
+    parser.add_argument("run_dir", metavar="RUN", nargs="?", help="run folder from `winnow train` (not with --broker)")
+    parser.add_argument("--broker", metavar="URL", default=None,
+                        help="Redis URL: enqueue to `winnow worker`s instead of running the model here")
+    parser.add_argument("--name", default="default", help="deployment name with --broker (default: default)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     defaults = ServeSettings()
@@ -41,8 +46,23 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     limits = {field: getattr(args, field) for field, *_ in LIMITS.values()}
     settings = ServeSettings.from_env(device=args.device, **limits)
+    if args.broker is not None:
+        return _serve_front(args, settings)
+    if args.run_dir is None:
+        raise ValueError("pass a RUN folder to serve, or --broker URL to front `winnow worker`s")
     model = ServedModel.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     admin = "enabled" if settings.admin_token else f"disabled (set {ADMIN_TOKEN_ENV} to enable)"
     print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port}; admin endpoints {admin}")
     serve_forever(create_app(settings, ModelHolder(model)), host=args.host, port=args.port)
+    return 0
+
+
+def _serve_front(args: argparse.Namespace, settings: ServeSettings) -> int:
+    if args.run_dir is not None:
+        raise ValueError(f"with --broker the workers run the model: drop RUN ({args.run_dir}) and publish it with "
+                         "`winnow deploy RUN --broker URL`")
+    front = QueueFront(CelerySettings(broker=args.broker, name=args.name, task_timeout_s=settings.request_timeout_s,
+                                      visibility_timeout_s=max(3600.0, 2 * settings.request_timeout_s)))
+    print(f"front of deployment {args.name!r} over {args.broker} on http://{args.host}:{args.port}")
+    serve_forever(create_app(settings, ModelHolder(), front), host=args.host, port=args.port)
     return 0

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from winnow.serve.batcher import Batcher, ModelChanged, QueueFull
+from winnow.serve.front import QueueFront
 from winnow.serve.holder import ModelHolder
 from winnow.serve.images import BadImage, decode_image
 from winnow.serve.metrics import ServeMetrics
@@ -90,12 +91,13 @@ def _base64_images(body: bytes) -> list[bytes]:
         raise RequestError(422, "bad_json", f'expected {{"images": ["<base64>", ...]}}: {error}') from error
 
 
-def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
+def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront | None = None) -> FastAPI:
     """The app serving `holder`'s model; it warms it and starts its batcher thread at start-up.
 
     Args:
         settings: Limits, batching and admin token.
-        holder: The model holder (swapped by `POST /admin/model`).
+        holder: The model holder (swapped by `POST /admin/model`); empty with `front`.
+        front: Enqueue to Celery workers instead of running a model here (`winnow serve --broker`).
     """
     batcher = Batcher(holder, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                       max_queue=settings.max_queue)
@@ -140,6 +142,8 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
 
     @app.post("/v1/predict")
     async def predict(request: Request) -> dict:
+        if front is not None:
+            return await _predict_remote(front, await uploaded_images(request, settings), settings)
         model = holder.current
         if not state["ready"] or model is None:
             raise RequestError(503, "not_ready", "no model is loaded and warmed up yet")
@@ -165,6 +169,10 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
 
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
+        if front is not None:
+            identity = await run_in_threadpool(front.identity)
+            return JSONResponse({"status": "ready", **identity} if identity else {"status": "not_ready"},
+                                status_code=200 if identity else 503)
         model = holder.current
         if not state["ready"] or model is None:
             return JSONResponse({"status": "not_ready"}, status_code=503)
@@ -190,6 +198,15 @@ def create_app(settings: ServeSettings, holder: ModelHolder) -> FastAPI:
         return {"status": "swapped", **new.identity, "swaps": holder.swaps}
 
     return app
+
+
+async def _predict_remote(front: QueueFront, blobs: list[bytes], settings: ServeSettings) -> dict:
+    """The workers' answer to one request; their error dicts become the same 4xx/503 as here."""
+    answer = await run_in_threadpool(partial(front.predict, blobs, max_pixels=settings.max_image_pixels,
+                                             timeout=settings.request_timeout_s))
+    if "error" in answer:
+        raise RequestError(answer["status"], answer["error"], answer["detail"])
+    return answer
 
 
 def _decode_all(blobs: list[bytes], model: ServedModel, settings: ServeSettings, scratch: str) -> torch.Tensor:

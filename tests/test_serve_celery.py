@@ -1,0 +1,147 @@
+"""Scale-out: a real redis-server, real `winnow worker` subprocesses, the HTTP front over a real socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from winnow.cli.main import main
+from winnow.serve import BackgroundServer, Client, ModelHolder, ServedModel, ServerError, ServeSettings, create_app
+from winnow.serve.celery_app import CelerySettings
+from winnow.serve.front import QueueFront
+from winnow.serve.registry import ModelRegistry
+from winnow.serve.server import free_port
+
+from test_serve import SETTINGS, runs  # noqa: F401  (the tiny trained runs fixture)
+
+NAME, VISIBILITY = "t", 2.0
+TIMEOUTS = ["--task-timeout", "1", "--visibility-timeout", str(VISIBILITY), "--restore-interval", "0.25"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    port = free_port()
+    server = subprocess.Popen(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+                              stdout=subprocess.DEVNULL)
+    url, client = f"redis://127.0.0.1:{port}/0", redis.Redis(port=port)
+    _until(lambda: _pings(client), "redis-server did not start")
+    yield url
+    server.terminate()
+    server.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(broker, runs):  # noqa: F811
+    """Two workers A and B of deployment NAME serving version `first`, and the HTTP front before them."""
+    assert main(["deploy", str(runs["first"]), "--broker", broker, "--name", NAME]) == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = {host: subprocess.Popen([sys.executable, "-m", "winnow.cli.main", "worker", "--broker", broker,
+                                       "--name", NAME, "--device", "cpu", "--hostname", host, "--threads", "2",
+                                       "--max-batch-size", "4", *TIMEOUTS], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for host in ("A@test", "B@test")}
+    registry = ModelRegistry(redis.Redis.from_url(broker), NAME)
+    _until(lambda: len(registry.workers()) == 2, "the workers did not load the model", timeout=60)
+    front = QueueFront(CelerySettings(broker=broker, name=NAME, task_timeout_s=1, visibility_timeout_s=VISIBILITY))
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 15}), ModelHolder(), front)
+    with BackgroundServer(app) as url:
+        yield {"url": url, "workers": workers, "registry": registry, "front": front, "broker": broker}
+    for process in workers.values():
+        process.terminate()
+        process.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+def _until(condition, message: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.05)
+
+
+def test_the_front_answers_like_the_embedded_server(cluster, runs):  # noqa: F811
+    app = create_app(ServeSettings(**SETTINGS), ModelHolder(ServedModel.load(runs["first"], device="cpu")))
+    with BackgroundServer(app) as embedded, Client(embedded) as local, Client(cluster["url"]) as remote:
+        expected, served = local.predict(runs["images"][:4]), remote.predict(runs["images"][:4])
+        assert remote.ready()["version"] == served[0]["version"]
+        with pytest.raises(ServerError, match="not_an_image") as error:
+            remote.predict(b"hello, not an image")
+    assert error.value.status == 422
+    assert [p["decision"] for p in served] == [p["decision"] for p in expected]
+    assert [(p["model"], p["version"]) for p in served] == [(p["model"], p["version"]) for p in expected]
+    probs = lambda answers: np.array([list(p["probabilities"].values()) for p in answers])  # noqa: E731
+    np.testing.assert_allclose(probs(served), probs(expected), atol=1e-5)
+
+
+def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys):  # noqa: F811
+    registry, broker = cluster["registry"], cluster["broker"]
+    first = registry.live().version
+    assert main(["deploy", str(runs["second"]), "--broker", broker, "--name", NAME]) == 0
+    second = registry.live().version
+    assert second != first
+    _until(lambda: set(registry.workers().values()) == {second}, "the workers did not swap")
+    with Client(cluster["url"]) as client:
+        answers = [client.predict(path)[0] for path in runs["images"]]
+        assert {(a["model"], a["version"]) for a in answers} == {("second", second)}
+        assert main(["deploy", "--list", "--broker", broker, "--name", NAME]) == 0
+        listing = capsys.readouterr().out
+        assert listing.index(second) < listing.index(first) and "worker A@test: " + second in listing
+        assert main(["deploy", "--rollback", "--broker", broker, "--name", NAME]) == 0
+        _until(lambda: set(registry.workers().values()) == {first}, "the workers did not roll back")
+        assert {client.predict(path)[0]["version"] for path in runs["images"]} == {first}
+    assert all(process.poll() is None for process in cluster["workers"].values())  # no restart
+
+
+def test_a_killed_workers_task_is_redelivered(cluster, runs):  # noqa: F811
+    """kill -9 A while it holds an unacknowledged task: B gets it after the visibility timeout."""
+    client, workers = redis.Redis.from_url(cluster["broker"]), cluster["workers"]
+    control = cluster["front"].celery.control
+    control.cancel_consumer(f"winnow.{NAME}", destination=["B@test"], reply=True)
+    image = runs["images"][0].read_bytes()
+    with Client(cluster["url"]) as http, ThreadPoolExecutor(8) as pool:
+        start = time.monotonic()
+        futures = [pool.submit(_timed, http, image) for _ in range(16)]
+        _until(lambda: client.hlen("unacked") > 0, "worker A took no task")
+        control.add_consumer(f"winnow.{NAME}", destination=["B@test"], reply=True)
+        workers["A@test"].send_signal(signal.SIGKILL)
+        workers["A@test"].wait(5)
+        latencies = [future.result() for future in futures]  # every accepted request succeeds
+    assert max(latencies) >= VISIBILITY, latencies  # the redelivered ones waited for the visibility timeout
+    assert max(latencies) < VISIBILITY + 5, latencies
+    print(f"redelivery delay: {max(latencies):.2f} s with a {VISIBILITY} s visibility timeout; "
+          f"all 16 requests answered in {time.monotonic() - start:.2f} s")
+
+
+def _timed(http: Client, image: bytes) -> float:
+    start = time.monotonic()
+    assert http.predict(image)[0]["decision"]
+    return time.monotonic() - start
+
+
+def test_bad_broker_and_deploy_input_are_clear_errors(broker, capsys):
+    assert main(["deploy", "--list", "--broker", "http://127.0.0.1:6379"]) == 2
+    assert "not a Redis URL" in capsys.readouterr().err
+    assert main(["worker", "--broker", f"redis://127.0.0.1:{free_port()}/0"]) == 2
+    assert "cannot reach the broker" in capsys.readouterr().err
+    assert main(["deploy", "--rollback", "--broker", broker, "--name", "empty"]) == 2
+    assert "no earlier version" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="visibility_timeout_s .* must be longer"):
+        CelerySettings(broker=broker, task_timeout_s=10, visibility_timeout_s=5)

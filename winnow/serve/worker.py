@@ -1,0 +1,120 @@
+"""`WorkerRuntime`: the model, batcher and registry watcher inside one `winnow worker` process.
+
+Celery's threads run the `winnow.predict` tasks; each decodes and validates its request's images
+exactly as the HTTP server does and submits them to the process's one `Batcher`, which gathers the
+concurrent tasks into device batches. A watcher thread follows the model registry (pub/sub, with a
+poll as a fallback) and swaps the `ModelHolder`'s model between batches, with no restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import tempfile
+import threading
+from functools import partial
+from typing import TYPE_CHECKING
+
+import redis
+import torch
+
+from winnow.serve.batcher import Batcher, ModelChanged
+from winnow.serve.holder import ModelHolder
+from winnow.serve.images import BadImage, decode_image
+from winnow.serve.model import ServedModel
+from winnow.serve.registry import ModelRegistry, connect
+
+if TYPE_CHECKING:
+    from winnow.serve.celery_app import CelerySettings
+
+log = logging.getLogger("winnow")
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def error(status: int, reason: str, detail: str) -> dict:
+    """A task answer the HTTP front turns into that status."""
+    return {"error": reason, "status": status, "detail": detail}
+
+
+class WorkerRuntime:
+    """Loads the registry's live version, follows it, and answers tasks.
+
+    Args:
+        settings: The deployment's settings (broker, name, device, batching).
+        hostname: This worker's name in the registry's worker list.
+    """
+
+    def __init__(self, settings: CelerySettings, *, hostname: str) -> None:
+        self.settings, self.hostname = settings, hostname
+        self.registry = ModelRegistry(connect(settings.broker), settings.name)
+        self.holder = ModelHolder()
+        self.batcher = Batcher(self.holder, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
+                               max_queue=4 * settings.threads)
+        self.scratch = tempfile.TemporaryDirectory(prefix="winnow-worker-")
+        self.loaded = threading.Event()
+        self._stop = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="winnow-registry", daemon=True)
+
+    def start(self) -> WorkerRuntime:
+        """Load the live version (if one is published), start the batcher and the watcher."""
+        self.sync()
+        self.batcher.start()
+        self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.batcher.stop()
+        self.registry.client.hdel(self.registry.workers_key, self.hostname)
+        self.scratch.cleanup()
+
+    def sync(self) -> None:
+        """Swap to the registry's live version when it is not the one loaded (between batches)."""
+        entry = self.registry.live()
+        current = self.holder.current
+        if entry is None or (current is not None and current.version == entry.version):
+            return
+        load = partial(ServedModel.load, entry.run, checkpoint=entry.checkpoint, device=self.settings.device)
+        try:
+            model = self.holder.swap(load, warm_batch=self.settings.max_batch_size)
+        except (ValueError, OSError) as failure:  # a bad run keeps the worker on its model, and says why
+            log.error("%s: cannot load version %s from %s: %s", self.hostname, entry.version, entry.run, failure)
+            return
+        log.info("%s: serving %s version %s", self.hostname, model.name, model.version)
+        self.registry.report(self.hostname, model.version)
+        self.loaded.set()
+
+    def _watch(self) -> None:
+        pubsub = self.registry.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.registry.channel)
+        while not self._stop.is_set():
+            try:
+                pubsub.get_message(timeout=self.settings.registry_poll_s)
+                self.sync()
+            except redis.RedisError as failure:  # the broker restarts: keep the model, try again
+                log.warning("%s: registry unreachable: %s", self.hostname, failure)
+                self._stop.wait(self.settings.registry_poll_s)
+
+    def predict(self, images: list[str], max_pixels: int = MAX_IMAGE_PIXELS) -> dict:
+        """Base64 images of one request -> `{"predictions": [...]}` or an `error(...)` dict."""
+        if not self.loaded.wait(self.settings.task_timeout_s):
+            return error(503, "not_ready", f"no version of {self.settings.name!r} is deployed; run `winnow deploy`")
+        model = self.holder.current
+        try:
+            batch = torch.stack([decode_image(_bytes(blob, i), i, dataset=model.make_dataset,
+                                              max_pixels=max_pixels, scratch=self.scratch.name)
+                                 for i, blob in enumerate(images)])
+        except BadImage as bad:
+            return error(bad.status, bad.reason, str(bad))
+        try:
+            return {"predictions": self.batcher.submit(batch, model.input_key).result(self.settings.task_timeout_s)}
+        except ModelChanged as changed:
+            return error(503, "model_changed", str(changed))
+
+
+def _bytes(blob: str, index: int) -> bytes:
+    try:
+        return base64.b64decode(blob, validate=True)
+    except (binascii.Error, TypeError) as bad:
+        raise BadImage(index, "not_an_image", f"the task's image is not base64: {bad}") from bad
