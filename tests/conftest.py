@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,27 @@ def shared_data_or_skip(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives in ../shared/data beside the repo)")
     return path
+
+
+@pytest.fixture(scope="session")
+def serve_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny calibrated 3-class run, a second one (its copy with other weights: a new version) and images.
+
+    Session-wide: test_serve and test_serve_celery share one training.
+    """
+    import winnow  # here, not at the top: conftest stays light for the tests that train nothing
+    from winnow.cli.main import main
+    import torch
+
+    from winnow.training.checkpoint import load_checkpoint
+
+    root = tmp_path_factory.mktemp("serve")
+    data = make_image_folder(root / "data", per_class=6)
+    first = winnow.train(fast_config(root, data, epochs=1, name="first")).path
+    assert main(["calibrate", str(first)]) == 0
+    second = Path(shutil.copytree(first, first.parent / "second"))
+    state = load_checkpoint(second / "checkpoints" / "best.pt")
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, second / "checkpoints" / "best.pt")
+    return {"first": first, "second": second, "images": sorted((data / "disk").glob("*.png"))[:3]
+            + sorted((data / "bar").glob("*.png"))[:2]}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,13 +14,9 @@ import torch
 from PIL import Image
 
 import winnow
-from winnow.cli.main import main
 from winnow.serve import (BackgroundServer, Batcher, Client, ModelHolder, ServedModel, ServerError, ServeSettings,
                           create_app)
 from winnow.serve.batcher import ModelChanged
-from winnow.training.checkpoint import load_checkpoint
-
-from conftest import fast_config, make_image_folder
 
 TOKEN = "test-token"
 SETTINGS = dict(max_batch_size=8, max_wait_ms=30, max_body_bytes=300_000, max_images=4, max_image_pixels=100_000,
@@ -29,18 +24,8 @@ SETTINGS = dict(max_batch_size=8, max_wait_ms=30, max_body_bytes=300_000, max_im
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny calibrated 3-class run, a second one (its copy with other weights: a new version) and images."""
-    root = tmp_path_factory.mktemp("serve")
-    data = make_image_folder(root / "data", per_class=6)
-    first = winnow.train(fast_config(root, data, epochs=1, name="first")).path
-    assert main(["calibrate", str(first)]) == 0
-    second = Path(shutil.copytree(first, first.parent / "second"))
-    state = load_checkpoint(second / "checkpoints" / "best.pt")
-    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
-    torch.save(state, second / "checkpoints" / "best.pt")
-    return {"first": first, "second": second, "images": sorted((data / "disk").glob("*.png"))[:3]
-            + sorted((data / "bar").glob("*.png"))[:2]}
+def runs(serve_runs) -> dict[str, Path]:
+    return serve_runs
 
 
 @pytest.fixture(scope="module")

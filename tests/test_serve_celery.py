@@ -21,10 +21,13 @@ from winnow.serve.front import QueueFront
 from winnow.serve.registry import ModelRegistry
 from winnow.serve.server import free_port
 
-from test_serve import SETTINGS, runs  # noqa: F401  (the tiny trained runs fixture)
+from test_serve import SETTINGS
 
 NAME, VISIBILITY = "t", 2.0
-TIMEOUTS = ["--task-timeout", "1", "--visibility-timeout", str(VISIBILITY), "--restore-interval", "0.25"]
+QUEUE = f"winnow.{NAME}"
+# A holds each task 1 s in its batcher (one thread, waiting for more), so a kill -9 finds it mid-task
+WORKERS = {"A@test": ["--threads", "1", "--max-wait-ms", "1000"], "B@test": ["--threads", "2"]}
+TIMEOUTS = ["--task-timeout", "1.5", "--visibility-timeout", str(VISIBILITY), "--restore-interval", "0.25"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -42,23 +45,30 @@ def broker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster(broker, runs):  # noqa: F811
-    """Two workers A and B of deployment NAME serving version `first`, and the HTTP front before them."""
+def runs(serve_runs):
+    return serve_runs
+
+
+@pytest.fixture(scope="module")
+def cluster(broker, runs, tmp_path_factory):
+    """Workers A (standby: not consuming; slow batches) and B of deployment NAME serving version `first`,
+    and the HTTP front before them."""
     assert main(["deploy", str(runs["first"]), "--broker", broker, "--name", NAME]) == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env, logs = {**os.environ, "PYTHONPATH": str(ROOT)}, tmp_path_factory.mktemp("workers")
     workers = {host: subprocess.Popen([sys.executable, "-m", "winnow.cli.main", "worker", "--broker", broker,
-                                       "--name", NAME, "--device", "cpu", "--hostname", host, "--threads", "2",
-                                       "--max-batch-size", "4", *TIMEOUTS], env=env, cwd=ROOT,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for host in ("A@test", "B@test")}
+                                       "--name", NAME, "--device", "cpu", "--hostname", host, "--max-batch-size", "4",
+                                       *TIMEOUTS, *options], env=env, cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=open(logs / f"{host}.log", "w"))
+               for host, options in WORKERS.items()}
     registry = ModelRegistry(redis.Redis.from_url(broker), NAME)
     _until(lambda: len(registry.workers()) == 2, "the workers did not load the model", timeout=60)
-    front = QueueFront(CelerySettings(broker=broker, name=NAME, task_timeout_s=1, visibility_timeout_s=VISIBILITY))
+    front = QueueFront(CelerySettings(broker=broker, name=NAME, task_timeout_s=1.5, visibility_timeout_s=VISIBILITY))
+    front.celery.control.cancel_consumer(QUEUE, destination=["A@test"], reply=True)
     app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 15}), ModelHolder(), front)
     with BackgroundServer(app) as url:
-        yield {"url": url, "workers": workers, "registry": registry, "front": front, "broker": broker}
-    for process in workers.values():
-        process.terminate()
+        yield {"logs": logs, "url": url, "workers": workers, "registry": registry, "front": front, "broker": broker}
+    for process in workers.values():  # a kill: what they ran is checked, their warm shutdown is not
+        process.kill()
         process.wait(10)
 
 
@@ -77,7 +87,7 @@ def _until(condition, message: str, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
-def test_the_front_answers_like_the_embedded_server(cluster, runs):  # noqa: F811
+def test_the_front_answers_like_the_embedded_server(cluster, runs):
     app = create_app(ServeSettings(**SETTINGS), ModelHolder(ServedModel.load(runs["first"], device="cpu")))
     with BackgroundServer(app) as embedded, Client(embedded) as local, Client(cluster["url"]) as remote:
         expected, served = local.predict(runs["images"][:4]), remote.predict(runs["images"][:4])
@@ -91,7 +101,7 @@ def test_the_front_answers_like_the_embedded_server(cluster, runs):  # noqa: F81
     np.testing.assert_allclose(probs(served), probs(expected), atol=1e-5)
 
 
-def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys):  # noqa: F811
+def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys):
     registry, broker = cluster["registry"], cluster["broker"]
     first = registry.live().version
     assert main(["deploy", str(runs["second"]), "--broker", broker, "--name", NAME]) == 0
@@ -110,24 +120,25 @@ def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys): 
     assert all(process.poll() is None for process in cluster["workers"].values())  # no restart
 
 
-def test_a_killed_workers_task_is_redelivered(cluster, runs):  # noqa: F811
+def test_a_killed_workers_task_is_redelivered(cluster, runs):
     """kill -9 A while it holds an unacknowledged task: B gets it after the visibility timeout."""
     client, workers = redis.Redis.from_url(cluster["broker"]), cluster["workers"]
     control = cluster["front"].celery.control
-    control.cancel_consumer(f"winnow.{NAME}", destination=["B@test"], reply=True)
+    control.cancel_consumer(QUEUE, destination=["B@test"], reply=True)
+    control.add_consumer(QUEUE, destination=["A@test"], reply=True)
     image = runs["images"][0].read_bytes()
-    with Client(cluster["url"]) as http, ThreadPoolExecutor(8) as pool:
+    with Client(cluster["url"]) as http, ThreadPoolExecutor(4) as pool:
         start = time.monotonic()
-        futures = [pool.submit(_timed, http, image) for _ in range(16)]
+        futures = [pool.submit(_timed, http, image) for _ in range(4)]
         _until(lambda: client.hlen("unacked") > 0, "worker A took no task")
-        control.add_consumer(f"winnow.{NAME}", destination=["B@test"], reply=True)
+        control.add_consumer(QUEUE, destination=["B@test"], reply=True)
         workers["A@test"].send_signal(signal.SIGKILL)
         workers["A@test"].wait(5)
         latencies = [future.result() for future in futures]  # every accepted request succeeds
     assert max(latencies) >= VISIBILITY, latencies  # the redelivered ones waited for the visibility timeout
     assert max(latencies) < VISIBILITY + 5, latencies
     print(f"redelivery delay: {max(latencies):.2f} s with a {VISIBILITY} s visibility timeout; "
-          f"all 16 requests answered in {time.monotonic() - start:.2f} s")
+          f"all 4 requests answered in {time.monotonic() - start:.2f} s")
 
 
 def _timed(http: Client, image: bytes) -> float:
@@ -143,5 +154,7 @@ def test_bad_broker_and_deploy_input_are_clear_errors(broker, capsys):
     assert "cannot reach the broker" in capsys.readouterr().err
     assert main(["deploy", "--rollback", "--broker", broker, "--name", "empty"]) == 2
     assert "no earlier version" in capsys.readouterr().err
+    assert main(["serve", "some-run", "--broker", broker]) == 2
+    assert "drop RUN" in capsys.readouterr().err
     with pytest.raises(ValueError, match="visibility_timeout_s .* must be longer"):
         CelerySettings(broker=broker, task_timeout_s=10, visibility_timeout_s=5)

@@ -68,8 +68,10 @@ class CelerySettings:
 
 def celery_config(settings: CelerySettings) -> dict:
     """The Celery settings (`config_from_object`) derived from `settings`."""
+    # a worker killed while it restores holds the restore lock: let it expire soon, not after kombu's 5 minutes
     transport = {"visibility_timeout": settings.visibility_timeout_s,
-                 "unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
+                 "unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1,
+                 "unacked_mutex_expire": max(1, round(4 * settings.restore_interval_s))}
     return {"broker_url": settings.broker, "result_backend": settings.broker,
             "broker_transport_options": transport, "result_backend_transport_options": transport,
             "broker_connection_retry_on_startup": True, "task_default_queue": settings.queue,
