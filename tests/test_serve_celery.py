@@ -64,7 +64,7 @@ def cluster(broker, runs, tmp_path_factory):
     _until(lambda: len(registry.workers()) == 2, "the workers did not load the model", timeout=60)
     front = QueueFront(CelerySettings(broker=broker, name=NAME, task_timeout_s=1.5, visibility_timeout_s=VISIBILITY))
     front.celery.control.cancel_consumer(QUEUE, destination=["A@test"], reply=True)
-    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 15}), ModelHolder(), front)
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 15, "admin_token": "t0k"}), ModelHolder(), front)
     with BackgroundServer(app) as url:
         yield {"logs": logs, "url": url, "workers": workers, "registry": registry, "front": front, "broker": broker}
     for process in workers.values():  # a kill: what they ran is checked, their warm shutdown is not
@@ -118,6 +118,8 @@ def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys):
         _until(lambda: set(registry.workers().values()) == {first}, "the workers did not roll back")
         assert {client.predict(path)[0]["version"] for path in runs["images"]} == {first}
     assert all(process.poll() is None for process in cluster["workers"].values())  # no restart
+    with pytest.raises(ServerError, match="use_deploy.*winnow deploy"):
+        Client(cluster["url"], token="t0k").swap(runs["second"])  # the front has no model to swap
 
 
 def test_a_killed_workers_task_is_redelivered(cluster, runs):

@@ -184,6 +184,9 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
 
     @app.post("/admin/model", dependencies=[Depends(require_token)])
     async def swap(request: Request) -> dict:
+        if front is not None:
+            raise RequestError(409, "use_deploy", "this server fronts Celery workers: publish the run to them with "
+                                                  "`winnow deploy RUN --broker URL`")
         payload = await request.json()
         if not isinstance(payload, dict) or not isinstance(payload.get("run"), str):
             raise RequestError(422, "bad_json", 'expected {"run": "<run folder>", "checkpoint": "best"}')
