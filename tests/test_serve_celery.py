@@ -149,13 +149,16 @@ def _timed(http: Client, image: bytes) -> float:
     return time.monotonic() - start
 
 
-def test_bad_broker_and_deploy_input_are_clear_errors(broker, capsys):
+def test_bad_broker_and_deploy_input_are_clear_errors(broker, capsys, tmp_path):
     assert main(["deploy", "--list", "--broker", "http://127.0.0.1:6379"]) == 2
     assert "not a Redis URL" in capsys.readouterr().err
     assert main(["worker", "--broker", f"redis://127.0.0.1:{free_port()}/0"]) == 2
     assert "cannot reach the broker" in capsys.readouterr().err
     assert main(["deploy", "--rollback", "--broker", broker, "--name", "empty"]) == 2
     assert "no earlier version" in capsys.readouterr().err
+    assert main(["deploy", str(tmp_path), "--broker", broker, "--name", "empty"]) == 2
+    assert "not found in" in capsys.readouterr().err  # not a run folder: nothing published
+    assert ModelRegistry(redis.Redis.from_url(broker), "empty").live() is None
     assert main(["serve", "some-run", "--broker", broker]) == 2
     assert "drop RUN" in capsys.readouterr().err
     with pytest.raises(ValueError, match="visibility_timeout_s .* must be longer"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import logging
 import tempfile
 import threading
@@ -111,6 +112,9 @@ class WorkerRuntime:
             return {"predictions": self.batcher.submit(batch, model.input_key).result(self.settings.task_timeout_s)}
         except ModelChanged as changed:
             return error(503, "model_changed", str(changed))
+        except concurrent.futures.TimeoutError:
+            return error(503, "timeout", f"{self.hostname} gave no result within {self.settings.task_timeout_s} s; "
+                                         "the workers are overloaded, retry later")
 
 
 def _bytes(blob: str, index: int) -> bytes:
