@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from winnow.cli.options import add_flags
 from winnow.serve.registry import ModelRegistry, connect
 
 
@@ -17,7 +18,7 @@ def add_parser(sub) -> None:
     parser.add_argument("run_dir", metavar="RUN", nargs="?", help="run folder every worker can read")
     parser.add_argument("--broker", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--name", default="default", help="deployment name (default: default)")
-    parser.add_argument("--checkpoint", default="best", metavar="NAME", help="checkpoint (default: best)")
+    add_flags(parser, "checkpoint")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="list the versions and the workers")
     action.add_argument("--rollback", action="store_true", help="make the previous version live again")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import socket
 
+from winnow.cli.options import add_flags
 from winnow.serve.celery_app import CelerySettings, make_celery
 from winnow.serve.registry import connect
 
@@ -26,12 +27,12 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("worker", help="run a Celery worker that scores the deployed model")
     parser.add_argument("--broker", required=True, metavar="URL", help="Redis URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--name", default="default", help="deployment name (default: default)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda:0... one worker per device (default: auto)")
     parser.add_argument("--hostname", default=None, help="worker name (default: NAME-DEVICE@host)")
     defaults = CelerySettings(broker="redis://")
     for flag, (field, kind, text) in TUNING.items():
         parser.add_argument(flag, dest=field, metavar="N", type=kind, default=getattr(defaults, field),
                             help=f"{text} (default: {getattr(defaults, field)})")
+    add_flags(parser, "device")  # one worker process per device
 
 
 def run(args: argparse.Namespace) -> int:
