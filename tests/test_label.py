@@ -22,9 +22,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from winnow.active.labeling import (Event, Journal, LabelSettings, classes_of, create_app, disagreements, read_queue,
-                                    replay)
+from winnow.active.labeling import (Event, Journal, LabelSettings, NearestLabelled, classes_of, create_app,
+                                    disagreements, read_queue, replay)
+from winnow.cli.label import nearest_labelled
 from winnow.cli.main import main
+from winnow.embeddings.extract import EmbeddingSet
 from winnow.serve import BackgroundServer
 from winnow.serve.server import free_port
 
@@ -270,3 +272,39 @@ def test_label_five_images_with_keys_kill_the_server_and_resume(to_label, tmp_pa
         ("pool/4.png", "cat", "ann"), ("pool/5.png", "owl", "ann")]  # each answer exactly once, the undone ones gone
     journal = to_label.with_name("labels.csv.journal").read_text().splitlines()
     assert len(journal) == 9  # 7 keys before the kill, 2 after: nothing lost, nothing doubled
+
+
+# ---- nearest labelled images ----------------------------------------------------------------------------------
+
+
+def test_nearest_labelled_matches_a_naive_cosine_loop(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(12, 5))
+    paths = [str(tmp_path / f"{i}.png") for i in range(12)]
+    labels = ["a" if i % 3 == 0 else "b" if i % 3 == 1 else "" for i in range(12)]
+    nearest = NearestLabelled(vectors, paths, labels, k=3)
+    for query in (0, 2, 7):
+        cosine = {i: vectors[i] @ vectors[query] / np.linalg.norm(vectors[i]) / np.linalg.norm(vectors[query])
+                  for i in range(12) if labels[i] and i != query}
+        expected = sorted(cosine, key=lambda i: -cosine[i])[:3]
+        found = nearest(Path(paths[query]))
+        assert [n.file for n in found] == [Path(paths[i]) for i in expected]
+        np.testing.assert_allclose([n.cosine for n in found], [cosine[i] for i in expected], rtol=1e-5)
+    assert nearest(tmp_path / "elsewhere.png") == []
+
+
+def test_the_page_shows_the_nearest_labelled_images_of_the_embeddings_files(to_label, tmp_path):
+    pool = sorted((tmp_path / "pool").glob("*.png"))
+    labelled = EmbeddingSet(np.eye(5, dtype=np.float32)[[0, 1]], [str(pool[3]), str(pool[4])], ["cat", "dog"], ["", ""])
+    unlabelled = EmbeddingSet(np.array([[1, 0.2, 0, 0, 0]], np.float32), [str(pool[0])], [""], [""])
+    files = [str(labelled.save(tmp_path / "all.npz")), str(unlabelled.save(tmp_path / "pool.npz"))]
+    items = read_queue(to_label)
+    settings = LabelSettings(items, ["cat", "dog"], tmp_path / "labels.csv", "ann", None, nearest_labelled(files))
+    with BackgroundServer(create_app(settings)) as url, httpx.Client(base_url=url) as client:
+        shown = client.get("/api/state").json()["item"]["neighbours"]
+        assert [n["label"] for n in shown] == ["cat", "dog"] and shown[0]["cosine"] == pytest.approx(0.981, abs=1e-3)
+        assert client.get("/neighbour/0/0").content == pool[3].read_bytes()
+        assert client.get("/neighbour/0/2").status_code == 404
+    other = EmbeddingSet(np.ones((1, 3), np.float32), [str(pool[1])], ["cat"], [""]).save(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match=r"--embeddings: expected files of one model \(one dimension\)"):
+        nearest_labelled([files[0], str(other)])

@@ -10,9 +10,10 @@ import argparse
 import getpass
 from pathlib import Path
 
+import numpy as np
 import uvicorn
 
-from winnow.active.labeling import LabelSettings, classes_of, create_app, disagreements, read_queue
+from winnow.active.labeling import LabelSettings, NearestLabelled, classes_of, create_app, disagreements, read_queue
 
 
 def add_parser(sub) -> None:
@@ -27,13 +28,17 @@ def add_parser(sub) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     parser.add_argument("--token", help="require this token on every request (open the page with ?token=...)")
+    parser.add_argument("--embeddings", action="append", default=[], metavar="FILE",
+                        help="`winnow embed` file(s) of the labelled images and of these ones: the nearest "
+                             "labelled images are shown beside each (repeat for several files)")
     parser.add_argument("--report", action="store_true", help="print the images labellers disagree on, then exit")
 
 
 def run(args: argparse.Namespace) -> int:
     items = read_queue(args.csv)
     labels = Path(args.labels) if args.labels else Path(args.csv).with_name("labels.csv")
-    settings = LabelSettings(items, classes_of(items, args.classes, args.csv), labels, args.labeller, args.token)
+    settings = LabelSettings(items, classes_of(items, args.classes, args.csv), labels, args.labeller, args.token,
+                             nearest_labelled(args.embeddings))
     if args.report:
         return print_disagreements(settings)
     done = state_line(settings)
@@ -42,6 +47,19 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn directly, not winnow.serve's serve_forever: importing winnow.serve loads torch (seconds at start)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
+
+
+def nearest_labelled(files: list[str]) -> NearestLabelled | None:
+    if not files:
+        return None
+    # imported here: winnow.embeddings loads torch (seconds at start), needed only with --embeddings
+    from winnow.embeddings.extract import EmbeddingSet
+    sets = [EmbeddingSet.load(file) for file in files]
+    if len({one.dim for one in sets}) > 1:
+        raise ValueError(f"--embeddings: expected files of one model (one dimension), got dimensions "
+                         f"{', '.join(f'{file}: {one.dim}' for file, one in zip(files, sets))}")
+    return NearestLabelled(np.concatenate([one.embeddings for one in sets]), [p for one in sets for p in one.paths],
+                           [label for one in sets for label in one.labels])
 
 
 def state_line(settings: LabelSettings) -> str:

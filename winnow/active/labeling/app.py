@@ -1,14 +1,16 @@
 """`create_app(settings)`: the FastAPI app of `winnow label` (a page, its images and a small JSON API).
 
-Routes: `GET /` (the page), `GET /image/{index}`, `GET /api/state?labeller=`, `POST /api/answer`
-(`{"labeller", "index", "label"}`, label null to skip), `POST /api/undo` (`{"labeller"}`) and
-`GET /api/disagreements`. With a token set, every route needs it (`?token=` or `X-Label-Token`).
+Routes: `GET /` (the page), `GET /image/{index}`, `GET /neighbour/{index}/{rank}` (a labelled neighbour),
+`GET /api/state?labeller=`, `POST /api/answer` (`{"labeller", "index", "label"}`, label null to skip),
+`POST /api/undo` (`{"labeller"}`) and `GET /api/disagreements`. With a token set, every route needs it
+(`?token=` or `X-Label-Token`).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -18,18 +20,23 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
 from winnow.active.labeling.journal import Event, Journal, disagreements
+from winnow.active.labeling.neighbours import Neighbour
 from winnow.active.labeling.queue import Item
 
 
 @dataclass
 class LabelSettings:
-    """What the page labels: the images, the classes (keys 1-9 in order), the labels CSV and the default labeller."""
+    """What the page labels: the images, the classes (keys 1-9 in order), the labels CSV and the default labeller.
+
+    `neighbours(file)`, when given, finds the labelled images shown beside each image (NearestLabelled).
+    """
 
     items: list[Item]
     classes: list[str]
     labels: Path
     labeller: str = "labeller"
     token: str | None = None
+    neighbours: Callable[[Path], list[Neighbour]] | None = None
     journal: Journal = field(init=False)
 
     def __post_init__(self) -> None:
@@ -54,7 +61,12 @@ def state(settings: LabelSettings, labeller: str, standing: dict | None = None) 
     item = None if index is None else settings.items[index]
     return {"labeller": labeller, "classes": settings.classes, "total": len(seen), "done": sum(seen),
             "index": index, "item": None if item is None else
-            {"path": item.path, "guess": item.guess, "confidence": item.confidence, "note": item.note}}
+            {"path": item.path, "guess": item.guess, "confidence": item.confidence, "note": item.note,
+             "neighbours": [{"label": n.label, "cosine": round(n.cosine, 3)} for n in _neighbours(settings, item)]}}
+
+
+def _neighbours(settings: LabelSettings, item: Item) -> list[Neighbour]:
+    return [] if settings.neighbours is None else settings.neighbours(item.file)
 
 
 def _item(settings: LabelSettings, index: int) -> Item:
@@ -83,6 +95,13 @@ def create_app(settings: LabelSettings) -> FastAPI:
     @app.get("/image/{index}")
     def image(index: int) -> FileResponse:
         return FileResponse(_item(settings, index).file)
+
+    @app.get("/neighbour/{index}/{rank}")
+    def neighbour(index: int, rank: int) -> FileResponse:
+        found = _neighbours(settings, _item(settings, index))
+        if not 0 <= rank < len(found):
+            raise HTTPException(404, f"rank: image {index} has {len(found)} labelled neighbours, got {rank}")
+        return FileResponse(found[rank].file)
 
     @app.get("/api/state")
     def get_state(labeller: str = "") -> dict:
