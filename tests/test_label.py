@@ -306,5 +306,5 @@ def test_the_page_shows_the_nearest_labelled_images_of_the_embeddings_files(to_l
         assert client.get("/neighbour/0/0").content == pool[3].read_bytes()
         assert client.get("/neighbour/0/2").status_code == 404
     other = EmbeddingSet(np.ones((1, 3), np.float32), [str(pool[1])], ["cat"], [""]).save(tmp_path / "other.npz")
-    with pytest.raises(ValueError, match=r"--embeddings: expected files of one model \(one dimension\)"):
+    with pytest.raises(ValueError, match=r"--neighbours: expected files of one model \(one dimension\)"):
         nearest_labelled([files[0], str(other)])

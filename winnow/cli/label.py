@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
     parser.add_argument("--token", help="require this token on every request (open the page with ?token=...)")
-    parser.add_argument("--embeddings", action="append", default=[], metavar="FILE",
+    parser.add_argument("--neighbours", action="append", default=[], metavar="FILE",
                         help="`winnow embed` file(s) of the labelled images and of these ones: the nearest "
                              "labelled images are shown beside each (repeat for several files)")
     parser.add_argument("--report", action="store_true", help="print the images labellers disagree on, then exit")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     items = read_queue(args.csv)
     labels = Path(args.labels) if args.labels else Path(args.csv).with_name("labels.csv")
     settings = LabelSettings(items, classes_of(items, args.classes, args.csv), labels, args.labeller, args.token,
-                             nearest_labelled(args.embeddings))
+                             nearest_labelled(args.neighbours))
     if args.report:
         return print_disagreements(settings)
     done = state_line(settings)
@@ -52,11 +52,11 @@ def run(args: argparse.Namespace) -> int:
 def nearest_labelled(files: list[str]) -> NearestLabelled | None:
     if not files:
         return None
-    # imported here: winnow.embeddings loads torch (seconds at start), needed only with --embeddings
+    # imported here: winnow.embeddings loads torch (seconds at start), needed only with --neighbours
     from winnow.embeddings.extract import EmbeddingSet
     sets = [EmbeddingSet.load(file) for file in files]
     if len({one.dim for one in sets}) > 1:
-        raise ValueError(f"--embeddings: expected files of one model (one dimension), got dimensions "
+        raise ValueError(f"--neighbours: expected files of one model (one dimension), got dimensions "
                          f"{', '.join(f'{file}: {one.dim}' for file, one in zip(files, sets))}")
     return NearestLabelled(np.concatenate([one.embeddings for one in sets]), [p for one in sets for p in one.paths],
                            [label for one in sets for label in one.labels])
