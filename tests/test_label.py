@@ -141,10 +141,11 @@ def test_a_class_beyond_the_list_an_unknown_index_and_a_missing_token_are_refuse
 def test_review_csv_shows_the_suggested_label(tmp_path, to_label):
     review = tmp_path / "review.csv"
     review.write_text("rank,path,issue,label,suggested_label,suggested_probability,score,detail\n"
-                      "1,pool/2.png,label,cat,owl,0.9,0.8,p low\n")
+                      "1,pool/2.png,label,cat,owl,0.9,0.8,p low\n2,pool/4.png,outlier,dog,,,3.1,z 3.1\n")
     items = read_queue(review)
     assert (items[0].guess, items[0].confidence, items[0].note) == ("owl", "0.9", "label: given cat")
-    assert classes_of(items, "cat,owl") == ["cat", "owl"]
+    assert (items[1].guess, items[1].note) == ("", "outlier: given dog")
+    assert classes_of(items, None) == ["cat", "dog", "owl"]  # the suggested and the given labels
 
 
 # ---- the page in headless Chromium ----------------------------------------------------------------------------

@@ -11,13 +11,14 @@ MAX_SHOWN_MISSING = 3
 
 @dataclass(frozen=True)
 class Item:
-    """One image to label: its path as written in the CSV, the file, and the model's guess."""
+    """One image to label: its path as written in the CSV, the file, the model's guess and the label it has."""
 
     path: str
     file: Path
     guess: str = ""
     confidence: str = ""
     note: str = ""
+    given: str = ""  # review.csv: the label the audit doubts
 
 
 def _guess(row: dict[str, str]) -> tuple[str, str, str]:
@@ -51,7 +52,8 @@ def read_queue(csv_path: str | Path) -> list[Item]:
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{csv_path}: expected a CSV with a `path` column and at least one row "
                          f"(to_label.csv or review.csv), got {'no rows' if not rows else list(rows[0])}")
-    items = [Item(row["path"], _resolve(row["path"], csv_path.parent), *_guess(row)) for row in rows]
+    items = [Item(row["path"], _resolve(row["path"], csv_path.parent), *_guess(row), row.get("label", ""))
+             for row in rows]
     missing = [item.path for item in items if not item.file.is_file()]
     if missing:
         raise ValueError(f"{csv_path}: {len(missing)} image(s) do not exist, e.g. "
@@ -60,12 +62,15 @@ def read_queue(csv_path: str | Path) -> list[Item]:
 
 
 def classes_of(items: list[Item], given: str | None, csv_path: str | Path = "") -> list[str]:
-    """The classes keyed 1, 2, ...: `given` ("a,b,c") or else the model's guesses, sorted.
+    """The classes keyed 1, 2, ...: `given` ("a,b,c") or else the guesses and given labels in the CSV, sorted.
 
     Raises:
         ValueError: No class given and the CSV has no guesses, or a class is repeated.
     """
-    classes = [c.strip() for c in given.split(",") if c.strip()] if given else sorted({i.guess for i in items} - {""})
+    if given:
+        classes = [c.strip() for c in given.split(",") if c.strip()]
+    else:
+        classes = sorted(({item.guess for item in items} | {item.given for item in items}) - {""})
     if not classes:
         raise ValueError(f"{csv_path}: no predicted or suggested label to take the classes from; "
                          f"pass --classes a,b,c")
