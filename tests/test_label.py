@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -309,3 +310,22 @@ def test_the_page_shows_the_nearest_labelled_images_of_the_embeddings_files(to_l
     other = EmbeddingSet(np.ones((1, 3), np.float32), [str(pool[1])], ["cat"], [""]).save(tmp_path / "other.npz")
     with pytest.raises(ValueError, match=r"--neighbours: expected files of one model \(one dimension\)"):
         nearest_labelled([files[0], str(other)])
+
+
+def test_two_servers_on_one_labels_file_lose_no_answer(to_label):
+    """Two labellers, each on their own server, answering at once: both journals are one file, flock-serialised."""
+    items, labels = read_queue(to_label), to_label.with_name("labels.csv")
+    apps = [create_app(LabelSettings(items, ["cat", "dog"], labels, name)) for name in ("ann", "bob")]
+    with BackgroundServer(apps[0]) as first, BackgroundServer(apps[1]) as second:
+        def label_all(url: str, name: str) -> None:
+            with httpx.Client(base_url=url) as client:
+                for index in range(5):
+                    answer = {"labeller": name, "index": index, "label": "cat" if name == "ann" else "dog"}
+                    assert client.post("/api/answer", json=answer).status_code == 200
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(label_all, [first, second], ["ann", "bob"]))
+        assert len(httpx.get(f"{first}/api/disagreements").json()) == 5
+    rows = labels_rows(labels)
+    assert sorted((r["labeller"], r["path"]) for r in rows) == sorted(
+        (name, f"pool/{i}.png") for name in ("ann", "bob") for i in range(1, 6))
+    assert len(labels.with_name("labels.csv.journal").read_text().splitlines()) == 10
