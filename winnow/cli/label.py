@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,23 @@ import uvicorn
 
 from winnow.active.labeling import LabelSettings, NearestLabelled, classes_of, create_app, disagreements, read_queue
 
+TOKEN_ENV = "WINNOW_LABEL_TOKEN"
+
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("label", help="label images in a local web page (to_label.csv or review.csv)")
     parser.add_argument("csv", metavar="CSV", help="to_label.csv from `winnow query` or review.csv from "
                                                    "`winnow audit --fix`")
     parser.add_argument("--classes", metavar="A,B,C", help="classes on keys 1-9 in order (default: the model's "
-                                                          "guesses in the CSV, sorted)")
+                                                          "guesses and review.csv's given labels, sorted)")
     parser.add_argument("--labels", metavar="CSV", help="labels file (default: labels.csv beside CSV)")
     parser.add_argument("--labeller", default=getpass.getuser(), help="your name in the labels file (default: "
                                                                      "your login; ?labeller= in the URL overrides)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
-    parser.add_argument("--token", help="require this token on every request (open the page with ?token=...)")
+    parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                        help=f"require this token on every request (open the page with ?token=...; default: "
+                             f"${TOKEN_ENV}, which keeps it out of the process list)")
     parser.add_argument("--neighbours", action="append", default=[], metavar="FILE",
                         help="`winnow embed` file(s) of the labelled images and of these ones: the nearest "
                              "labelled images are shown beside each (repeat for several files)")
