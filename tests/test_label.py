@@ -31,7 +31,8 @@ from winnow.embeddings.extract import EmbeddingSet
 from winnow.serve import BackgroundServer
 from winnow.serve.server import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
+from chromium import CHROMIUM, skip_without_chromium
+
 CLASSES = "cat,dog,owl"
 
 
@@ -244,8 +245,7 @@ async def label_with_keys(socket_url: str, url: str, restart) -> None:
 
 
 def test_label_five_images_with_keys_kill_the_server_and_resume(to_label, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run this check)")
+    skip_without_chromium()
     port, devtools_port = free_port(), free_port()
     servers = [start_label_server(to_label, port)]
 
@@ -257,9 +257,10 @@ def test_label_five_images_with_keys_kill_the_server_and_resume(to_label, tmp_pa
                                                             ("pool/3.png", "dog")]
         servers.append(start_label_server(to_label, port))
 
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-             f"--remote-debugging-port={devtools_port}", "about:blank"]
+    # chromium.headless_flags less its --virtual-time-budget: this browser stays up while it is driven
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", f"--remote-debugging-port={devtools_port}", "about:blank"]
     browser = subprocess.Popen([str(CHROMIUM), *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         asyncio.run(label_with_keys(page_socket(devtools_port), f"http://127.0.0.1:{port}/", restart))
