@@ -149,19 +149,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
             raise RequestError(503, "not_ready", "no model is loaded and warmed up yet")
         blobs = await uploaded_images(request, settings)
         images = await run_in_threadpool(_decode_all, blobs, model, settings, scratch.name)
-        try:
-            future = batcher.submit(images, model.input_key)
-        except QueueFull as error:
-            raise RequestError(503, "overloaded", str(error)) from error
-        try:
-            results = await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
-        except asyncio.TimeoutError as error:
-            future.cancel()
-            raise RequestError(503, "timeout", f"no result within {settings.request_timeout_s} s; "
-                                               "the server is overloaded, retry later") from error
-        except ModelChanged as error:
-            raise RequestError(503, "model_changed", str(error)) from error
-        return {"predictions": results}
+        return {"predictions": await _predict_batched(batcher, images, model, settings)}
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -187,20 +175,41 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
         if front is not None:
             raise RequestError(409, "use_deploy", "this server fronts Celery workers: publish the run to them with "
                                                   "`winnow deploy RUN --broker URL`")
-        payload = await request.json()
-        if not isinstance(payload, dict) or not isinstance(payload.get("run"), str):
-            raise RequestError(422, "bad_json", 'expected {"run": "<run folder>", "checkpoint": "best"}')
-        checkpoint = payload.get("checkpoint", "best")
-        load = partial(ServedModel.load, Path(payload["run"]), checkpoint=checkpoint, device=settings.device)
-        try:
-            new = await run_in_threadpool(holder.swap, load, warm_batch=settings.max_batch_size)
-        except ValueError as error:
-            raise RequestError(400, "bad_run", str(error)) from error
+        new = await _swap_to(await request.json(), holder, settings)
         metrics.model_changed(new, swapped=True)
         state["ready"] = True
         return {"status": "swapped", **new.identity, "swaps": holder.swaps}
 
     return app
+
+
+async def _predict_batched(batcher: Batcher, images: torch.Tensor, model: ServedModel,
+                           settings: ServeSettings) -> list[dict]:
+    """The answers for one request's images `[n, C, S, S]`, computed in the batcher's next batches."""
+    try:
+        future = batcher.submit(images, model.input_key)
+    except QueueFull as error:
+        raise RequestError(503, "overloaded", str(error)) from error
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(future), settings.request_timeout_s)
+    except asyncio.TimeoutError as error:
+        future.cancel()
+        raise RequestError(503, "timeout", f"no result within {settings.request_timeout_s} s; "
+                                           "the server is overloaded, retry later") from error
+    except ModelChanged as error:
+        raise RequestError(503, "model_changed", str(error)) from error
+
+
+async def _swap_to(payload, holder: ModelHolder, settings: ServeSettings) -> ServedModel:
+    """Load, warm and switch to the run `payload` names (`{"run": DIR, "checkpoint": "best"}`)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("run"), str):
+        raise RequestError(422, "bad_json", 'expected {"run": "<run folder>", "checkpoint": "best"}')
+    checkpoint = payload.get("checkpoint", "best")
+    load = partial(ServedModel.load, Path(payload["run"]), checkpoint=checkpoint, device=settings.device)
+    try:
+        return await run_in_threadpool(holder.swap, load, warm_batch=settings.max_batch_size)
+    except ValueError as error:
+        raise RequestError(400, "bad_run", str(error)) from error
 
 
 async def _predict_remote(front: QueueFront, blobs: list[bytes], settings: ServeSettings) -> dict:
