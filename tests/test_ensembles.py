@@ -253,7 +253,7 @@ def test_stacking_below_the_mean_out_of_fold_is_flagged():
 
 
 def test_staging_folders_of_killed_builds_are_removed_and_live_ones_kept(tmp_path):
-    from winnow.ensembles.build import remove_abandoned_staging
+    from winnow.ensembles.folder import remove_abandoned_staging
 
     killed = tmp_path / ".ens.999999999.abc.tmp"  # no process has such a pid (Linux caps pids at 2**22)
     running = tmp_path / f".ens.{os.getpid()}.def.tmp"

@@ -13,8 +13,6 @@ ensemble look better than it is.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +22,15 @@ import numpy as np
 import sklearn
 
 from winnow.data.labelled import EvalData, encode_labels, resolve_eval_data
-from winnow.data.sources import Samples
-from winnow.data.splits import load_splits, save_splits
-from winnow.data.validation import record_skipped, skipped_lines
+from winnow.data.splits import load_splits
+from winnow.data.validation import skipped_lines
 from winnow.embeddings.base import check_tpr
 from winnow.ensembles.feature_head import check_classifier
+from winnow.ensembles.folder import write_folder
 from winnow.ensembles.fit_classes import class_warnings, data_splits, head_task
 from winnow.ensembles.inputs import member_inputs, single_view
 from winnow.ensembles.methods import MIN_MEMBERS, Combiner, make_combiner
-from winnow.ensembles.store import EnsembleDefinition, member_ref, save_ensemble
+from winnow.ensembles.store import EnsembleDefinition, member_ref
 from winnow.inference.postprocess import UNKNOWN, describe_reject, require_softmax_head
 from winnow.inference.predictor import Predictor, image_set_hash
 from winnow.inference.tta import TTA
@@ -366,50 +364,6 @@ def _new_folder(out: str | Path | None, first_run: Path, method: str) -> Path:
     if folder.exists():
         raise ValueError(f"out: {folder} already exists; pass a new folder or remove it first")
     return folder
-
-
-def write_folder(folder: Path, definition: EnsembleDefinition, combiner: Combiner, *, splits: Path | Samples | None,
-                 bad: Sequence[tuple[str, str]] = ()) -> None:
-    """Write the whole folder under a temporary name, then rename it: never a half-built ensemble.
-
-    `splits`: a run's splits.csv to copy, split rows to write as splits.csv, or None (no splits.csv).
-    `bad` (the fit images that could not be read) goes to the folder's bad_files.csv.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_staging(folder)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.{os.getpid()}.", suffix=".tmp"))
-    try:
-        save_ensemble(staging, definition, combiner)
-        record_skipped(list(bad), RunPaths(staging).bad_files)
-        if isinstance(splits, Samples):
-            save_splits(splits, RunPaths(staging).splits)
-        elif splits is not None and splits.is_file():
-            shutil.copy2(splits, staging / splits.name)
-        os.replace(staging, folder)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def remove_abandoned_staging(folder: Path) -> None:
-    """Delete the staging folders of `folder` left by builds that were killed (their process is gone).
-
-    A staging name carries its builder's pid, so a build running beside this one keeps its own.
-    """
-    for staging in folder.parent.glob(f".{folder.name}.*.tmp"):
-        pid = staging.name[len(folder.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 def build_head(run: str | Path, *, kind: str, out: str | Path | None = None, **settings: Any) -> EnsembleBuild:
