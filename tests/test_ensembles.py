@@ -48,7 +48,8 @@ def build(capsys, runs, tmp_path, *members, method="mean", extra=()):
 
 
 def member_probabilities(runs, names, images) -> np.ndarray:
-    return np.stack([winnow.load(runs[name]).predict(images).probabilities for name in names])
+    # one view each: an ensemble scores its members without test-time views (the members' runs default to flips)
+    return np.stack([winnow.load(runs[name]).predict(images, tta="none").probabilities for name in names])
 
 
 # --------------------------------------------------------------------------------------------- combiners

@@ -16,7 +16,8 @@ from winnow.evaluation.report_files import write_plots
 from winnow.evaluation.scoring import score
 from winnow.inference.postprocess import decide, softmax_logits, to_probabilities
 from winnow.inference.predictions import Predictions
-from winnow.inference.tta import d4_ops, flip_ops, merge_views, parse_tta
+from winnow.data.views import d4_ops, flip_ops
+from winnow.inference.tta import merge_views, parse_tta
 from winnow.metrics.report import full_metrics_multilabel
 from winnow.operating.store import load_thresholds
 from winnow.tasks.heads import make_head

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from winnow.data.samplers import SAMPLERS, EpochSampler, build_sampler, describe_mix, expected_class_mix
+from winnow.data.samplers import (SAMPLERS, EpochSampler, build_sampler, class_imbalance, describe_mix,
+                                  expected_class_mix, resolve_sampler)
 
 TARGETS = [0] * 40 + [1] * 12 + [2] * 5 + [3] * 3  # 60 images, 4 imbalanced classes
 BATCH = 8
@@ -223,7 +224,7 @@ def test_describe_mix_names_the_epochs_sampler():
 # --------------------------------------------------------------------- bad input
 
 BAD_BUILDS = [
-    ({"name": "nope"}, r"unknown sampler 'nope'; valid samplers: balanced, m_per_class, random, repeat_factor, sqrt"),
+    ({"name": "nope"}, r"unknown sampler 'nope'; valid samplers: auto, balanced, m_per_class, random, repeat_factor, sqrt"),
     ({"name": "m_per_class", "params": {"k": 1}},
      r"unknown key\(s\) \['k'\] in sampler_params; valid keys: m; sampler 'm_per_class' takes m \(default 4\)"),
     ({"name": "random", "params": {"m": 2}}, r"sampler 'random' takes no sampler_params"),
@@ -265,3 +266,24 @@ def test_bad_skip(skip):
 def test_describe_mix_checks_class_names():
     with pytest.raises(ValueError, match="classes must name all 4 classes, got 2 names"):
         describe_mix(make("balanced"), 0, classes=["a", "b"])
+
+
+def test_class_imbalance_matches_a_naive_total_variation_distance():
+    targets = [0] * 207 + [1] * 88 + [2] * 33 + [3] * 20 + [4] * 3 + [5] * 0
+    shares = [targets.count(k) / len(targets) for k in range(6)]
+    naive = sum(abs(share - 1 / 6) for share in shares) / 2
+    assert class_imbalance(targets, 6) == pytest.approx(naive)
+    assert class_imbalance([0, 1, 2] * 5, 3) == 0.0
+
+
+def test_auto_sampler_follows_the_measured_imbalance():
+    balanced, skewed = [0, 1, 2, 3] * 10, [0] * 30 + [1] * 5 + [2] * 3 + [3] * 2
+    assert resolve_sampler("auto", balanced, 4) == "random"
+    assert resolve_sampler("auto", skewed, 4) == "sqrt"
+    assert resolve_sampler("balanced", balanced, 4) == "balanced"  # a named sampler stays as given
+    assert build_sampler("auto", skewed, 4, batch_size=8, seed=0).strategy_for(0).name == "sqrt"
+
+
+def test_unknown_sampler_lists_auto_among_the_valid_names():
+    with pytest.raises(ValueError, match=r"unknown sampler 'sqr'; valid samplers: auto, balanced"):
+        build_sampler("sqr", [0, 1], 2, batch_size=2, seed=0)

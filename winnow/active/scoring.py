@@ -119,7 +119,7 @@ def score_pool(model: ScoringModel, paths: list[str], *, embeddings: bool, sampl
         labelled: Labelled images whose embeddings coreset and typiclust measure coverage against.
     """
     settings = {"batch_size": batch_size, "workers": workers}
-    predictions = model.predict(paths, tta=None, **settings)
+    predictions = model.predict(paths, tta="none", **settings)  # one view per image: pools are large
     kept = predictions.paths
     return Pool(kept, predictions.probabilities,
                 embeddings=embeddings_of(model, kept, **settings) if embeddings else None,

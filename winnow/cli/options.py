@@ -114,7 +114,9 @@ SHARED_FLAGS: dict[str, Flag] = {
     "device": Flag("--device", {
         "metavar": "DEVICE", "default": "auto", "help": "auto, cpu, cuda, cuda:1... (default: auto)"}),
     "tta": Flag("--tta", {
-        "metavar": "VIEWS", "default": None, "help": "test-time augmentation: flips, d4 or N random views"}),
+        "metavar": "VIEWS", "default": None,
+        "help": "test-time augmentation: none, flips, d4 or N random views (default: the run's `tta` config key, "
+                "none for ensembles and heads)"}),
     "tta_merge": Flag("--tta-merge", {
         "default": "mean", "choices": MERGES, "help": "merge TTA views by mean or geometric mean (default: mean)"}),
     "n_bootstrap": Flag("--n-bootstrap", {

@@ -10,11 +10,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from winnow.config import Config
+from winnow.data.augment_policy import preset_name, resolve_augment
 from winnow.data.cache import DecodedCache, cache_bytes
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
 from winnow.data.sample_weights import sample_weights
-from winnow.data.samplers import build_sampler, describe_mix
+from winnow.data.samplers import (AUTO, IMBALANCE_THRESHOLD, build_sampler, class_imbalance, describe_mix,
+                                  resolve_sampler)
 from winnow.data.sources import Samples
 from winnow.data.splits import assign_splits, check_groups_disjoint
 from winnow.data.transforms import channel_stats, eval_transform, imagenet_stats, train_transform
@@ -126,6 +128,7 @@ def make_dataset(samples: Samples, spec: DataSpec, config: Config, tasks: list[T
                  cache_dir: Path | None) -> ImageDataset:
     preprocess = spec.preprocess()
     if train:
+        config = resolve_augmentation(config, tasks, samples)  # a no-op when the trainer resolved it already
         transform = train_transform(
             spec.mean, spec.std, fill=config.fill, hflip=config.hflip, vflip=config.vflip,
             rotate=config.rotate, scale_jitter=config.scale_jitter, brightness=config.brightness,
@@ -140,6 +143,23 @@ def make_dataset(samples: Samples, spec: DataSpec, config: Config, tasks: list[T
                         weights=weights)
 
 
+def sampling_targets(tasks: list[TaskSpec], samples: Samples) -> list[int]:
+    """Class index per image of `samples` that samplers balance: the first task's (multi-label: each image's
+    rarest label)."""
+    return tasks[0].head.sampling_targets(task_targets(tasks, encode_targets(tasks, samples.column), tasks[0]))
+
+
+def resolve_augmentation(config: Config, tasks: list[TaskSpec], train: Samples) -> Config:
+    """`config` with `rotate`, `scale_jitter`, `brightness` and `contrast` set: `augment`'s preset for the
+    training split `train` where the config leaves them unset (`winnow.data.augment_policy`)."""
+    targets, num_classes = sampling_targets(tasks, train), len(tasks[0].head.classes)
+    values = resolve_augment(config, targets, num_classes)
+    if config.augment == "auto" and any(getattr(config, key) is None for key in values):
+        log.info("augment auto: %s (class shares %.2f from uniform; standard from %.2f)",
+                 preset_name("auto", targets, num_classes), class_imbalance(targets, num_classes), IMBALANCE_THRESHOLD)
+    return config.replace(**values)
+
+
 def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *, rank: int = 0,
                  world_size: int = 1, pin_memory: bool = False) -> DataLoader:
     """Loader over an `EpochSampler` (call `loader.sampler.set_epoch(e)` each epoch).
@@ -152,6 +172,10 @@ def train_loader(dataset: ImageDataset, config: Config, tasks: list[TaskSpec], *
     sampler = build_sampler(config.sampler, targets, len(classes), batch_size=config.batch_size,
                             seed=config.seed, params=config.sampler_params, switch_epoch=config.sampler_epoch,
                             rank=rank, world_size=world_size)
+    if config.sampler == AUTO:
+        log.info("sampler auto: %s (class shares %.2f from uniform; sqrt from %.2f)",
+                 resolve_sampler(AUTO, targets, len(classes)), class_imbalance(targets, len(classes)),
+                 IMBALANCE_THRESHOLD)
     log.info("%s", describe_mix(sampler, 0, classes=classes))
     if config.sampler_epoch and config.sampler_epoch > 1:
         log.info("%s", describe_mix(sampler, config.sampler_epoch - 1, classes=classes))

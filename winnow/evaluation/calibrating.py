@@ -65,8 +65,9 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
     head = predictor.head
     calibrator = make_calibrator(method, multilabel=head.kind == "multilabel")
     eval_data = resolve_eval_data(run_dir, data, split="val")
-    predictions, targets, _ = predict_labelled(predictor, eval_data, batch_size=batch_size, workers=workers,
-                                               strict=strict)
+    # fitted on one view's logits: predict applies the calibrator to each test-time view before merging them
+    predictions, targets, _ = predict_labelled(predictor, eval_data, tta="none", batch_size=batch_size,
+                                               workers=workers, strict=strict)
     calibrator.fit(predictions.logits, targets)
     after = to_probabilities(head, predictions.logits, calibration=calibrator)
     result = CalibrationResult(calibrator, eval_data, RunPaths(run_dir).calibration, calibrator.nll_before_,

@@ -1,6 +1,7 @@
 """`winnow eval RUN [DATA]` for one checkpoint: predict labelled data, score it, write the report files.
 
-Results go to `RUN/eval/<data>/<checkpoint>/` (`<checkpoint>-tta-<mode>-<merge>` with TTA):
+Results go to `RUN/eval/<data>/<checkpoint>/`, scored with the run's own test-time views (config `tta`;
+other views go to `<checkpoint>-tta-<mode>-<merge>`, a single view on a run with views to `-tta-none`):
 metrics.json, predictions.csv (path, label, predicted, prob_<class>...), confusion_matrix.png,
 pr_curves.png, roc_curves.png and reliability.png. The run's calibration.json and thresholds.json
 are applied when present (calibration first, then thresholds) and reported in metrics.json.
@@ -23,6 +24,7 @@ from winnow.evaluation.report_files import write_report_files
 from winnow.evaluation.scoring import score
 from winnow.inference.predictions import Predictions
 from winnow.inference.predictor import ScoringModel
+from winnow.inference.tta import TTA, parse_tta
 from winnow.loading import load
 from winnow.runs.files import fingerprint, write_json
 from winnow.runs.layout import BAD_FILES_FILE, EVAL_METRICS_FILE, RunPaths, checkpoint_label
@@ -106,13 +108,23 @@ def evaluate_predictor(predictor: ScoringModel, data: EvalData, *, checkpoint: s
     predictions, targets, labels = predict_labelled(predictor, data, tta=tta, tta_merge=tta_merge,
                                                     batch_size=batch_size, workers=workers, strict=strict)
     metrics = {**context(predictor, data, predictions, checkpoint), **score(predictions, targets)}
-    directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint, tta_label=predictions.tta.label)
+    directory = RunPaths(predictor.run_dir).evaluation(data.name, checkpoint,
+                                                       tta_label=folder_tta_label(predictions.tta, predictor))
     if embeddings:
         metrics["embedding"] = embedding_block(predictor, predictions, targets, directory, batch_size=batch_size,
                                                workers=workers, plots=plots)
     write_report_files(directory, metrics, predictions, targets, labels, plots=plots)
     record_skipped(predictions.bad, directory / BAD_FILES_FILE)
     return Evaluation(directory, metrics, predictions, targets, labels)
+
+
+def folder_tta_label(tta: TTA, predictor: ScoringModel) -> str:
+    """The `-tta-<label>` of an evaluation folder: "" for the views the run scores with by default (its
+    config `tta`), so that `eval/<data>/<checkpoint>/` is always the run's own evaluation that `select`,
+    `tune` and the report read; otherwise the views' label ("none" for a single view)."""
+    if tta == parse_tta(predictor.default_tta, merge=tta.merge, seed=tta.seed) and tta.merge == "mean":
+        return ""
+    return tta.label or "none"
 
 
 def evaluate_multitask(predictor: ScoringModel, data: EvalData, *, checkpoint: str | Path,

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from winnow.calibration.store import load_calibration
-from winnow.config import read_saved
+from winnow.config import read_saved, tta_views
 from winnow.data.dataset import ImageDataset
 from winnow.data.imageio import collect_decode_notes
 from winnow.data.prepare import DataSpec
@@ -116,6 +116,7 @@ class ScoringModel:
     """
 
     reject: dict[str, Any] | None = None
+    default_tta: str = "none"  # the views `predict` uses when given tta=None (a run's config `tta`)
 
     def __init__(self, run_dir: Path, tasks: list[TaskSpec], *, checkpoint_path: Path, epoch: int | None,
                  seed: int, max_image_pixels: int, calibration: bool | str | Path = True,
@@ -156,7 +157,8 @@ class ScoringModel:
             images: Image files, folders (searched recursively) or CSV manifests.
             batch_size: Images per batch (each carries all its TTA views).
             workers: DataLoader workers.
-            tta: None, "flips", "d4" or a number of random views (see `winnow.inference.tta`).
+            tta: "none", "flips", "d4" or a number of random views (see `winnow.inference.tta`); None:
+                the folder's default (a run's config `tta`, "none" for ensembles and heads).
             tta_merge: "mean" or "gmean" of the views' probabilities.
             strict: Any unreadable file is an error instead.
 
@@ -164,7 +166,7 @@ class ScoringModel:
             ValueError: No image can be read, or (`strict`) one cannot.
         """
         paths = collect_images([images] if isinstance(images, (str, Path)) else list(images))
-        augmentation = parse_tta(tta, merge=tta_merge, seed=self.seed)
+        augmentation = parse_tta(self.default_tta if tta is None else tta, merge=tta_merge, seed=self.seed)
         settings = {"batch_size": batch_size, "workers": workers}
         if len(self.tasks) > 1 and augmentation.mode == "none":
             outputs = self.read_outputs(paths, lambda good: self.multitask_probabilities(good, **settings),
@@ -287,6 +289,7 @@ class Predictor(ScoringModel):
             raise ValueError(f"{run_dir} is not a winnow run folder (no preprocessing.json); "
                              "pass the folder that `winnow train` (or `winnow ensemble`) printed")
         self.config = read_saved(RunPaths(run_dir).config)
+        self.default_tta = tta_views(self.config)
         if self.config.pretrain_method:
             raise ValueError(f"{run_dir} is a `winnow pretrain` run (an encoder, no classifier); train a classifier "
                              f"from it with `winnow train DATA --pretrained {run_dir}`")

@@ -29,6 +29,7 @@ from torchvision.transforms import v2
 
 from winnow.data.dataset import ImageDataset
 from winnow.data.transforms import eval_transform, train_transform
+from winnow.data.views import view_ops
 
 MODES = ("flips", "d4")
 MERGES = ("mean", "gmean")
@@ -92,23 +93,8 @@ def build_views(tta: TTA, mean: list[float], std: list[float], *, augment: dict 
         unit = [0.0] * len(mean), [1.0] * len(mean)
         jitter = train_transform(*unit, **{**(augment or {}), "random_erasing": 0.0})  # float in [0, 1]
         return [v2.Compose([jitter, v2.Normalize(mean, std)])] * tta.n_random
-    geometric = {"none": [_identity], "flips": flip_ops(), "d4": d4_ops()}[tta.mode]
+    geometric = view_ops(tta.mode)
     return [_then(op, normalize) for op in geometric]
-
-
-def flip_ops() -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """Identity, horizontal, vertical, both, on `[..., H, W]` tensors."""
-    return [_identity, lambda x: x.flip(-1), lambda x: x.flip(-2), lambda x: x.flip(-2, -1)]
-
-
-def d4_ops() -> list[Callable[[torch.Tensor], torch.Tensor]]:
-    """The 8 dihedral transforms of a square `[..., S, S]` tensor."""
-    rotations = [lambda x, k=k: torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
-    return rotations + [lambda x, r=r: r(x.transpose(-2, -1)) for r in rotations]
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
 
 
 def _then(first: Callable, second: Callable) -> View:

@@ -12,8 +12,10 @@ Precedence of a trial's values: Config defaults < the trial's recipe < the user'
 the sampled values. A key the user fixes (e.g. `--lr 0.001`, `--recipe longtail`) is not searched.
 
 Augmentation strength s multiplies `rotate`, `scale_jitter`, `brightness` and `contrast` (their value in
-the recipe, else Config's default: 15 degrees, 0.1, 0.1, 0.1), each capped at `AUGMENTATION_CAPS`:
-s = 0 turns them off, s = 1 keeps them, s = 2 doubles them. A recipe's `model: "gem:resnet18"` keeps
+the recipe, else the `standard` preset of `winnow.data.augment_policy`: 15 degrees, 0.1, 0.1, 0.1), each
+capped at `AUGMENTATION_CAPS`: s = 0 leaves flips only, s = 1 is the standard preset, s = 2 doubles it.
+The default trial (winnow's default config) sits at s = 1 on imbalanced data and s = 0 on balanced data,
+where `augment: auto` picks those presets. A recipe's `model: "gem:resnet18"` keeps
 its family with the sampled backbone ("gem:resnet34").
 """
 
@@ -29,6 +31,7 @@ import yaml
 
 from winnow.config import Config
 from winnow.constraints import check_value
+from winnow.data.augment_policy import STANDARD
 from winnow.data.imageio import ImageReadError, probe
 from winnow.recipes import DEFAULT, candidate_recipes, load_recipe
 
@@ -198,7 +201,8 @@ def trial_values(params: Mapping[str, Any], user_values: Mapping[str, Any], *, r
     if "aug_strength" in params:
         for key, cap in AUGMENTATION_CAPS.items():
             if key not in user_values:
-                values[key] = round(min(cap, float(base.get(key, _default(key))) * float(params["aug_strength"])), 6)
+                start = base.get(key) if base.get(key) is not None else STANDARD[key]
+                values[key] = round(min(cap, float(start) * float(params["aug_strength"])), 6)
     return values
 
 
@@ -215,9 +219,12 @@ def with_family(recipe_model: str, backbone: str) -> str:
     return f"{family}:{backbone}" if rest and ":" not in backbone else backbone
 
 
-def default_point(space: SearchSpace, user_values: Mapping[str, Any]) -> dict[str, Any]:
-    """The point of `space` that is winnow's default config (first trial of a new search), where it lies in it."""
-    wanted = {"recipe": DEFAULT, "lr": user_values.get("lr", _default("lr")), "aug_strength": 1.0,
+def default_point(space: SearchSpace, user_values: Mapping[str, Any], *, aug_strength: float = 1.0) -> dict[str, Any]:
+    """The point of `space` that is winnow's default config (first trial of a new search), where it lies in it.
+
+    `aug_strength`: that of the default augmentation on this data (`TrialPlan.default_aug_strength`).
+    """
+    wanted = {"recipe": DEFAULT, "lr": user_values.get("lr", _default("lr")), "aug_strength": aug_strength,
               "img_size": user_values.get("img_size", _default("img_size")),
               "model": user_values.get("model", _default("model"))}
     return {name: value for name, value in wanted.items() if space.contains(name, value)}

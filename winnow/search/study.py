@@ -32,7 +32,9 @@ import optuna
 from optuna.trial import TrialState
 
 from winnow.config import Config, from_dict
-from winnow.data.prepare import resolve_samples
+from winnow.data.augment_policy import preset_name
+from winnow.data.prepare import resolve_samples, sampling_targets
+from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.runs.files import read_json, write_json
 from winnow.runs.layout import (BEST_RECIPE_FILE, SEARCH_FILE, SEARCH_PREFIX, SPLITS_FILE, STUDY_DB, TRIALS_FILE,
@@ -173,12 +175,21 @@ def prepare(settings: SearchSettings, objective: Objective, *, deadline: float |
     head = tasks[0].head.kind if len(tasks) == 1 else "multitask"
     objective.check_classes(tasks[0].head.classes, head=head)
     space = _space(settings, config, head, train_rows.paths)
-    trial_plan = TrialPlan(folder, split_file, dict(settings.user_values), objective, space, head, settings.recipe)
+    default_strength = _default_aug_strength(config, tasks, train_rows)
+    trial_plan = TrialPlan(folder, split_file, dict(settings.user_values), objective, space, head, settings.recipe,
+                           default_strength)
     _check_saved(folder, _saved_settings(settings, objective, space))
     return WorkerPlan(trial_plan, settings.storage or sqlite_url(folder / STUDY_DB),
                       settings.study_name or folder.name, settings.trials, deadline,
-                      trial_plan.config(default_point(space, settings.user_values), 0).epochs, settings.pruner,
+                      trial_plan.config(default_point(space, settings.user_values, aug_strength=default_strength),
+                                        0).epochs, settings.pruner,
                       config.seed if settings.seed is None else settings.seed)
+
+
+def _default_aug_strength(config: Config, tasks: list, train: Samples) -> float:
+    """Where `augment` (auto: from the training imbalance) puts the default on the aug_strength axis."""
+    preset = preset_name(config.augment, sampling_targets(tasks, train), len(tasks[0].head.classes))
+    return 1.0 if preset == "standard" else 0.0
 
 
 def _saved_settings(settings: SearchSettings, objective: Objective, space: SearchSpace) -> dict[str, Any]:
@@ -262,7 +273,7 @@ def _open_study(plan: WorkerPlan, storage: optuna.storages.BaseStorage, *, worke
                                 sampler=sampler, pruner=_pruner(plan.pruner), load_if_exists=True)
     if worker is None:
         _check_study(study, plan)
-        point = default_point(plan.trial.space, plan.trial.user_values)
+        point = default_point(plan.trial.space, plan.trial.user_values, aug_strength=plan.trial.default_aug_strength)
         if point:  # once (also when several machines start together): no trial with these values yet
             study.enqueue_trial(point, user_attrs={"default": True}, skip_if_exists=True)
     return study

@@ -42,6 +42,8 @@ class TrialPlan:
         space: The searched dimensions.
         head: The head kind of the data.
         recipe: The recipe when it is not searched.
+        default_aug_strength: Where winnow's default augmentation lies on the `aug_strength` axis for this
+            data (1: the standard preset, on imbalanced data; 0: flips only).
     """
 
     folder: Path
@@ -51,6 +53,7 @@ class TrialPlan:
     space: SearchSpace
     head: str
     recipe: str | None = None
+    default_aug_strength: float = 1.0
 
     def config(self, params: dict[str, Any], number: int) -> Config:
         """The config of trial `number` at the point `params`."""

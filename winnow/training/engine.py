@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from timm.utils import ModelEmaV3
 
+from winnow.data.views import ViewOp, identity
 from winnow.losses import call_loss
 from winnow.models.embedding import capture_embeddings
 from winnow.training.device import Accelerator
@@ -155,22 +156,29 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, options:
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, loader: Iterable, accel: Accelerator, loss_fn: nn.Module | None = None,
                           *, to_probabilities: Callable = lambda logits: logits.float().softmax(dim=1),
-                          progress: Progress | None = None):
+                          progress: Progress | None = None, views: list[ViewOp] | None = None):
     """Probabilities, targets and mean loss (nan without loss_fn) over a loader.
 
     Probabilities are `[N, K]` arrays (or {task: array} for multi-task models); targets likewise.
     A `loss_fn` with state (center loss's centres) should be in eval mode, so that it keeps it.
-    `progress` is told the images of each batch.
+    `progress` is told the images of each batch. `views` (`winnow.data.views`, applied to each
+    batch `[B, C, S, S]`) average the probabilities of several views of every image; the loss is
+    that of the first view.
     """
     model.eval()
+    views = views or [identity]
     probabilities, targets_all, total_loss, seen = [], [], 0.0, 0
     for images, targets in loader:
         images = accel.to_device(images)
         with accel.autocast():
-            logits, embeddings = forward_outputs(model, images, loss_fn)
+            logits, embeddings = forward_outputs(model, views[0](images), loss_fn)
         if loss_fn is not None:
             total_loss += _float_loss(loss_fn, logits, to_device(targets, accel.device), embeddings) * len(images)
-        probabilities.append(_to_cpu(to_probabilities(logits)))
+        batch = [to_probabilities(logits)]
+        for view in views[1:]:
+            with accel.autocast():
+                batch.append(to_probabilities(forward_outputs(model, view(images), None)[0]))
+        probabilities.append(_to_cpu(_mean(batch)))
         targets_all.append(targets)
         seen += len(images)
         if progress is not None:
@@ -184,6 +192,15 @@ def _float_loss(loss_fn: nn.Module, logits, targets, embeddings: torch.Tensor | 
     else:
         logits = logits.float()
     return call_loss(loss_fn, logits, targets, None if embeddings is None else embeddings.float()).item()
+
+
+def _mean(batches: list):
+    """Element-wise mean of views' probabilities (tensors `[B, K]` or {task: tensor})."""
+    if len(batches) == 1:
+        return batches[0]
+    if isinstance(batches[0], dict):
+        return {name: torch.stack([b[name].float() for b in batches]).mean(0) for name in batches[0]}
+    return torch.stack([b.float() for b in batches]).mean(0)
 
 
 def _to_cpu(value):

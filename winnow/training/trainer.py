@@ -16,12 +16,13 @@ import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
-from winnow.config import Config
-from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_samples, train_loader,
-                                 validate_samples)
+from winnow.config import Config, save_yaml, tta_views
+from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_augmentation,
+                                 resolve_samples, train_loader, validate_samples)
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
+from winnow.data.views import view_ops
 from winnow.losses import create_loss, unsynced_state
 from winnow.models.embedding import embedding_size
 from winnow.models.freezing import apply_freeze, set_train_mode, trainable_count, unfreeze_all
@@ -98,6 +99,7 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     clock = StepClock(accel.device) if config.profile else NULL_CLOCK  # setup is timed from here
     samples, spec = _prepare_data(config, paths, resumed=resume is not None, dist_info=dist_info)
     tasks = build_tasks(config, samples.where_split("train").column)
+    config = _resolve_augmentation(config, tasks, samples.where_split("train"), paths, dist_info)
     loaders = _build_loaders(samples, spec, config, tasks, accel, dist_info)
     # Seeded again so that the initial weights do not depend on what data preparation drew: a run
     # killed before its first checkpoint restarts from the same weights.
@@ -146,6 +148,15 @@ def _prepare_data(config: Config, paths: RunPaths, *, resumed: bool,
     counts = {split: len(samples.where_split(split)) for split in ("train", "val", "test")}
     log.info("data: %s images %s, %d classes, in_chans=%d", len(samples), counts, len(spec.classes), spec.in_chans)
     return samples, spec
+
+
+def _resolve_augmentation(config: Config, tasks: list[TaskSpec], train: Samples, paths: RunPaths,
+                          dist_info: DistInfo) -> Config:
+    """The config with its augmentation values resolved from the training split, saved in config.yaml."""
+    resolved = resolve_augmentation(config, tasks, train)
+    if resolved != config and dist_info.is_main:
+        save_yaml(resolved, paths.config, extra=provenance())
+    return resolved
 
 
 @dataclass
@@ -251,7 +262,9 @@ def _build_state(model: torch.nn.Module, loss_fn: torch.nn.Module, config: Confi
             scheduler = SwaSchedule(optimizer, scheduler, lr=config.swa_lr,
                                     start_update=(swa.first_epoch - 1) * updates_per_epoch)
     scaler = torch.amp.GradScaler("cuda") if accel.amp_dtype == torch.float16 else None
-    ema = ModelEmaV3(unwrap(model), decay=config.ema_decay) if config.ema else None
+    # the decay warms up (1 - (1 + step)^(-2/3), capped at ema_decay): a fixed 0.999 would keep the
+    # random initial weights in the average of a run of a few hundred steps
+    ema = ModelEmaV3(unwrap(model), decay=config.ema_decay, use_warmup=True) if config.ema else None
     return TrainState(model, optimizer, scheduler, scaler, ema, swa=swa, loss=loss_fn)
 
 
@@ -330,8 +343,10 @@ def _run_epoch(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, op
 
 
 def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *,
-              prefix: str) -> tuple[dict[str, float], int]:
+              prefix: str, views: list | None = None) -> tuple[dict[str, float], int]:
     """Loss and metrics of `model` over a split, and the number of images scored.
+
+    `views` (`winnow.data.views.view_ops`): probabilities averaged over these views of each image.
 
     Under torchrun each rank scores its shard with rank 0's weights and statistics; every rank
     gets the metrics of the whole split.
@@ -343,7 +358,7 @@ def _evaluate(model: torch.nn.Module, loader, loss_fn, ctx: FitContext, *,
         sync_module(model, ctx.dist_info)
     loss_fn.eval()
     probs, targets, loss = predict_probabilities(model, loader, ctx.accel, loss_fn,
-                                                 to_probabilities=ctx.to_probabilities)
+                                                 to_probabilities=ctx.to_probabilities, views=views)
     probs, targets, loss, count = gather_predictions(probs, targets, loss, ctx.dist_info)
     if prefix == "val_":  # for the epoch callbacks (e.g. an operating-point objective)
         ctx.val_predictions = (probs, targets)
@@ -430,8 +445,10 @@ def _finish(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext, statu
         if info.is_main:  # _evaluate hands rank 0's weights to the other ranks
             model.load_state_dict(evaluation_weights(load_checkpoint(ctx.paths.checkpoint("best"))))
         with ctx.clock.phase("evaluation"):
-            test_metrics, ctx.evaluated["test"] = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_")
-        log.info("test (best checkpoint, epoch %s): %s", state.best_epoch,
+            test_metrics, ctx.evaluated["test"] = _evaluate(model, loaders.test, loss_fn, ctx, prefix="test_",
+                                                            views=view_ops(tta_views(ctx.config)))
+        log.info("test (best checkpoint, epoch %s%s): %s", state.best_epoch,
+                 "" if tta_views(ctx.config) == "none" else f", test-time views {tta_views(ctx.config)}",
                  "  ".join(f"{k} {v:.4f}" for k, v in test_metrics.items()))
     if info.is_main:
         _write_summary(state, ctx, status, test_metrics)
