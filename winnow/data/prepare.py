@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from winnow.config import Config
 from winnow.data.augment_policy import preset_name, resolve_augment
+from winnow.data.batch_augment import keep_uint8, uses_batch_augment
 from winnow.data.cache import DecodedCache, cache_bytes
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
@@ -129,7 +130,9 @@ def make_dataset(samples: Samples, spec: DataSpec, config: Config, tasks: list[T
     preprocess = spec.preprocess()
     if train:
         config = resolve_augmentation(config, tasks, samples)  # a no-op when the trainer resolved it already
-        transform = train_transform(
+        # uint8 images, augmented as whole batches on the device (`winnow.data.batch_augment`); with
+        # RandAugment, per image here
+        transform = keep_uint8 if uses_batch_augment(config) else train_transform(
             spec.mean, spec.std, fill=config.fill, hflip=config.hflip, vflip=config.vflip,
             rotate=config.rotate, scale_jitter=config.scale_jitter, brightness=config.brightness,
             contrast=config.contrast, randaugment=config.randaugment, random_erasing=config.random_erasing)

@@ -43,6 +43,7 @@ class StepOptions:
     ema: ModelEmaV3 | None = None
     mixer: Callable | None = None
     clock: StepClock | NullClock = NULL_CLOCK
+    augment: Callable | None = None  # `winnow.data.batch_augment.BatchAugment`: uint8 batch -> augmented float
 
 
 def to_device(targets, device: torch.device):
@@ -102,9 +103,12 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
             clock.mark("data" if step > start_step else "first_batch")
             images, targets = accel.to_device(batch[0]), to_device(batch[1], accel.device)
             weights = batch[2].to(accel.device, non_blocking=True) if len(batch) == 3 else None
+            clock.mark("copy")
+            if options.augment is not None:
+                images = accel.to_device(options.augment(images, epoch=epoch, step=step))  # memory format again
             if options.mixer is not None:
                 images, targets = options.mixer(images, targets)
-            clock.mark("copy")
+            clock.mark("augment")
             with accel.autocast():
                 logits, embeddings = forward_outputs(model, images, loss_fn)
                 if weights is not None:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import torch
 
-STEP_PHASES = ("data", "copy", "forward", "backward", "optimizer", "bookkeeping")
+STEP_PHASES = ("data", "copy", "augment", "forward", "backward", "optimizer", "bookkeeping")
 """The phases of one training step, in the order the loop runs them."""
 RUN_PHASES = ("setup", "first_batch", *STEP_PHASES, "evaluation", "checkpoint")
 PHASE_LABELS = {
@@ -24,6 +24,7 @@ PHASE_LABELS = {
     "first_batch": "first batch of each epoch (workers starting)",
     "data": "waiting for data",
     "copy": "host-to-device copy",
+    "augment": "batch augmentation (on the device)",
     "forward": "forward + loss",
     "backward": "backward",
     "optimizer": "optimizer step (+ EMA, schedule)",

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from winnow.config import Config, save_yaml, tta_views
 from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_augmentation,
                                  resolve_samples, train_loader, validate_samples)
+from winnow.data.batch_augment import BatchAugment, batch_augmentation
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
@@ -115,7 +116,8 @@ def train(config: Config, *, resume: str | Path | None = None, overrides: dict |
     if mixer is not None and loaders.train.dataset.weights is not None:
         raise ValueError("the training data has a `weight` column, which mixup/cutmix do not support yet; "
                          "set mixup: 0 and cutmix: 0, or drop the column")
-    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks), clock=clock)
+    context = FitContext(config, tasks, accel, paths, spec, dist_info, mixer, callbacks=tuple(callbacks), clock=clock,
+                         augment=_batch_augment(config, spec, accel, dist_info))
     try:
         if from_checkpoint:
             restore(state, paths, dist_info, save_every=config.save_every)
@@ -175,6 +177,7 @@ class FitContext:
     callbacks: tuple[EpochCallback, ...] = ()
     val_predictions: tuple[Any, Any] | None = None  # (probabilities, targets) of the last val pass
     clock: StepClock | NullClock = NULL_CLOCK  # --profile's timer of the run's phases
+    augment: BatchAugment | None = None  # training augmentation of whole batches on the device
 
     def to_probabilities(self, logits):
         return probabilities(self.tasks, logits)
@@ -195,6 +198,12 @@ def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list
     loader = train_loader(train_set, config, tasks, rank=dist_info.rank, world_size=dist_info.world_size,
                           pin_memory=accel.is_cuda)
     return Loaders(loader, split_loader["val"], split_loader["test"])
+
+
+def _batch_augment(config: Config, spec: DataSpec, accel: Accelerator, dist_info: DistInfo) -> BatchAugment | None:
+    """The on-device augmentation of training batches (None: the per-image pipeline, for RandAugment)."""
+    augment = batch_augmentation(config, spec.mean, spec.std, rank=dist_info.rank)
+    return augment.to(accel.device) if augment is not None else None
 
 
 def _build_model(config: Config, tasks: list[TaskSpec], spec: DataSpec, accel: Accelerator,
@@ -272,7 +281,7 @@ def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
     """Epoch loop; returns the run status (finished, interrupted, diverged, or a callback's)."""
     writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
     options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer,
-                          clock=ctx.clock)
+                          clock=ctx.clock, augment=ctx.augment)
     ctx.clock.mark("setup")
     epoch_started = state.epoch
     try:
