@@ -85,6 +85,7 @@ def test_sidecar_holds_the_preprocessing_contract_and_operating_files(runs, onnx
     assert sidecar["head"]["kind"] == "binary"
     assert sidecar["input"]["shape"] == ["batch", preprocessing["in_chans"], 32, 32]
     assert sidecar["output"]["shape"] == ["batch", 1] and sidecar["output"]["kind"] == "logits"
+    assert sidecar["test_time_views"]["mode"] == "flips" and "average the calibrated" in sidecar["test_time_views"]["how"]
     contract = sidecar["preprocessing"]
     assert (contract["mean"], contract["std"], contract["img_size"]) == (preprocessing["mean"], preprocessing["std"], 32)
     assert any("pad" in step for step in contract["steps"])

@@ -77,3 +77,23 @@ def test_eval_folder_is_the_runs_own_views_and_other_views_are_named(tmp_path):
     assert own.directory == run.path / "eval" / "test" / "best"  # what select, tune and the report read
     assert own.metrics["tta"] == "flips-mean"
     assert single.directory.name == "best-tta-none" and d4.directory.name == "best-tta-d4-gmean"
+
+
+def test_served_scores_use_the_runs_views_like_offline_predict(tmp_path):
+    from PIL import Image
+
+    from winnow.serve.model import ServedModel
+
+    data = make_image_folder(tmp_path / "data", per_class=6)
+    run = winnow.train(fast_config(tmp_path, data, epochs=1, name="views", tta="flips"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(4):  # noise: no flip symmetry, so one view and four views give different scores
+        paths.append(tmp_path / f"noise{i}.png")
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(paths[-1])
+    served = ServedModel.load(run.path, device="cpu")
+    batch = torch.stack([served.make_dataset(str(path))[0][0] for path in paths])
+    scored = np.array([[row["probabilities"][c] for c in served.head.classes] for row in served.score(batch)])
+    predictor = winnow.load(run.path, device="cpu")
+    np.testing.assert_allclose(scored, predictor.predict(paths).probabilities, atol=1e-5)
+    assert not np.allclose(scored, predictor.predict(paths, tta="none").probabilities, atol=1e-4)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from winnow.export.sidecar import (FORMAT_VERSION, INPUT_NAME, OUTPUT_NAME, output_contract, preprocessing_contract,
-                                   sidecar_path)
+                                   sidecar_path, test_time_views)
 from winnow.inference.postprocess import describe_decision
 from winnow.inference.predictor import Predictor
 from winnow.runs.atomic import atomic_write
@@ -114,6 +114,7 @@ def sidecar(predictor: Predictor, *, format: str, model_file: Path, opset: int, 
             "classes": list(spec.classes), "head": {"kind": head.kind, "threshold": head.threshold},
             "preprocessing": preprocessing_contract(spec), **operating,
             "decision": describe_decision(head, predictor.decision),
+            "test_time_views": test_time_views(predictor.default_tta),
             "source": {"run": str(Path(predictor.run_dir).resolve()), "checkpoint": predictor.checkpoint_path.stem,
                        "checkpoint_file": str(predictor.checkpoint_path.resolve()),
                        "checkpoint_fingerprint": fingerprint(predictor.checkpoint_path), "epoch": predictor.epoch,

@@ -51,6 +51,15 @@ def output_contract(head_kind: str, n_outputs: int) -> dict[str, Any]:
             "probabilities": to_probabilities[head_kind]}
 
 
+def test_time_views(mode: str) -> dict[str, Any]:
+    """How the run scores an image: its deterministic views (`winnow.data.views`), merged after calibration."""
+    steps = {"none": "one view: the image as it is",
+             "flips": "4 views: the image, flipped left-right, flipped top-bottom, and both",
+             "d4": "8 views: rotations by 0, 90, 180 and 270 degrees, each also transposed"}
+    merge = "" if mode == "none" else "; average the calibrated probabilities of the views (winnow predict does)"
+    return {"mode": mode, "how": steps[mode] + merge}
+
+
 def read_sidecar(model_file: str | Path) -> dict[str, Any]:
     """The sidecar of an exported model file.
 

@@ -2,7 +2,8 @@
 
 It wraps winnow's `Predictor` (or its ONNX backend): the network, device and autocast of
 `predict_probabilities`, then the run's calibration and decision rule from
-`winnow.inference.postprocess` -- the decisions are the ones `winnow predict` writes.
+`winnow.inference.postprocess` -- the decisions are the ones `winnow predict` writes, over the same
+test-time views (the run's `tta`, e.g. flips: each view calibrated, then their probabilities averaged).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import torch
 
 from winnow.data.dataset import ImageDataset
 from winnow.data.transforms import eval_transform
+from winnow.data.views import view_ops
 from winnow.export.backend import load_backend
 from winnow.inference.postprocess import decided_labels, softmax_logits, to_probabilities
 from winnow.inference.predictor import ScoringModel
+from winnow.inference.tta import merge_views
 from winnow.training.engine import predict_probabilities
 
 VERSION_CHARS = 12
@@ -55,6 +58,7 @@ class ServedModel:
         spec = predictor.spec
         self.make_dataset = partial(self._one_image, spec.preprocess(), eval_transform(spec.mean, spec.std))
         self.input_shape = (spec.in_chans, spec.img_size, spec.img_size)
+        self.views = view_ops(predictor.default_tta)  # what `winnow predict` scores with by default
         # images decoded for one model fit another only when this matches (checked by the batcher at a swap)
         self.input_key = (tuple(sorted(spec.preprocess().key().items())), tuple(spec.mean), tuple(spec.std))
 
@@ -75,12 +79,16 @@ class ServedModel:
 
     def score(self, images: torch.Tensor) -> list[dict[str, Any]]:
         """Images `[B, C, S, S]` (normalised) -> per image its decision and class probabilities."""
-        logits = predict_probabilities(self.predictor.model, [(images, torch.zeros(len(images)))],
-                                       self.predictor.accel, to_probabilities=lambda raw: raw.float())[0]
-        probs = to_probabilities(self.head, softmax_logits(self.head, logits), calibration=self.predictor.calibration)
+        logits = np.stack([self._logits(view(images)) for view in self.views], axis=1)  # [B, V, K]
+        views = to_probabilities(self.head, softmax_logits(self.head, logits), calibration=self.predictor.calibration)
+        probs = merge_views(views, "mean", rows_sum_to_one=self.head.kind != "multilabel")
         labels = decided_labels(self.head, self.predictor.decision, probs)
         return [{"decision": label, "probabilities": dict(zip(self.head.classes, map(float, row))), **self.identity}
                 for label, row in zip(labels, np.asarray(probs))]
+
+    def _logits(self, images: torch.Tensor) -> np.ndarray:
+        return np.asarray(predict_probabilities(self.predictor.model, [(images, torch.zeros(len(images)))],
+                                                self.predictor.accel, to_probabilities=lambda raw: raw.float())[0])
 
     def warm_up(self, batch_size: int) -> None:
         """One batch of zeros through the model (first-call allocations, cuDNN autotuning) before serving."""
