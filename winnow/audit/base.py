@@ -79,6 +79,8 @@ class AuditContext:
         embeddings: `[N, D]` float32 embeddings of a run's model (NaN rows where unreadable), or None.
         embedding_source: Where the embeddings come from ("" without a run).
         min_support, folds, seed, workers: Settings of the checks.
+        positive_class, unlabelled_class, prior: Set when the run is positive-unlabelled (`winnow train --pu`):
+            the labelled positives' label, the unlabelled images' label and the run's prior among them.
     """
 
     samples: Samples
@@ -92,6 +94,14 @@ class AuditContext:
     folds: int = 5
     seed: int = 0
     workers: int = 1
+    positive_class: str | None = None
+    unlabelled_class: str | None = None
+    prior: float | None = None
+
+    @property
+    def pu(self) -> bool:
+        """Whether the labels are positive / unlabelled (a PU run embeds the images)."""
+        return self.positive_class is not None
 
     @property
     def good(self) -> np.ndarray:

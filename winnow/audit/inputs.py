@@ -58,6 +58,9 @@ def build_context(data: list[str], *, run: str | None = None, checkpoint: str = 
         failed = context.readable & np.isnan(context.embeddings).any(axis=1)  # changed or gone since the scan
         context.bad += [(int(row), "unreadable: failed while the run embedded it") for row in np.flatnonzero(failed)]
         context.readable &= ~failed
+        if predictor.config.pu:
+            context.unlabelled_class, context.positive_class = predictor.classes  # a binary head: positive last
+            context.prior = float(predictor.config.prior)
     return context
 
 
