@@ -85,6 +85,8 @@ class AuditContext:
         reconstruction: `[N]` reconstruction error of each image by an autoencoder pretrain run (NaN where
             unreadable), or None (no run, or a run of another kind).
         min_support, folds, seed, workers: Settings of the checks.
+        positive_class, unlabelled_class, prior: Set when the run is positive-unlabelled (`winnow train --pu`):
+            the labelled positives' label, the unlabelled images' label and the run's prior among them.
     """
 
     samples: Samples
@@ -99,6 +101,14 @@ class AuditContext:
     folds: int = 5
     seed: int = 0
     workers: int = 1
+    positive_class: str | None = None
+    unlabelled_class: str | None = None
+    prior: float | None = None
+
+    @property
+    def pu(self) -> bool:
+        """Whether the labels are positive / unlabelled (a PU run embeds the images)."""
+        return self.positive_class is not None
 
     @property
     def good(self) -> np.ndarray:

@@ -85,6 +85,9 @@ def embed_with_run(context: AuditContext, model: Predictor | Path, *, checkpoint
     if isinstance(model, Predictor):
         context.embeddings = run_embeddings(model, samples, readable, batch_size=batch_size)
         context.embedding_source = f"run {Path(model.run_dir).name} (checkpoint {checkpoint})"
+        if model.config.pu:
+            context.unlabelled_class, context.positive_class = model.classes  # a binary head: positive last
+            context.prior = float(model.config.prior)
     else:
         context.embeddings, context.reconstruction = autoencoder_outputs(
             str(model), samples, readable, checkpoint=checkpoint, batch_size=batch_size, device=device)

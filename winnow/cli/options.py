@@ -60,9 +60,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"(default: {default})"
         if str(f.type).startswith("bool"):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif str(f.type).startswith("list") and "dict" not in str(f.type):
-            item = int if "int" in str(f.type) else str
-            group.add_argument(flag, dest=f.name, nargs="+", type=item, default=None, help=help_text)
+        elif str(f.type).startswith("list[int]"):
+            group.add_argument(flag, dest=f.name, nargs="+", type=int, default=None, help=help_text)
+        elif str(f.type).startswith("list[str]"):  # paths: --val A B, or --val A --val B
+            group.add_argument(flag, dest=f.name, nargs="+", action="extend", default=None, help=help_text)
         else:
             group.add_argument(flag, dest=f.name, type=_parser_for(str(f.type)), default=None, help=help_text)
 
