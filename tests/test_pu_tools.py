@@ -1,4 +1,5 @@
-"""A PU run's tools: audit and query put hidden positives first; the prior sensitivity report.
+"""A PU run's tools: audit and query put hidden positives first; the prior sensitivity report; select and tune
+on its PU split; pseudo-label refused.
 
 One tiny PU run (`--unlabeled` extra images, a labelled `--test` split) serves every end-to-end test here.
 """
@@ -6,6 +7,8 @@ One tiny PU run (`--unlabeled` extra images, a labelled `--test` split) serves e
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import pytest
 from PIL import Image
 
 from winnow.cli.main import main
+from winnow.evaluation.pu_split import pu_score, pu_target
+from winnow.metrics.pu import pu_auc
 from winnow.pu.sensitivity import prior_sensitivity, threshold_for_prior
 
 from conftest import draw
@@ -127,3 +132,113 @@ def test_threshold_for_prior_takes_the_top_share():
 def test_bad_sensitivity_input(priors, positive, match):
     with pytest.raises(ValueError, match=match):
         prior_sensitivity(np.array([0.2, 0.8, 0.5]), np.array([0.9, 0.1]), np.array(positive), priors)
+
+
+# ------------------------------------------------------------------ select, tune and pseudo-label on a PU run
+
+
+def _copy_run(pu_run, tmp_path) -> Path:
+    """A copy of the shared run (select and tune write into it), its splits.csv paths unchanged."""
+    run = tmp_path / "pu"
+    shutil.copytree(pu_run["run"], run)
+    return run
+
+
+def _val_counts(run: Path) -> tuple[int, int]:
+    rows = [row for row in csv.DictReader(open(run / "splits.csv")) if row["split"] == "val"]
+    return sum(row["label"] == "good" for row in rows), sum(row["label"] == "bad" for row in rows)
+
+
+def test_select_on_a_pu_split_picks_by_pu_auc_or_by_a_recall_target(pu_run, tmp_path, capsys):
+    run = _copy_run(pu_run, tmp_path)
+    assert main(["select", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "positive-unlabelled split (no true negatives)" in out and "best pu_auc" in out
+    record = json.loads((run / "checkpoints" / "selected.json").read_text())
+    assert record["pu"] and record["metric"] == "pu_auc" and record["prior"] == 0.25
+    by_name = {row["checkpoint"]: row for row in record["candidates"]}
+    assert set(by_name) == {"best", "last"}
+    assert record["objective"]["value"] == max(row["pu_auc"] for row in by_name.values())
+    assert (run / "checkpoints" / "selected.pt").read_bytes() == \
+           (run / "checkpoints" / f"{record['selected']}.pt").read_bytes()
+    # the training loop measured best.pt's val_pu_auc on the same split, with the same model
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    trained = next(row["val_pu_auc"] for row in epochs if row["epoch"] == by_name["best"]["epoch"])
+    assert by_name["best"]["pu_auc"] == pytest.approx(trained, abs=0.02)
+    n_pos, n_unl = _val_counts(run)
+    assert record["achieved"]["unlabelled_flagged"] == pytest.approx(round(0.25 * n_unl) / n_unl)  # the prior's threshold
+
+    assert main(["select", str(run), "--metric", "val_pu_recall"]) == 0
+    record = json.loads((run / "checkpoints" / "selected.json").read_text())
+    assert record["metric"] == "pu_recall" and record["objective"]["value"] == max(
+        row["pu_recall"] for row in record["candidates"])
+
+    assert main(["select", str(run), "--target", "recall(good)>=0.5"]) == 0
+    assert "flags the fewest unlabelled images" in capsys.readouterr().out
+    record = json.loads((run / "checkpoints" / "selected.json").read_text())
+    achieved = record["achieved"]
+    assert record["pu"] and record["parsed_target"] == "recall(good)>=0.5 minimize fpr(good)"
+    assert set(achieved) == {"recall(good)", "unlabelled_flagged", "estimated_precision(good)"}
+    assert achieved["recall(good)"] >= 0.5 and achieved["recall(good)"] * n_pos == pytest.approx(
+        round(achieved["recall(good)"] * n_pos))
+    assert achieved["estimated_precision(good)"] == pytest.approx(
+        min(1.0, 0.25 * achieved["recall(good)"] / achieved["unlabelled_flagged"]))
+    feasible = [row for row in record["candidates"] if row["feasible"]]
+    assert achieved["unlabelled_flagged"] == min(row["achieved"]["unlabelled_flagged"] for row in feasible)
+
+
+def test_targets_that_need_negatives_are_refused_on_a_pu_split(pu_run, tmp_path, capsys):
+    run = _copy_run(pu_run, tmp_path)
+    for target in ("precision(good)>=0.9", "fpr(good)<=0.1", "recall(bad)>=0.5", "recall(good)>=0.5 maximize recall(bad)"):
+        assert main(["select", str(run), "--target", target]) == 2
+        err = capsys.readouterr().err
+        assert "positive-unlabelled split" in err and "need true negatives" in err, err
+        assert "recall(good)>=0.9" in err and "--data LABELLED" in err and "--metric pu_recall" in err
+    assert main(["tune", str(run), "--target", "precision(good)>=0.9"]) == 2
+    assert "winnow pu-sensitivity RUN" in capsys.readouterr().err
+    assert main(["select", str(run), "--target", "recall(good)>=0.5", "--metric", "pu_auc"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["select", str(run), "--metric", "f1"]) == 2
+    assert "expected one of pu_auc, pu_recall" in capsys.readouterr().err
+    assert not (run / "eval").exists() and not (run / "thresholds.json").exists(), "refused before any inference"
+    # the run's test split was given with --test: true negatives, so operating-point targets work there
+    assert main(["select", str(run), "--data", "test"]) == 2
+    assert "test split of pu has true negatives, so give --target" in capsys.readouterr().err
+    assert main(["select", str(run), "--data", "test", "--target", "precision(good)>=0.5"]) == 0
+    record = json.loads((run / "checkpoints" / "selected.json").read_text())
+    assert "pu" not in record and record["achieved"]["precision(good)"] >= 0.5
+
+
+def test_tune_on_a_pu_split_keeps_the_recall_of_the_labelled_positives(pu_run, tmp_path, capsys):
+    run = _copy_run(pu_run, tmp_path)
+    assert main(["tune", str(run), "--target", "recall(good)>=0.5"]) == 0
+    assert "warning: positive-unlabelled split: recall(good) is that of the labelled positives" in capsys.readouterr().out
+    saved = json.loads((run / "thresholds.json").read_text())
+    assert saved["parsed_target"] == "recall(good)>=0.5 minimize fpr(good)" and saved["achieved"]["recall(good)"] >= 0.5
+
+
+def test_pseudo_label_refuses_a_pu_run(pu_run, tmp_path, capsys):
+    out = tmp_path / "pseudo.csv"
+    assert main(["pseudo-label", str(pu_run["run"]), str(pu_run["pool"]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot pseudo-label" in err and f"winnow query {pu_run['run']} POOL" in err and "review.csv" in err
+    assert not out.exists()
+
+
+def test_pu_target_rewrites_recall_targets_and_refuses_the_rest():
+    classes = ["bad", "good"]
+    for text in ("recall(good)>=0.8", "recall>=0.8", "tpr(good)>=0.8 maximize precision(good)",
+                 "recall(good)>=0.8 minimize fpr(good)"):
+        assert pu_target(text, classes, source="val", action="select") == "recall(good)>=0.8 minimize fpr(good)"
+    for text in ("precision(good)>=0.9", "fpr<=0.1", "recall(bad)>=0.9", "precision(bad)>=0.9"):
+        with pytest.raises(ValueError, match="positive-unlabelled split"):
+            pu_target(text, classes, source="val", action="tune")
+
+
+def test_pu_score_flags_the_prior_share_of_the_unlabelled():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.01])
+    targets = np.array([1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0])  # 3 labelled positives, 9 unlabelled
+    score = pu_score("best", 3, np.stack([1 - scores, scores], axis=1), targets, prior=1 / 3)
+    assert score.threshold == 0.5 and score.flagged == pytest.approx(3 / 9)  # the top 3 of the 9 unlabelled
+    assert score.recall == pytest.approx(2 / 3)  # 0.9 and 0.7 are at or above 0.5, 0.4 is not
+    assert score.pu_auc == pytest.approx(pu_auc(scores, targets, 1 / 3))

@@ -29,7 +29,7 @@ import numpy as np
 
 from winnow.active.loop_table import METRICS, RoundResult, write_tables
 from winnow.active.pseudo import DEFAULT_LEVELS
-from winnow.active.pseudo_label import PseudoResult, pseudo_label, write_pseudo_labels
+from winnow.active.pseudo_label import PseudoResult, pseudo_label, pu_refusal, write_pseudo_labels
 from winnow.active.scoring import PSEUDO_MARK
 from winnow.config import Config, from_dict
 from winnow.data.splits import load_splits
@@ -136,12 +136,14 @@ def round_zero_config(settings: LoopSettings) -> Config:
     if not Path(settings.unlabelled).exists():
         raise ValueError(f"unlabelled images {settings.unlabelled} do not exist; pass a folder or CSV manifest "
                          "of the images to pseudo-label")
+    if settings.user_values.get("pu"):  # before from_dict, whose PU checks would name select_metric instead
+        raise ValueError(f"loop: {pu_refusal('a positive-unlabelled loop (pu: true, --pu)')}")
     config = from_dict({k: v for k, v in settings.user_values.items() if k not in FOLDER_KEYS}, source="loop")
     if not config.data:
         raise ValueError("loop: no labelled data; pass DATA (a folder of class folders, a split tree or a manifest)")
-    if config.head in UNSUPPORTED_HEADS or config.pu:
-        raise ValueError(f"loop: pseudo-labels need one known class per image (head multiclass or binary, not PU); "
-                         f"got head {config.head!r}{' with pu' if config.pu else ''}")
+    if config.head in UNSUPPORTED_HEADS:
+        raise ValueError(f"loop: pseudo-labels need one known class per image (head multiclass or binary); "
+                         f"got head {config.head!r}")
     if config.mixup or config.cutmix:
         raise ValueError("loop: pseudo-labels carry a weight, which mixup/cutmix do not support yet; "
                          "set mixup: 0 and cutmix: 0")

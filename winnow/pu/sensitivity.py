@@ -26,6 +26,7 @@ from winnow.data.splits import load_splits
 from winnow.ensembles.predictor import EnsemblePredictor
 from winnow.inference.predictor import Predictor, ScoringModel
 from winnow.loading import load
+from winnow.metrics.pu import threshold_for_prior
 from winnow.runs.layout import RunPaths
 
 PRIORS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # the default grid; the run's own prior is added
@@ -43,15 +44,6 @@ class PriorRow:
     precision: float
     recall: float
     positive_rate: float
-
-
-def threshold_for_prior(unlabelled_scores: np.ndarray, prior: float) -> float:
-    """The score of the `max(1, round(prior * n))`-th highest of the unlabelled scores `[n]`.
-
-    Predicting positive at scores >= it takes the top `prior` share of the unlabelled (ties may add some).
-    """
-    scores = np.sort(np.asarray(unlabelled_scores, dtype=float))[::-1]
-    return float(scores[min(max(int(round(prior * len(scores))), 1), len(scores)) - 1])
 
 
 def prior_sensitivity(unlabelled_scores: np.ndarray, test_scores: np.ndarray, test_positive: np.ndarray,
