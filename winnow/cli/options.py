@@ -112,7 +112,8 @@ SHARED_FLAGS: dict[str, Flag] = {
         "metavar": "N", "type": int, "default": 64, "help": "images per forward pass (default: 64)"}),
     "workers": Flag("--workers", {
         "metavar": "N", "type": int, "default": 0,
-        "help": "data-loading worker processes (default: 0, load in the main process)"}),
+        "help": "data-loading workers (default: 0, load in the main process): processes for a GPU model, "
+                "threads of this process for a CPU model, whose forward pass already has every core"}),
     "device": Flag("--device", {
         "metavar": "DEVICE", "default": "auto", "help": "auto, cpu, cuda, cuda:1... (default: auto)"}),
     "tta": Flag("--tta", {
