@@ -25,9 +25,16 @@ def synthetic_pool(n: int = 60, k: int = 3, d: int = 8, seed: int = 0, labelled:
                 classes=["a", "b", "c"][:k])
 
 
+BINARY_ONLY = ("positive",)  # ranks by a binary head's positive class
+
+
+def pool_for(name: str, **settings) -> Pool:
+    return synthetic_pool(k=2 if name in BINARY_ONLY else 3, **settings)
+
+
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_strategy_returns_distinct_items_deterministically(name):
-    pool = synthetic_pool()
+    pool = pool_for(name)
     first = make_strategy(name).fit(pool).select(12, seed=3)
     again = make_strategy(name).fit(pool).select(12, seed=3)
     assert isinstance(first, Selection) and len(first.indices) == 12 == len(set(first.indices.tolist()))
@@ -38,7 +45,7 @@ def test_every_strategy_returns_distinct_items_deterministically(name):
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_every_strategy_handles_a_budget_larger_than_the_pool(name):
-    pool = synthetic_pool(n=7)
+    pool = pool_for(name, n=7)
     selection = make_strategy(name).fit(pool).select(20, seed=0)
     assert sorted(selection.indices.tolist()) == list(range(7))
 
@@ -48,7 +55,18 @@ def test_every_strategy_rejects_bad_budgets_and_unfitted_use(name):
     with pytest.raises(RuntimeError, match="not fitted"):
         make_strategy(name).select(3)
     with pytest.raises(ValueError, match="budget"):
-        make_strategy(name).fit(synthetic_pool()).select(0)
+        make_strategy(name).fit(pool_for(name)).select(0)
+
+
+def test_positive_ranks_by_the_positive_class_and_keeps_near_duplicates():
+    pool = synthetic_pool(n=30, k=2)
+    pool.embeddings[:] = 1.0  # every pair a near-duplicate: other strategies would hold all but one back
+    selection = make_strategy("positive").fit(pool).select(6)
+    assert selection.indices.tolist() == np.argsort(-pool.probabilities[:, 1])[:6].tolist()
+    assert not any("near-duplicate" in reason for reason in selection.reasons)
+    assert selection.reasons[0] == f"P(b) {pool.probabilities[selection.indices[0], 1]:.3f}"
+    with pytest.raises(ValueError, match="strategy 'positive' ranks by the positive class of a binary run"):
+        make_strategy("positive").fit(synthetic_pool(k=3))
 
 
 def test_random_depends_on_the_seed():

@@ -29,6 +29,8 @@ def test_thresholds_reach_the_val_precision_per_class_and_levels_set_weights():
     for k in (0, 1):
         assert precision_at(probabilities, targets, loose[k], k) >= 0.9
         assert precision_at(probabilities, targets, strict[k], k) >= 0.98
+    assert (labeller.val_precision_[0] >= 0.98).all() and (labeller.val_precision_[1] >= 0.9).all()
+    assert labeller.loosest_val_precision().tolist() == labeller.val_precision_[1].tolist()  # loose: lower thresholds
     pool = np.array([[0.01, 0.99], [1 - (loose[1] + strict[1]) / 2, (loose[1] + strict[1]) / 2], [0.48, 0.52]])  # below the loose threshold of b
     labels = labeller.transform(pool)
     assert labels.indices.tolist() == [1, 1, -1] and labels.weights.tolist() == [1.0, 0.5, 0.0]
@@ -41,6 +43,7 @@ def test_unreachable_precision_gives_no_pseudo_labels_and_says_so():
     targets = rng.integers(0, 2, 100)
     labeller = PseudoLabeller(((1.0, 1.0),)).fit(probabilities, targets, ["a", "b"])
     assert np.isnan(labeller.thresholds_).any() and "no pseudo-labels at precision 1" in labeller.warnings_[0]
+    assert np.isnan(labeller.val_precision_[np.isnan(labeller.thresholds_)]).all()
 
 
 def test_class_cap_keeps_common_classes_from_drowning_rare_ones():

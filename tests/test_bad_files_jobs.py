@@ -78,19 +78,20 @@ def assert_lists_bad_files(path: Path) -> None:
 # --------------------------------------------------------------------------------------------- data layer
 
 
-def test_skipping_loader_drops_failed_items_even_when_a_whole_batch_fails(tmp_path):
+@pytest.mark.parametrize("workers, threads", [(0, False), (2, False), (2, True)], ids=["main", "processes", "threads"])
+def test_skipping_loader_drops_failed_items_even_when_a_whole_batch_fails(tmp_path, workers, threads):
     folder, good = with_bad_files(tmp_path / "data", per_class=1)
     (folder / "good" / "gone.png").unlink()
     paths = [str(folder / "good" / "cut.jpg"), good[0], str(folder / "good" / "gone.png"), good[1]]
     dataset = ImageDataset(paths, [0] * 4, Preprocess(32, 1, 0, False, False), lambda x: x, read_hint="")
-    reads = skipping_loader(dataset, paths, batch_size=1)
+    reads = skipping_loader(dataset, paths, batch_size=1, workers=workers, threads=threads)
     batches = list(reads)
     assert reads.rows == [1, 3] and len(batches) == 2
     assert torch.equal(batches[0][0][0], dataset[1][0])
     assert [(Path(p).name, r.split(":")[0]) for p, r in reads.bad] == [("cut.jpg", "corrupt"), ("gone.png", "missing")]
     with pytest.raises(NothingRead, match=r"none of the 2 image\(s\) can be read") as info:
         list(skipping_loader(ImageDataset(paths[::2], [0, 0], dataset.preprocess, lambda x: x, read_hint=""),
-                             paths[::2], batch_size=4))
+                             paths[::2], batch_size=4, workers=workers, threads=threads))
     assert info.value.bad == reads.bad
 
 
@@ -151,7 +152,7 @@ def test_eval_skips_unreadable_files_and_lists_them_in_the_eval_folder(run, tmp_
     assert code == 2 and f"strict: 2 of the {len(good) + 2} image(s)" in stderr  # gone.png is gone from the folder
 
 
-def test_calibrate_in_worker_processes_skips_unreadable_files(run, tmp_path, capsys, deleted_after_scan):
+def test_calibrate_with_loader_workers_skips_unreadable_files(run, tmp_path, capsys, deleted_after_scan):
     run_copy = Path(shutil.copytree(run, tmp_path / "run"))
     folder, good = with_bad_files(tmp_path / "val-bad")
     code, stdout, stderr = cli(capsys, "calibrate", run_copy, "--data", folder, "--workers", "2")

@@ -10,8 +10,11 @@ import torch
 
 import winnow
 from winnow.data.dataset import ImageDataset
+from winnow.data.preprocess import Preprocess
 from winnow.data.transforms import eval_transform
 from winnow.embeddings.extract import EmbeddingSet, default_out, embed
+from winnow.data.views import flip_ops
+from winnow.inference.tta import ViewDataset, ViewModel, build_views, collate_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
 from winnow.runs.layout import RunPaths
 
@@ -67,11 +70,52 @@ def test_unlabelled_folder_and_tta(run, tmp_path):
     assert not np.allclose(flips.embeddings, plain.embeddings)  # averaged over flipped views
 
 
-def test_unreadable_files_are_skipped_and_listed_beside_the_output(run, tmp_path, capsys):
+def naive_embeddings(run: Path, paths: list[str], views=(lambda x: x,)) -> np.ndarray:
+    """Embeddings `[N, D]` the plain way: one image at a time, each view normalised alone, views averaged."""
+    predictor = winnow.load(run)
+    spec, model = predictor.spec, EmbeddingModel(predictor.model.eval())
+    images = ImageDataset(paths, [-1] * len(paths), spec.preprocess(), lambda x: x)
+    normalise = eval_transform(spec.mean, spec.std)
+    with torch.no_grad():
+        return np.stack([np.mean([model(normalise(view(images[i][0]))[None])[0].numpy() for view in views], axis=0)
+                         for i in range(len(paths))])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batched_uint8_loading_gives_the_embeddings_of_a_per_image_loop(run, workers):
+    plain, flips = embed(run, "all", workers=workers, batch_size=5), embed(run, "all", tta="flips", workers=workers)
+    np.testing.assert_allclose(plain.embeddings, naive_embeddings(run, plain.paths), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(flips.embeddings, naive_embeddings(run, flips.paths, flip_ops()), rtol=1e-4, atol=1e-5)
+
+
+def test_views_travel_as_uint8_and_each_batch_is_normalised_as_each_image_was(tmp_path):
+    paths = [str(p) for p in sorted(shape_folder(tmp_path, 1, seed=1).rglob("*.png"))]
+    base = ImageDataset(paths, [-1] * len(paths), Preprocess(32, 1), lambda x: x, read_hint="")
+    flips = ViewDataset(base, build_views(parse_tta("flips"), channels=1))
+    batch, _ = collate_views([flips[0], flips[1]])
+    assert batch.dtype == torch.uint8 and batch.shape == (8, 1, 32, 32)  # [B * V, C, S, S], a quarter of float32
+    mean, std = [0.3], [0.2]
+    model = ViewModel(torch.nn.Flatten(), 4, mean=mean, std=std)
+    expected = torch.stack([eval_transform(mean, std)(view) for view in batch]).flatten(1).reshape(2, 4, -1)
+    assert torch.equal(model(batch), expected)
+    random_views = ViewDataset(base, build_views(parse_tta(2), channels=1), seed=0)[0][0]
+    assert random_views.dtype == torch.float32 and 0 <= random_views.min() and random_views.max() <= 1
+
+
+def test_random_views_do_not_depend_on_loader_threads_or_batch_size(run):
+    alone = embed(run, "all", tta=3, workers=0, batch_size=64)
+    threaded = embed(run, "all", tta=3, workers=3, batch_size=2)
+    assert threaded.paths == alone.paths
+    np.testing.assert_allclose(threaded.embeddings, alone.embeddings, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(alone.embeddings, embed(run, "all").embeddings, atol=1e-3)  # the views did change them
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_unreadable_files_are_skipped_and_listed_beside_the_output(run, tmp_path, capsys, workers):
     folder, good = with_bad_files(tmp_path / "held")
     (folder / "good" / "gone.png").unlink()  # a missing file: listed by the scan
     out = tmp_path / "held.npz"
-    code, printed, _ = cli(capsys, "embed", run, folder, "--out", out)
+    code, printed, _ = cli(capsys, "embed", run, folder, "--out", out, "--workers", workers)
     assert code == 0 and "skipped 2 unreadable file(s) {'empty': 1, 'corrupt': 1}" in printed
     listed = {Path(row["path"]).name for row in read_rows(tmp_path / "held.bad_files.csv")}
     assert listed == {"cut.jpg", "zero.png"}

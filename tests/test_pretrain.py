@@ -98,10 +98,13 @@ def test_reconstruction_errors_flag_a_planted_odd_image(tmp_path):
     noise = np.random.default_rng(0).integers(0, 256, (24, 24), dtype=np.uint8)
     Image.fromarray(noise).save(folder / "disk" / "odd.png")
     run = pretrain(pretrain_config(tmp_path, folder, epochs=1, val_fraction=0.0)).path  # 3 steps
-    errors = reconstruction_errors(run, folder)
-    paths = sorted(str(p.resolve()) for p in folder.rglob("*.png"))
-    assert errors.shape == (13,) and np.isfinite(errors).all()
-    assert paths[int(np.argmax(errors))].endswith("odd.png")
+    (folder / "bar" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut")  # skipped and listed, not fatal
+    result = reconstruction_errors(run, folder)
+    assert [Path(path).name for path, _ in result.bad] == ["cut.png"]
+    paths = sorted(str(p.resolve()) for p in folder.rglob("*.png") if p.name != "cut.png")
+    assert result.paths == paths and result.errors.shape == (13,) and np.isfinite(result.errors).all()
+    assert result.embeddings.shape[0] == 13 and np.isfinite(result.embeddings).all()
+    assert paths[int(np.argmax(result.errors))].endswith("odd.png")
 
 
 def test_bad_input_is_a_clear_error(tmp_path, images, autoencoder_run, capsys):

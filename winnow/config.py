@@ -26,6 +26,7 @@ VERIFY_MODES = ("auto", "header", "full")
 HEAD_KINDS = ("multiclass", "binary", "multilabel", "multitask")
 AUGMENT_MODES = ("auto", "standard", "flips")  # winnow.data.augment_policy
 TTA_MODES = ("auto", "none", "flips", "d4")  # deterministic test-time views (winnow.data.views)
+PATH_LISTS = ("data", "val", "test", "unlabeled")  # keys holding a path or a list of paths
 
 _POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 _COUNT = Interval(Integral, 0, None, closed="left")  # a count; for the epoch keys 0 acts like None
@@ -76,6 +77,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "threshold": [_OPEN_UNIT],
     "pu": [bool],
     "prior": [None, _OPEN_UNIT, Options(("auto",))],
+    "unlabeled": [list],  # paths, made a list in __post_init__ like data, val and test
     "tasks": [list],
     "pretrained": [None, str],
     "freeze": [None, str],
@@ -148,6 +150,7 @@ PARAMETER_HINTS: dict[str, str] = {
     "swa_lr": "it is the constant learning rate of the swa_epochs epochs (null: the schedule runs on)",
     "prior": "it is the fraction of positives among the unlabelled images, strictly between 0 and 1; "
              "`winnow train --prior auto` estimates it",
+    "unlabeled": "give a folder or CSV manifest of unlabelled images, or a list of them",
     "embedding_dim": "it is the size of a projection added before the classifier, e.g. 128; leave it unset "
                      "(null) to use the backbone's pooled features",
 }
@@ -196,6 +199,7 @@ class Config:
     threshold: float = 0.5
     pu: bool = False  # positive-unlabelled: positive_class is labelled, the other label is unlabelled
     prior: float | str | None = None  # PU class prior among the unlabelled, or "auto" (resolved by the CLI)
+    unlabeled: list[str] = field(default_factory=list)  # PU: extra sources of unlabelled images (labels ignored)
     tasks: list[dict] = field(default_factory=list)
     pretrained: str | None = None
     freeze: str | None = None
@@ -252,7 +256,7 @@ class Config:
     pretrain_params: dict = field(default_factory=dict)  # the method's settings (winnow.pretraining.methods)
 
     def __post_init__(self) -> None:
-        for name in ("data", "val", "test"):
+        for name in PATH_LISTS:
             value = check_value(name, getattr(self, name), [str, PurePath, list, tuple],
                                 hint="give a manifest/folder path or a list of them")
             setattr(self, name, [str(value)] if isinstance(value, (str, PurePath)) else [str(v) for v in value])
@@ -290,7 +294,7 @@ def from_dict(values: Mapping[str, Any], *, source: str = "config") -> Config:
 
 
 def _as_list(key: str, value: Any) -> Any:
-    if key in ("data", "val", "test") and isinstance(value, (str, Path)):
+    if key in PATH_LISTS and isinstance(value, (str, Path)):
         return [str(value)]
     return value
 
@@ -360,6 +364,10 @@ def _check_pu(config: Config) -> None:
         if config.prior is not None:
             raise ValueError(f"prior is {config.prior!r} but pu is false; set pu: true (--pu) for a "
                              "positive-unlabelled run, or remove prior")
+        if config.unlabeled:
+            raise ValueError(f"unlabeled is {config.unlabeled} but pu is false: only a positive-unlabelled run "
+                             "trains on unlabelled images; add --pu --head binary --positive-class NAME --prior P, "
+                             "or remove --unlabeled")
         return
     if config.head != "binary":
         raise ValueError(f"pu: true needs head: binary (labelled positives against unlabelled images), got head "

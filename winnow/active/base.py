@@ -40,6 +40,7 @@ class QueryStrategy:
     """
 
     name = "base"
+    deduplicate = True  # hold back near-duplicates of earlier picks (`winnow.active.batch`)
 
     def __init__(self, max_cosine: float = DEFAULT_MAX_COSINE) -> None:
         self.max_cosine = max_cosine
@@ -69,7 +70,8 @@ class QueryStrategy:
         order = np.asarray(self._order(min(int(budget), len(self.pool_)), rng), dtype=int)
         rest = np.setdiff1d(np.arange(len(self.pool_)), order)  # strategies may rank only part of the pool
         order = np.concatenate([order, rest[self._rank(rest, rng)]])
-        picked, held = diverse_take(order, int(budget), self.pool_.embeddings, max_cosine=self.max_cosine)
+        embeddings = self.pool_.embeddings if self.deduplicate else None
+        picked, held = diverse_take(order, int(budget), embeddings, max_cosine=self.max_cosine)
         reasons = [self._reason(i) + (" (near-duplicate, filled in)" if h else "") for i, h in zip(picked, held)]
         return Selection(picked, [self.pool_.paths[i] for i in picked], self.scores_[picked], reasons)
 

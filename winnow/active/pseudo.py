@@ -67,6 +67,8 @@ class PseudoLabeller(BaseEstimator):
     Attributes:
         classes_: `[K]`.
         thresholds_: `[L, K]` probability thresholds (NaN: the level's precision is unreachable for the class).
+        val_precision_: `[L, K]` the class's precision on val at each threshold, as the tuner reports it (NaN
+            where unreachable).
         shares_: `[K]` training share of each class.
         warnings_: Unreachable levels, in words.
     """
@@ -87,19 +89,40 @@ class PseudoLabeller(BaseEstimator):
         counts = np.ones(len(classes)) if train_counts is None else np.asarray(train_counts, dtype=float)
         self.shares_ = counts / counts.sum()
         self.thresholds_ = np.full((len(self.levels), len(classes)), np.nan)
+        self.val_precision_ = np.full((len(self.levels), len(classes)), np.nan)
         self.warnings_: list[str] = []
         for row, (precision, _) in enumerate(self.levels):
             for k, name in enumerate(self.classes_):
-                self.thresholds_[row, k] = self._threshold(probabilities, targets, name, precision)
+                self.thresholds_[row, k], self.val_precision_[row, k] = self._threshold(
+                    probabilities, targets, name, precision)
         return self
 
-    def _threshold(self, probabilities: np.ndarray, targets: np.ndarray, name: str, precision: float) -> float:
+    def _threshold(self, probabilities: np.ndarray, targets: np.ndarray, name: str,
+                   precision: float) -> tuple[float, float]:
+        """The class's threshold for `precision` and the precision it reaches on val (NaN, NaN: unreachable)."""
         tuner = ThresholdTuner(f"precision({name})>={precision}", n_bootstrap=self.n_bootstrap, min_support=1)
         try:
-            return tuner.fit(probabilities, targets, self.classes_).threshold_
+            tuner.fit(probabilities, targets, self.classes_)
         except ValueError as error:  # the tuner says why no threshold reaches the precision on val
             self.warnings_.append(f"class {name}: no pseudo-labels at precision {precision:g} ({error})")
-            return np.nan
+            return np.nan, np.nan
+        return tuner.threshold_, tuner.achieved_[f"precision({name})"]
+
+    def loosest_val_precision(self) -> np.ndarray:
+        """`[K]` the precision on val, as the tuner reports it, at each class's lowest threshold (NaN: none).
+
+        An image passes some level when its probability reaches the class's lowest threshold, so this
+        is the val precision of the rule that made the class's pseudo-labels (before the class cap,
+        which drops the least confident ones).
+        """
+        if not hasattr(self, "thresholds_"):
+            raise RuntimeError(NOT_FITTED)
+        found = np.full(len(self.classes_), np.nan)
+        for k in range(len(self.classes_)):
+            column = self.thresholds_[:, k]
+            if np.isfinite(column).any():
+                found[k] = self.val_precision_[np.nanargmin(column), k]
+        return found
 
     def transform(self, probabilities: np.ndarray) -> PseudoLabels:
         """Pseudo-labels of unlabelled `probabilities` `[N, K]`, thresholds and the class cap applied."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from winnow.active.pseudo import DEFAULT_LEVELS, PseudoLabeller, PseudoLabels
 from winnow.active.query import unlabelled
-from winnow.active.scoring import labelled_paths, member_runs
+from winnow.active.scoring import is_pu, labelled_paths, member_runs
 from winnow.data.splits import load_splits
 from winnow.inference.predictor import ScoringModel
 from winnow.loading import load
@@ -19,6 +19,16 @@ from winnow.runs.atomic import atomic_write_text
 from winnow.runs.layout import RunPaths
 
 COLUMNS = ("path", "label", "weight", "split", "confidence", "precision_level")
+
+
+def pu_refusal(what: str, *, run: str = "RUN") -> str:
+    """Why `what` (a PU run or PU settings) cannot pseudo-label, and what finds the positives instead."""
+    return (f"{what} cannot pseudo-label: a positive-unlabelled run's other label means unlabelled, not a class "
+            "to pseudo-label, and its val split has no true negatives to tune the pseudo-labels' precision on. To find "
+            f"the positives among unlabelled images, rank them: `winnow query {run} POOL --budget N` (strategy "
+            f"positive, most likely positive first, the default for a PU run), or `winnow audit DATA --run {run} "
+            "--fix` for the run's own pile (review.csv: the unlabelled images most likely positive first); label "
+            "what you confirm and train again")
 
 
 @dataclass
@@ -69,9 +79,12 @@ def pseudo_label(folder: str | Path, source: str | Path, *, levels=DEFAULT_LEVEL
         levels, max_tilt, min_keep: As `PseudoLabeller`.
 
     Raises:
-        ValueError: A multi-label or multitask folder, no val split, or nothing unlabelled in `source`.
+        ValueError: A positive-unlabelled, multi-label or multitask folder, no val split, or nothing unlabelled
+            in `source`.
     """
     model = load(folder, checkpoint=checkpoint, device=device, thresholds=False)
+    if is_pu(model):
+        raise ValueError(pu_refusal(f"{folder} (trained with --pu)", run=str(folder)))
     if model.head.kind == "multilabel":
         raise ValueError(f"{folder} has a multilabel head; pseudo-labels need one class per image "
                          "(multiclass or binary head)")

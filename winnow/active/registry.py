@@ -6,11 +6,13 @@ from winnow.active.badge import Badge
 from winnow.active.balanced import Balanced
 from winnow.active.base import QueryStrategy
 from winnow.active.coverage import Coreset, TypiClust
+from winnow.active.positive import MostLikelyPositive
 from winnow.active.uncertainty import BALD, Entropy, LeastConfidence, Margin, RandomQuery
 
 STRATEGIES: dict[str, type[QueryStrategy]] = {
     "random": RandomQuery, "least_confidence": LeastConfidence, "margin": Margin, "entropy": Entropy,
     "bald": BALD, "coreset": Coreset, "badge": Badge, "typiclust": TypiClust, "balanced": Balanced,
+    "positive": MostLikelyPositive,
 }
 NEEDS_SAMPLES = ("bald",)
 

@@ -33,20 +33,30 @@ def member_runs(model: ScoringModel) -> list[Predictor]:
     return list(model.members) if isinstance(model, EnsemblePredictor) else [model]
 
 
+def is_pu(model: ScoringModel) -> bool:
+    """Whether the runs behind `model` are positive-unlabelled (`winnow train --pu`)."""
+    return any(run.config.pu for run in member_runs(model))
+
+
 def labelled_paths(model: ScoringModel) -> list[str]:
     """Real paths of the images in the splits.csv of the runs behind `model` (its labelled data).
 
     Rows that came from `winnow pseudo-label` (a `precision_level` cell) are not labelled: the next
-    round predicts them again.
+    round predicts them again. In a PU run only the labelled positives and the test split (true
+    labels) are labelled: its unlabelled images stay in a pool, to be ranked.
     """
     found: dict[str, None] = {}
     for run in member_runs(model):
         splits = RunPaths(run.run_dir).splits
         if splits.is_file():
             samples = load_splits(splits)
-            found.update(dict.fromkeys(os.path.realpath(path) for path, extra in zip(samples.paths, samples.extras)
-                                       if not extra.get(PSEUDO_MARK)))
+            found.update(dict.fromkeys(os.path.realpath(path) for path, label, split, _, extra in samples.rows()
+                                       if not extra.get(PSEUDO_MARK) and _labelled(run, label, split)))
     return list(found)
+
+
+def _labelled(run: Predictor, label: str, split: str | None) -> bool:
+    return not run.config.pu or label == run.classes[-1] or split == "test"  # a binary head's positive is last
 
 
 def embeddings_of(model: ScoringModel, paths: list[str], *, batch_size: int = 64, workers: int = 0) -> np.ndarray:

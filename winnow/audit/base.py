@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from winnow.data.sources import Samples
 
@@ -58,12 +59,15 @@ class ImageFacts:
         phash: Perceptual hash bits `[N, 64]` (imagehash.phash) as 0/1 uint8.
         stats: `{name: [N]}` simple statistics (intensity, background, contrast, size, aspect, channels).
         features: `[N, F]` float32 simple image features (gray thumbnail, intensity histogram, statistics).
+        properties: cleanvision's raw properties, one row per decoded image indexed by its row (when a check
+            asked for them, see `Check.facts`), else None.
     """
 
     pixel_hash: list[str]
     phash: np.ndarray
     stats: dict[str, np.ndarray]
     features: np.ndarray
+    properties: pd.DataFrame | None = None
 
 
 @dataclass
@@ -78,7 +82,11 @@ class AuditContext:
         facts: Per-image facts from one decode.
         embeddings: `[N, D]` float32 embeddings of a run's model (NaN rows where unreadable), or None.
         embedding_source: Where the embeddings come from ("" without a run).
+        reconstruction: `[N]` reconstruction error of each image by an autoencoder pretrain run (NaN where
+            unreadable), or None (no run, or a run of another kind).
         min_support, folds, seed, workers: Settings of the checks.
+        positive_class, unlabelled_class, prior: Set when the run is positive-unlabelled (`winnow train --pu`):
+            the labelled positives' label, the unlabelled images' label and the run's prior among them.
     """
 
     samples: Samples
@@ -88,10 +96,19 @@ class AuditContext:
     facts: ImageFacts
     embeddings: np.ndarray | None = None
     embedding_source: str = ""
+    reconstruction: np.ndarray | None = None
     min_support: int = 20
     folds: int = 5
     seed: int = 0
     workers: int = 1
+    positive_class: str | None = None
+    unlabelled_class: str | None = None
+    prior: float | None = None
+
+    @property
+    def pu(self) -> bool:
+        """Whether the labels are positive / unlabelled (a PU run embeds the images)."""
+        return self.positive_class is not None
 
     @property
     def good(self) -> np.ndarray:
@@ -111,10 +128,12 @@ class AuditContext:
 
 
 class Check:
-    """Template of a check: subclasses set `name`, `title` and implement `_find` and `_html`."""
+    """Template of a check: subclasses set `name`, `title` and implement `_find` and `_html`; `facts` names the
+    optional per-image facts the single decoding pass must take for it (see `winnow.audit.facts`)."""
 
     name = ""
     title = ""
+    facts: frozenset[str] = frozenset()
 
     def find_issues(self, context: AuditContext) -> "Check":
         """Run the check; fills `issues_`, `summary_` (with `errors`, `warnings` and `line`) and `drop_`

@@ -1,4 +1,7 @@
-"""One decode of every readable image: pixel hash, perceptual hash, simple statistics and features."""
+"""The audit's single pass: each readable file is decoded once, and everything the checks read of its pixels
+is taken then (the full decode `train --verify full` does, the pixel hash, the perceptual hash, simple
+statistics and features, and cleanvision's properties); the pixels are not kept.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +10,69 @@ from concurrent.futures import ThreadPoolExecutor
 
 import imagehash
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageFilter, ImageOps
 
 from winnow.audit.base import ImageFacts
-from winnow.data.imageio import read_image
+from winnow.audit.imagelab import image_properties
+from winnow.data.imageio import ImageReadError, decode_file, to_channels
 
 THUMB_PX = 16
 HISTOGRAM_BINS = 16
 STAT_NAMES = ("intensity", "background", "contrast", "size", "aspect", "channels")
 HASH_BITS = 64
+CLEANVISION = "cleanvision"  # the optional fact: cleanvision's properties (the quality check's)
 
 
-def image_facts(paths: list[str], readable: np.ndarray, *, workers: int = 1) -> ImageFacts:
-    """Decode each readable file once and keep only small facts of it (never the pixels).
+def image_facts(paths: list[str], rows: np.ndarray, *, workers: int = 1,
+                extras: frozenset[str] = frozenset()) -> tuple[ImageFacts, list[tuple[int, str]]]:
+    """Decode each file of `rows` once and keep only small facts of it (never the pixels).
+
+    Memory holds at most `workers` decoded images at a time.
 
     Args:
         paths: Image files `[N]`.
-        readable: `[N]` bool; other rows get NaN statistics and empty hashes.
+        rows: The rows to decode (those whose header reads); other rows get NaN statistics and empty hashes.
         workers: Decoding threads.
+        extras: Optional facts to take too: `CLEANVISION`.
+
+    Returns:
+        The facts, and `(row, reason)` of the rows that did not decode completely (reason as in bad_files.csv).
     """
-    rows = np.flatnonzero(readable)
+    properties = CLEANVISION in extras
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = list(pool.map(lambda i: _one(paths[i]), rows))
+        decoded = list(pool.map(lambda i: _safe_one(paths[i], properties), rows))
     n = len(paths)
     pixel_hash = [""] * n
     phash = np.zeros((n, HASH_BITS), np.uint8)
     stats = {name: np.full(n, np.nan) for name in STAT_NAMES}
     features = np.full((n, THUMB_PX * THUMB_PX + HISTOGRAM_BINS + len(STAT_NAMES)), np.nan, np.float32)
-    for row, (digest, bits, values, vector) in zip(rows, decoded):
+    bad, cleanvision = [], {}
+    for row, outcome in zip(rows, decoded):
+        if isinstance(outcome, str):
+            bad.append((int(row), outcome))
+            continue
+        (digest, bits, values, vector), extra = outcome
         pixel_hash[row], phash[row], features[row] = digest, bits, vector
         for name, value in values.items():
             stats[name][row] = value
-    return ImageFacts(pixel_hash, phash, stats, features)
+        if extra is not None:
+            cleanvision[int(row)] = extra
+    table = pd.DataFrame.from_dict(cleanvision, orient="index") if properties else None
+    return ImageFacts(pixel_hash, phash, stats, features, table), bad
 
 
-def _one(path: str) -> tuple[str, np.ndarray, dict[str, float], np.ndarray]:
-    rgb = read_image(path, in_chans=3)  # uint8 [H, W, 3]
+def _safe_one(path: str, properties: bool) -> tuple[tuple, dict | None] | str:
+    """The facts of one file, or the reason it does not decode (`tag: detail`)."""
+    try:
+        decoded = decode_file(path)
+    except ImageReadError as error:
+        return f"{error.reason}: {error.detail}"
+    rgb = to_channels(decoded.pixels, 3)  # uint8 [H, W, 3], what read_image(in_chans=3) gives
+    return _facts(rgb), (image_properties(decoded.image) if properties else None)
+
+
+def _facts(rgb: np.ndarray) -> tuple[str, np.ndarray, dict[str, float], np.ndarray]:
     digest = hashlib.sha1(repr(rgb.shape).encode() + rgb.tobytes()).hexdigest()
     gray = Image.fromarray(rgb).convert("L")
     bits = np.asarray(imagehash.phash(content(gray)).hash, np.uint8).ravel()

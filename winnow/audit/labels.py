@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from winnow.audit.base import WARNING, AuditContext, Check, Issue
 from winnow.audit.html import card, gallery, issue_table
+from winnow.audit.pu_labels import pu_candidates, pu_scores
 from winnow.reporting.html import paragraph
 
 SHOWN = 12
@@ -80,6 +81,8 @@ class LabelIssuesCheck(Check):
     title = "Label issues"
 
     def _find(self, context: AuditContext) -> tuple[list[Issue], dict[str, Any]]:
+        if context.pu:
+            return self._find_pu(context)
         samples = context.samples
         vectors, space = context.space()
         counts = Counter(samples.labels[i] for i in context.good)
@@ -103,6 +106,20 @@ class LabelIssuesCheck(Check):
         return issues, {"source": self.source_, "folds": folds, "accuracy": self.accuracy_, "candidates": len(issues),
                         "skipped_classes": skipped, "line": line}
 
+    def _find_pu(self, context: AuditContext) -> tuple[list[Issue], dict[str, Any]]:
+        """A PU run: the unlabelled images most likely positive (`winnow.audit.pu_labels`)."""
+        self.accuracy_ = None
+        self.source_ = (f"out-of-sample P(labelled | x): cross-validated logistic regression on {context.space()[1]}, "
+                        f"labelled {context.positive_class} vs unlabelled {context.unlabelled_class}")
+        scores = pu_scores(context, lambda vectors, labels, groups: out_of_sample_probabilities(
+            vectors, labels, groups, folds=context.folds, seed=context.seed))
+        if scores is None:
+            return [], {"source": self.source_, "line": "skipped: fewer than 2 readable labelled positives or "
+                                                        "unlabelled images"}
+        self.source_ += f" ({scores.folds} folds)"
+        issues, summary = pu_candidates(context, scores)
+        return issues, {"source": self.source_, **summary}
+
     def _issue(self, context: AuditContext, row: int, classes: list[str], given: int,
                probabilities: np.ndarray) -> Issue:
         best = int(np.argmax(probabilities))
@@ -113,6 +130,8 @@ class LabelIssuesCheck(Check):
                      context.samples.splits[row] or "")
 
     def _html(self, context: AuditContext) -> str:
+        if context.pu:
+            return self._html_pu(context)
         note = paragraph(f"Probabilities used: {self.source_}. Candidates are ranked by the probability of their "
                          "given label (score, lowest first). They are leads to review, not verdicts: look at each "
                          "image before relabelling it.")
@@ -122,4 +141,15 @@ class LabelIssuesCheck(Check):
                               "for probabilities from its embeddings.", css_class="warn")
         cards = [card(issue.path, f"given {issue.label}, suggested {issue.suggested_label} "
                       f"(p {issue.suggested_probability:.2f})", css_class="mistake") for issue in self.issues_[:SHOWN]]
+        return note + gallery(cards) + (issue_table(self.issues_) if self.issues_ else paragraph("No candidates."))
+
+    def _html_pu(self, context: AuditContext) -> str:
+        positive = context.positive_class
+        note = paragraph(f"Positive-unlabelled run: the {context.unlabelled_class} images are unlabelled, not "
+                         f"negative, and the labelled {positive} images are trusted. Listed: the unlabelled images "
+                         f"most likely {positive}, as many as the prior {context.prior:g} expects, most likely first "
+                         f"(score = 1 - P({positive})). Probabilities used: {self.source_}, divided by the label "
+                         "frequency (Elkan-Noto). Look at each image before relabelling it.")
+        cards = [card(issue.path, f"unlabelled, P({issue.suggested_label}) {issue.suggested_probability:.2f}",
+                      css_class="mistake") for issue in self.issues_[:SHOWN]]
         return note + gallery(cards) + (issue_table(self.issues_) if self.issues_ else paragraph("No candidates."))

@@ -1,23 +1,21 @@
 """Image quality from cleanvision (dark, light, blurry, low information, odd size or aspect, grayscale),
 counted per class and split, so that a problem concentrated in one class or split (a shortcut a model
-would learn, e.g. "all bad images are grey") shows up.
+would learn, e.g. "all bad images are grey") shows up. cleanvision's per-image properties are taken in the
+audit's single decoding pass (`winnow.audit.imagelab`); this check scores them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import numpy as np
-from cleanvision import Imagelab
 
 from winnow.audit.base import INFO, WARNING, AuditContext, Check, Issue
+from winnow.audit.facts import CLEANVISION
 from winnow.audit.html import issue_table
+from winnow.audit.imagelab import IMAGE_ISSUES, MIX_ISSUES, score_issues
 from winnow.reporting.html import paragraph, table
 
-IMAGE_ISSUES = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_size")
-MIX_ISSUES = ("grayscale",)  # a property more than a defect: reported where classes or splits differ in it
 CONCENTRATION = 0.5  # share gap between two classes (or splits) that makes a property a shortcut
 
 
@@ -26,10 +24,14 @@ class QualityCheck(Check):
 
     name = "quality"
     title = "Image quality"
+    facts = frozenset({CLEANVISION})
 
     def _find(self, context: AuditContext) -> tuple[list[Issue], dict[str, Any]]:
         samples, good = context.samples, context.good
-        flags, scores = self._cleanvision([samples.paths[i] for i in good], context.workers)
+        if context.facts.properties is None:
+            raise ValueError("the quality check needs cleanvision's properties from the decoding pass; build the "
+                             "context with the facts the checks ask for (`build_context(..., facts=...)`)")
+        flags, scores = score_issues(context.facts.properties.loc[good])
         issues = [Issue(samples.paths[row], kind, WARNING, float(scores[kind][j]),
                         f"cleanvision: {kind.replace('_', ' ')} (score {scores[kind][j]:.3f}, lower is worse)",
                         label=samples.labels[row], split=samples.splits[row] or "")
@@ -41,18 +43,6 @@ class QualityCheck(Check):
         shortcuts = sum(issue.issue == "concentrated" for issue in issues)
         line = f"{found}; {counts['grayscale']} grayscale; {shortcuts} property(ies) concentrated in a class or split"
         return issues, {"counts": counts, "shares": self.shares_, "line": line}
-
-    @staticmethod
-    def _cleanvision(paths: list[str], workers: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """`{issue: [n] bool}` flags and `{issue: [n]}` scores in the order of `paths`."""
-        with contextlib.redirect_stderr(io.StringIO()):  # cleanvision's progress bars
-            lab = Imagelab(filepaths=paths, verbose=False)
-            lab.find_issues({kind: {} for kind in (*IMAGE_ISSUES, *MIX_ISSUES)}, n_jobs=max(1, workers),
-                            verbose=False)
-        table_ = lab.issues.loc[paths]
-        flags = {kind: table_[f"is_{kind}_issue"].to_numpy(bool) for kind in (*IMAGE_ISSUES, *MIX_ISSUES)}
-        scores = {kind: table_[f"{kind}_score"].to_numpy(float) for kind in (*IMAGE_ISSUES, *MIX_ISSUES)}
-        return flags, scores
 
     @staticmethod
     def _shares(context: AuditContext, flags: dict[str, np.ndarray], by: str) -> dict[str, dict[str, float]]:

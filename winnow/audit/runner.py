@@ -60,7 +60,8 @@ def audit(data: list[str], *, out: str | Path, run: str | None = None, checks: l
     """
     selected = make_checks(checks)
     context = build_context(data, run=run, checkpoint=checkpoint, device=device, batch_size=batch_size,
-                            workers=workers, folds=folds, min_support=min_support, seed=seed)
+                            workers=workers, folds=folds, min_support=min_support, seed=seed,
+                            facts=frozenset().union(*(check.facts for check in selected)))
     for check in selected:
         check.find_issues(context)
     result = AuditResult(selected, context, Path(out))

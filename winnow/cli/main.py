@@ -6,8 +6,9 @@ import argparse
 import logging
 import sys
 
-from winnow.cli import (audit, calibrate, demo, deploy, embed, ensemble, export, head, label, predict, pretrain,
-                        pseudo_label, query, runs, search, select, serve, train, tune, worker)
+from winnow.cli import (audit, calibrate, demo, deploy, embed, ensemble, export, head, label, loop, predict,
+                        pretrain, pseudo_label, pu_sensitivity, query, runs, search, select, serve, train, tune,
+                        worker)
 from winnow.cli import eval as evaluate
 from winnow.cli import report
 from winnow.runs.atomic import FileWriteError
@@ -15,8 +16,8 @@ from winnow.runs.atomic import FileWriteError
 COMMANDS = {"train": train, "predict": predict, "runs": runs, "demo": demo, "eval": evaluate, "tune": tune,
             "calibrate": calibrate, "select": select, "ensemble": ensemble, "head": head, "report": report,
             "embed": embed, "search": search, "export": export, "serve": serve, "pretrain": pretrain,
-            "audit": audit, "query": query, "pseudo-label": pseudo_label, "label": label, "worker": worker,
-            "deploy": deploy}
+            "audit": audit, "query": query, "pseudo-label": pseudo_label, "loop": loop, "label": label,
+            "worker": worker, "deploy": deploy, "pu-sensitivity": pu_sensitivity}
 
 
 def build_parser() -> argparse.ArgumentParser:

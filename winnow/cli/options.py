@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from winnow.active.pseudo import parse_levels
 from winnow.config import Config, from_dict, load_yaml
 from winnow.embeddings.oversample import OVERSAMPLERS
 from winnow.inference.tta import MERGES
@@ -59,9 +60,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"(default: {default})"
         if str(f.type).startswith("bool"):
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif str(f.type).startswith("list") and "dict" not in str(f.type):
-            item = int if "int" in str(f.type) else str
-            group.add_argument(flag, dest=f.name, nargs="+", type=item, default=None, help=help_text)
+        elif str(f.type).startswith("list[int]"):
+            group.add_argument(flag, dest=f.name, nargs="+", type=int, default=None, help=help_text)
+        elif str(f.type).startswith("list[str]"):  # paths: --val A B, or --val A --val B
+            group.add_argument(flag, dest=f.name, nargs="+", action="extend", default=None, help=help_text)
         else:
             group.add_argument(flag, dest=f.name, type=_parser_for(str(f.type)), default=None, help=help_text)
 
@@ -110,7 +112,8 @@ SHARED_FLAGS: dict[str, Flag] = {
         "metavar": "N", "type": int, "default": 64, "help": "images per forward pass (default: 64)"}),
     "workers": Flag("--workers", {
         "metavar": "N", "type": int, "default": 0,
-        "help": "data-loading worker processes (default: 0, load in the main process)"}),
+        "help": "data-loading workers (default: 0, load in the main process): processes for a GPU model, "
+                "threads of this process for a CPU model, whose forward pass already has every core"}),
     "device": Flag("--device", {
         "metavar": "DEVICE", "default": "auto", "help": "auto, cpu, cuda, cuda:1... (default: auto)"}),
     "tta": Flag("--tta", {
@@ -148,6 +151,17 @@ SHARED_FLAGS: dict[str, Flag] = {
     "embeddings": Flag("--embeddings", {
         "action": "store_true", "help": "also score the model's embeddings (precision@1, R-precision, MAP@R, NMI) "
                                         "and draw their 2-D map; one more pass over the images"}),
+    "levels": Flag("--levels", {
+        "type": parse_levels, "default": parse_levels("0.95:1.0"), "metavar": "P:W,...",
+        "help": "target precision on val and the weight of pseudo-labels above it, strictest first, "
+                "e.g. 0.98:1.0,0.9:0.5 (default: 0.95:1.0)"}),
+    "max_tilt": Flag("--max-tilt", {
+        "type": float, "default": 2.0, "metavar": "X",
+        "help": "no class keeps more than X times its training share of pseudo-labels relative to the least "
+                "served class (default: 2)"}),
+    "min_keep": Flag("--min-keep", {
+        "type": int, "default": 10, "metavar": "N",
+        "help": "every class may keep at least N pseudo-labels whatever the cap (default: 10)"}),
     "strict": Flag("--strict", {
         "action": "store_true",
         "help": "stop with an error when any image cannot be read (default: skip it, list it in a "
@@ -159,6 +173,7 @@ OPERATING_FLAGS = ("thresholds", "no_thresholds", "no_calibration")
 INTERVAL_FLAGS = ("n_bootstrap", "confidence", "min_support")
 REJECT_FLAGS = ("reject_tpr", "reject_data")  # the reject option of a head on embeddings
 HEAD_FLAGS = ("oversample", *REJECT_FLAGS)  # the fit of a head on embeddings
+PSEUDO_FLAGS = ("levels", "max_tilt", "min_keep")  # pseudo-labels (winnow.active.pseudo)
 
 
 def add_flags(parser: argparse.ArgumentParser, *names: str, help_suffix: dict[str, str] | None = None) -> None:

@@ -6,9 +6,8 @@ import argparse
 
 import numpy as np
 
-from winnow.active.pseudo import parse_levels
 from winnow.active.pseudo_label import pseudo_label, write_pseudo_labels
-from winnow.cli.options import RUN_HELP, add_flags, settings_of
+from winnow.cli.options import PSEUDO_FLAGS, RUN_HELP, add_flags, settings_of
 
 FLAGS = ("device", "batch_size", "workers")
 
@@ -21,15 +20,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--out", default="pseudo.csv", metavar="CSV",
                         help="manifest to write: path,label,weight,split (train)... (default: pseudo.csv); "
                              "train on it with `winnow train DATA pseudo.csv`")
-    parser.add_argument("--levels", type=parse_levels, default=parse_levels("0.95:1.0"), metavar="P:W,...",
-                        help="target precision on val and the weight of pseudo-labels above it, strictest "
-                             "first, e.g. 0.98:1.0,0.9:0.5 (default: 0.95:1.0)")
-    parser.add_argument("--max-tilt", type=float, default=2.0, metavar="X",
-                        help="no class keeps more than X times its training share relative to the least "
-                             "served class (default: 2)")
-    parser.add_argument("--min-keep", type=int, default=10, metavar="N",
-                        help="every class may keep at least N pseudo-labels whatever the cap (default: 10)")
-    add_flags(parser, "checkpoint", *FLAGS)
+    add_flags(parser, *PSEUDO_FLAGS, "checkpoint", *FLAGS)
 
 
 def run(args: argparse.Namespace) -> int:

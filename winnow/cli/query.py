@@ -17,7 +17,9 @@ def add_parser(sub) -> None:
     parser.add_argument("pool", metavar="POOL", help="folder or CSV manifest of unlabelled images; images already "
                                                      "in the run's splits.csv are left out")
     parser.add_argument("--budget", type=int, required=True, metavar="N", help="images to pick")
-    parser.add_argument("--strategy", default="margin", choices=list(STRATEGIES), help="query strategy (default: margin)")
+    parser.add_argument("--strategy", default=None, choices=list(STRATEGIES),
+                        help="query strategy (default: positive, most likely positive first, for a PU run; "
+                             "margin otherwise)")
     parser.add_argument("--out", default="to_label.csv", metavar="CSV", help="output CSV (default: to_label.csv)")
     parser.add_argument("--seed", type=int, default=0, help="seed of ties, random picks and k-means (default: 0)")
     parser.add_argument("--max-cosine", type=float, default=0.99, metavar="COS",
@@ -31,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
                    checkpoint=args.checkpoint, **settings_of(args, FLAGS))
     out = write_selection(result, args.out)
     print(f"wrote {len(result.selection.paths)} of {len(result.pool)} unlabelled images to {out} "
-          f"(strategy {args.strategy}; {result.excluded} pool images already labelled were left out)")
+          f"(strategy {result.strategy}; {result.excluded} pool images already labelled were left out)")
     return 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from winnow.cli.options import add_config_flags, config_values
-from winnow.search.objective import EXAMPLES
+from winnow.pu.auto import resolve_prior_values
+from winnow.search.objective import DEFAULT_OBJECTIVE, DEFAULT_PU_OBJECTIVE, EXAMPLES
 from winnow.search.study import PRUNERS, SearchSettings, search, search_summary
 
 
@@ -13,9 +14,10 @@ def add_parser(sub) -> None:
     parser = sub.add_parser("search", help="hyperparameter search (Optuna): recipe, lr, augmentation, size, model")
     parser.add_argument("data", nargs="*", help="ImageFolder tree, split tree or CSV manifest(s)")
     parser.add_argument("--config", help="YAML file with config keys every trial uses")
-    parser.add_argument("--objective", default="val_macro_f1",
+    parser.add_argument("--objective", default=None,
                         help=f"what to optimise on val: a metric or an operating point, e.g. {EXAMPLES} "
-                             "(default: val_macro_f1)")
+                             f"(default: {DEFAULT_OBJECTIVE}; with --pu {DEFAULT_PU_OBJECTIVE}, and only "
+                             "val_pu_auc, val_pu_recall or val_loss)")
     parser.add_argument("--budget", metavar="TIME", help="wall-clock budget of this command, e.g. 2h, 30m, 1800s")
     parser.add_argument("--trials", metavar="N", type=int, help="trials in the study, all processes together")
     parser.add_argument("--jobs", metavar="N", type=int, default=1,
@@ -32,7 +34,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = SearchSettings(config_values(args), objective=args.objective, trials=args.trials, budget=args.budget,
+    values, estimate = resolve_prior_values(config_values(args))  # --prior auto: once, every trial gets it
+    if estimate is not None:
+        print(f"prior auto: {estimate.summary()}", flush=True)
+    settings = SearchSettings(values, objective=args.objective, trials=args.trials, budget=args.budget,
                               jobs=args.jobs, storage=args.storage, study_name=args.study_name, space=args.space,
                               recipe=args.recipe, pruner=args.pruner)
     result = search(settings)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from winnow.cli.options import add_config_flags, build_config, flag_overrides
-from winnow.pu.auto import resolve_prior
+from winnow.cli.options import add_config_flags, build_config, config_values, flag_overrides
+from winnow.config import from_dict
+from winnow.pu import PriorEstimate
+from winnow.pu.auto import resolve_prior, resolve_prior_values
 from winnow.recipes import AUTO, RECIPES, load_recipe
 from winnow.runs.layout import PILOT_FILE
 from winnow.search.pilot import train_auto
@@ -30,15 +32,16 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         result = train(None, resume=args.resume, overrides=flag_overrides(args))
     elif args.recipe == AUTO:
-        auto = train_auto(lambda values: build_config(args, base=values))
+        user, estimate = resolve_prior_values(config_values(args))  # once: every candidate trains with it
+        _print_prior(estimate)
+        auto = train_auto(lambda recipe: from_dict({**recipe, **user}, source=args.config or "command line"))
         result = auto.run
         if result.rank == 0 and auto.winner:
             print(f"recipe auto: chose {auto.winner} after a pilot of {auto.pilot_epochs} epoch(s); "
                   f"table in {Path(result.path) / PILOT_FILE}")
     else:
         config, estimate = resolve_prior(build_config(args, base=load_recipe(args.recipe) if args.recipe else None))
-        if estimate is not None:
-            print(f"prior auto: {estimate.summary()}")
+        _print_prior(estimate)
         result = train(config)
     if result.rank != 0:  # under torchrun every process gets the result; rank 0 reports it
         return 0 if result.status == "finished" else 1
@@ -52,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
               f"{result.config.select_metric} {_fmt(result.swa['metrics'].get(result.config.select_metric))} "
               f"({verdict[result.swa['better_than_best']]}; evaluate it with --checkpoint swa)")
     return 0 if result.status == "finished" else 1
+
+
+def _print_prior(estimate: PriorEstimate | None) -> None:
+    if estimate is not None:
+        print(f"prior auto: {estimate.summary()}", flush=True)
 
 
 def _fmt(value: float | None) -> str:

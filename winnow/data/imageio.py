@@ -172,20 +172,50 @@ def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
     Raises:
         ImageReadError: missing, empty, corrupt or unsupported file.
     """
+    return to_channels(decode_file(path, fill=fill).pixels, in_chans)
+
+
+@dataclass
+class DecodedFile:
+    """One file decoded once, for readers that need the pixels and PIL's own image of it.
+
+    Attributes:
+        pixels: `[H, W]` or `[H, W, C]` uint8 as `read_image` makes them before `to_channels` (EXIF orientation
+            applied, transparency over `fill`, high depth scaled).
+        source: The image as PIL decodes the file (its own mode, no EXIF turn); None when tifffile read it.
+    """
+
+    pixels: np.ndarray
+    source: Image.Image | None = None
+
+    @property
+    def image(self) -> Image.Image:
+        """PIL's image of the file (e.g. for cleanvision); for a file only tifffile reads, `pixels` as L or RGB."""
+        if self.source is not None:
+            return self.source
+        pixels = self.pixels if self.pixels.ndim == 2 or self.pixels.shape[-1] == 3 else to_channels(self.pixels, 1)
+        return Image.fromarray(pixels.squeeze(-1) if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+
+
+def decode_file(path: str | Path, *, fill: int = 0) -> DecodedFile:
+    """Decode a file completely, once (see `read_image`, which keeps only the pixels).
+
+    Raises:
+        ImageReadError: missing, empty, corrupt or unsupported file.
+    """
     path = Path(path)
     _require_content(path)  # a file may vanish or be emptied after the scan
     _reject_16bit_color_png(path)
     try:
         with Image.open(path) as image:
             if _pil_loses_depth(path, image):
-                return to_channels(_read_tiff(path), in_chans)
-            image = ImageOps.exif_transpose(image)
-            array = _pil_to_array(image, fill)
+                return DecodedFile(_read_tiff(path))
+            image.load()  # the data stays after the block closes the file
+            return DecodedFile(_pil_to_array(ImageOps.exif_transpose(image), fill), image)
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
         if path.suffix.lower() not in TIFF_SUFFIXES:
             raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
-        array = _read_tiff(path)
-    return to_channels(array, in_chans)
+        return DecodedFile(_read_tiff(path))
 
 
 def _pil_loses_depth(path: Path, image: Image.Image) -> bool:

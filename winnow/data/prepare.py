@@ -56,7 +56,8 @@ def resolve_samples(config: Config) -> Samples:
         raise ValueError("no training data: pass DATA (a folder or a CSV manifest) or set `data` in the config")
     return assign_splits(config.data, val=config.val, test=config.test, val_fraction=config.val_fraction,
                          test_fraction=config.test_fraction,
-                         seed=config.seed if config.split_seed is None else config.split_seed)
+                         seed=config.seed if config.split_seed is None else config.split_seed,
+                         unlabelled=config.unlabeled, positive_class=config.positive_class)
 
 
 def validate_samples(samples: Samples, config: Config) -> tuple[Samples, list[tuple[str, str]], float]:

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from winnow.data.sources import Samples, read_sources
+from winnow.data.unlabelled import pu_unlabelled_label, read_unlabelled
 from winnow.runs.atomic import atomic_write_text
 
 SPLITS_COLUMNS = ("path", "label", "split", "group")
@@ -24,36 +25,53 @@ def assign_splits(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    unlabelled: list[str] | None = None,
+    positive_class: str | None = None,
 ) -> Samples:
     """Read the data sources and give every sample a split.
 
     Splits named in a manifest or split tree are kept; `val`/`test` sources are used
     as given; the rest is split with seeded stratified group k-fold so that no
     `group` value lands on two sides.
+
+    Args:
+        unlabelled: PU runs: extra sources of unlabelled images (`read_unlabelled`: labels ignored, groups
+            kept), labelled as DATA's unlabelled images are (`pu_unlabelled_label`) and split with the rest,
+            but never into test (a test split needs true labels): train, or val when DATA's val is not given.
+        positive_class: The labelled positives' label (needed with `unlabelled`).
     """
     samples = read_sources(data)
+    added_rows = range(0)
+    if unlabelled:
+        label = pu_unlabelled_label(samples.labels, positive_class)
+        added = read_unlabelled(unlabelled)
+        added_rows = range(len(samples), len(samples) + len(added))
+        samples.extend(Samples(added.paths, [label] * len(added), added.splits, added.groups, origins=added.origins))
     has_val = bool(val) or "val" in samples.splits
     has_test = bool(test) or "test" in samples.splits
     unassigned = [i for i, s in enumerate(samples.splits) if s is None]
     if unassigned:
         fractions = {"test": 0.0 if has_test else test_fraction, "val": 0.0 if has_val else val_fraction}
-        _split_unassigned(samples, unassigned, fractions, seed)
+        _split_unassigned(samples, unassigned, fractions, seed, no_test=set(added_rows))
     for extra, split in ((val, "val"), (test, "test")):
         if extra:
             samples.extend(read_sources(extra).with_split(split))
     return samples
 
 
-def _split_unassigned(samples: Samples, indices: list[int], fractions: dict[str, float], seed: int) -> None:
+def _split_unassigned(samples: Samples, indices: list[int], fractions: dict[str, float], seed: int, *,
+                      no_test: set[int] = frozenset()) -> None:
     remaining, taken = list(indices), 0.0
     for split in ("test", "val"):
-        if fractions[split] > 0 and len(remaining) > 1:
+        candidates = [i for i in remaining if not (split == "test" and i in no_test)]
+        if fractions[split] > 0 and len(candidates) > 1:
             # fractions are of the whole set, so rescale by what is left after earlier hold-outs
-            held_out = _hold_out(samples, remaining, fractions[split] / (1 - taken), seed)
+            held_out = _hold_out(samples, candidates, fractions[split] / (1 - taken), seed)
             for i in held_out:
                 samples.splits[i] = split
             remaining = [i for i in remaining if samples.splits[i] is None]
-            taken += fractions[split]
+            # the share of `indices` taken: the test fraction is of the rows that may be test
+            taken += fractions[split] * (len(candidates) / len(indices))
     for i in remaining:
         samples.splits[i] = "train"
 

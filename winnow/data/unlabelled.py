@@ -1,4 +1,4 @@
-"""Unlabelled images (pretraining, audits): every image of a folder tree or a manifest's `path` column.
+"""Unlabelled images (pretraining, audits, PU runs): every image of a folder tree or a manifest's `path` column.
 
 Labels and splits, where a source has them, are ignored: a folder of class folders, a split tree,
 a flat folder of images and a manifest all give one list of images.
@@ -14,6 +14,23 @@ import numpy as np
 from winnow.data.sources import IMAGE_SUFFIXES, Samples
 
 UNLABELLED = ""  # the label of every unlabelled sample
+PU_UNLABELLED = "unlabeled"  # what a PU run's extra unlabelled images are called when DATA has none
+
+
+def pu_unlabelled_label(labels: list[str], positive_class: str | None) -> str:
+    """The label a PU run's unlabelled images carry: DATA's one label besides `positive_class`, else "unlabeled".
+
+    Raises:
+        ValueError: No `positive_class`, or DATA with more than one other label.
+    """
+    if positive_class is None:
+        raise ValueError("unlabeled: the extra unlabelled images join a PU run, which needs positive_class, the "
+                         "label of the labelled positives; set --positive-class")
+    others = sorted(set(labels) - {positive_class})
+    if len(others) > 1:
+        raise ValueError(f"pu: every non-positive image is unlabelled, so DATA may hold one other label, got "
+                         f"{others}; relabel them all e.g. {PU_UNLABELLED!r}")
+    return others[0] if others else PU_UNLABELLED
 
 
 def read_unlabelled(sources: str | Path | list[str]) -> Samples:

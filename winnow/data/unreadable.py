@@ -2,11 +2,12 @@
 
 The header scan (`winnow.data.validation.scan`) misses files whose data is cut after a valid header,
 and files deleted after it ran; they fail only at the full decode, inside the data loader (in worker
-processes when `workers > 0`). `SkipUnreadable` turns such a read into a `FailedRead` marker, the
-collate function `SkipCollate` keeps the markers apart from the good items, and `ReadLog` iterates the
-loader: it yields the collated good items only and records the positions that were read and the
-files that failed, with why; when not one item could be read it raises `NothingRead` at the end, so
-that no caller ever handles an empty, shapeless result. Prediction jobs (predict, eval, tune, calibrate,
+processes or threads when `workers > 0`). `SkipUnreadable` turns such a read into a `FailedRead` marker,
+the collate function `SkipCollate` keeps the markers apart from the good items, and `ReadLog` iterates the
+loader (a DataLoader, or a `winnow.data.thread_loader.ThreadLoader` for CPU models): it yields the
+collated good items only and records the positions that were read and the files that failed, with why;
+when not one item could be read it raises `NothingRead` at the end, so that no caller ever handles an
+empty, shapeless result. Prediction jobs (predict, eval, tune, calibrate,
 ensemble, report) load through it; training does not: it verifies its files before the first epoch and stops on a bad one.
 """
 
@@ -19,6 +20,7 @@ from typing import Any, NamedTuple
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from winnow.data.imageio import ImageReadError
+from winnow.data.thread_loader import ThreadLoader
 from winnow.data.validation import bad_summary
 
 READ_ERRORS = (ImageReadError, OSError)  # what decoding a bad or vanished file raises
@@ -137,17 +139,27 @@ class ReadLog:
 
 
 def skipping_loader(dataset: Dataset, paths: list[str], *, batch_size: int, workers: int = 0,
-                    pin_memory: bool = False, collate: Callable[[list], Any] = default_collate) -> ReadLog:
+                    pin_memory: bool = False, collate: Callable[[list], Any] = default_collate,
+                    threads: bool = False) -> ReadLog:
     """A `ReadLog` over an in-order loader of `dataset` that skips the items whose file cannot be read.
 
     Args:
         dataset: Map-style dataset, one item per path.
         paths: The file behind each item.
         batch_size: Items per batch (the failed ones included, so a batch may come out smaller).
-        workers: DataLoader worker processes.
+        workers: DataLoader worker processes (0: load in this thread).
         pin_memory: Pin the collated items (CUDA).
         collate: Collate function of the dataset's items.
+        threads: The `workers` are threads of this process (`ThreadLoader`), for models run on the CPU.
+
+    Raises:
+        ValueError: `threads` with `pin_memory` (pinning is for CUDA jobs, which load in processes).
     """
-    loader = DataLoader(SkipUnreadable(dataset, paths), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        pin_memory=pin_memory, collate_fn=SkipCollate(collate))
+    if threads and pin_memory:
+        raise ValueError("threads=True loads for a CPU model and pins nothing; pass pin_memory=False")
+    items, collate_fn = SkipUnreadable(dataset, paths), SkipCollate(collate)
+    if threads and workers > 0:
+        return ReadLog(ThreadLoader(items, batch_size=batch_size, workers=workers, collate_fn=collate_fn))
+    loader = DataLoader(items, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory,
+                        collate_fn=collate_fn)
     return ReadLog(loader)

@@ -5,7 +5,9 @@ per-checkpoint evaluation in `RUN/eval/<data>/<checkpoint>/predictions.csv`, run
 or stale (other weights or calibration). A `ThresholdTuner` is refitted per checkpoint; among those
 meeting the target the best objective wins (ties: the better conservative bound, then the later
 epoch). The winner is copied to `checkpoints/selected.pt` and the reasons written to
-`checkpoints/selected.json`.
+`checkpoints/selected.json`. A positive-unlabelled run's own split has no true negatives: there a
+checkpoint is picked by a PU measure or a recall target, and other targets are refused
+(`winnow.evaluation.pu_split`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.evaluation.checkpoints import evaluate_checkpoints, run_checkpoints
+from winnow.evaluation.pu_split import (PU_METRICS, check_pu_split, pu_metric_record, pu_prior, pu_score, pu_summary,
+                                        pu_target, pu_target_record)
 from winnow.evaluation.report_files import read_predictions
 from winnow.inference.postprocess import require_softmax_head
 from winnow.operating.targets import Target, parse_target
@@ -29,7 +33,6 @@ from winnow.runs.files import fingerprint, read_json, write_json
 from winnow.runs.layout import EVAL_METRICS_FILE, EVAL_PREDICTIONS_FILE, SELECTED_CHECKPOINT, RunPaths, is_ensemble
 from winnow.tasks.heads import Head
 from winnow.tasks.spec import TaskSpec
-
 
 
 @dataclass
@@ -78,34 +81,85 @@ def run_head(run_dir: str | Path) -> Head:
     return TaskSpec.from_saved(tasks[0]).head
 
 
-def select_checkpoint(run_dir: str | Path, target: str, *, data: str | Path | None = None, device: str = "auto",
-                      batch_size: int = 64, workers: int = 0, n_bootstrap: int = 1000, confidence: float = 0.95,
-                      min_support: int = 20, strict: bool = False) -> dict[str, Any]:
+def select_checkpoint(run_dir: str | Path, target: str | None = None, *, data: str | Path | None = None,
+                      metric: str | None = None, device: str = "auto", batch_size: int = 64, workers: int = 0,
+                      n_bootstrap: int = 1000, confidence: float = 0.95, min_support: int = 20,
+                      strict: bool = False) -> dict[str, Any]:
     """Choose, copy and record the checkpoint that meets `target` best (see the module docstring).
 
+    On a positive-unlabelled split (`winnow.evaluation.pu_split`) `target` may be left out (the best
+    `metric`, pu_auc by default, wins) or be `recall(P)>=x` (the fewest unlabelled images flagged wins).
     Evaluations it runs skip unreadable images (`strict`: refuse them) and list them in their bad_files.csv.
 
     Returns:
         The content of selected.json.
 
     Raises:
-        ValueError: Malformed target, unknown class, or no checkpoint reaches the target.
+        ValueError: Malformed target, unknown class, a target a PU split cannot measure, no target where
+            one is needed, or no checkpoint reaches the target.
     """
     head = run_head(run_dir)
     require_softmax_head(head, action="winnow select")
-    parsed = parse_target(target, head.classes)
+    prior = pu_prior(run_dir, data)
     eval_data = resolve_eval_data(run_dir, data, split="val")
+    fitted = _fitted_target(target, metric, prior, eval_data, head.classes, run_dir)  # checked before inference
     tables = checkpoint_tables(run_dir, eval_data, head.classes, device=device, batch_size=batch_size,
                                workers=workers, strict=strict)
-    settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
-    candidates = [fit_candidate(name, epoch, target, probabilities, targets, head.classes, **settings)
-                  for name, (epoch, probabilities, targets) in tables.items()]
-    chosen = best_candidate(candidates, parsed, eval_data, run_dir)
+    if fitted is None:
+        chosen, record = _by_pu_metric(tables, metric, prior, eval_data, head.classes, run_dir)
+    else:
+        settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
+        chosen, record = _by_target(tables, target, fitted, prior, eval_data, head.classes, run_dir, **settings)
     paths = RunPaths(run_dir)
-    copy_file(paths.checkpoint(chosen.checkpoint), paths.checkpoint(SELECTED_CHECKPOINT))
-    record = selection_record(target, parsed, eval_data, chosen, candidates, paths.checkpoint(chosen.checkpoint))
+    copy_file(paths.checkpoint(chosen), paths.checkpoint(SELECTED_CHECKPOINT))
     write_json(paths.selection, record)
     return record
+
+
+def _fitted_target(target: str | None, metric: str | None, prior: float | None, data: EvalData,
+                   classes: list[str], run_dir: str | Path) -> str | None:
+    """The target to fit (a PU split's recall target rewritten by `pu_target`), None to select by a PU measure.
+
+    Raises:
+        ValueError: A malformed target, both a target and a metric, no target for data with true
+            negatives, a metric off a PU split, or what `pu_target` and `check_pu_split` refuse.
+    """
+    if target is not None and metric is not None:
+        raise ValueError("winnow select: give --target or --metric, not both (--metric picks a checkpoint on a "
+                         "positive-unlabelled split without a target)")
+    if prior is None and (target is None or metric is not None):
+        raise ValueError(f"winnow select {run_dir}: {data.source} has true negatives, so give --target (e.g. "
+                         f"precision({classes[-1]})>=0.9); only a positive-unlabelled run's own split (winnow train "
+                         "--pu) is selected on without one, by --metric pu_auc or pu_recall")
+    if prior is not None:
+        check_pu_split(data, classes, metric)
+        return None if target is None else pu_target(target, classes, source=data.source, action="select")
+    parse_target(target, classes)
+    return target
+
+
+def _by_target(tables: dict[str, tuple[int | None, np.ndarray, np.ndarray]], target: str, fitted: str,
+               prior: float | None, data: EvalData, classes: list[str], run_dir: str | Path,
+               **settings: Any) -> tuple[str, dict[str, Any]]:
+    """The checkpoint meeting `fitted` best, and its selected.json (on a PU split: see `pu_target_record`)."""
+    parsed = parse_target(fitted, classes)
+    candidates = [fit_candidate(name, epoch, fitted, probabilities, targets, classes, **settings)
+                  for name, (epoch, probabilities, targets) in tables.items()]
+    chosen = best_candidate(candidates, parsed, data, run_dir)
+    record = selection_record(target, parsed, data, chosen, candidates, RunPaths(run_dir).checkpoint(chosen.checkpoint))
+    if prior is not None:
+        record = pu_target_record(record, chosen, candidates, classes[1], prior)
+    return chosen.checkpoint, record
+
+
+def _by_pu_metric(tables: dict[str, tuple[int | None, np.ndarray, np.ndarray]], metric: str | None, prior: float,
+                  data: EvalData, classes: list[str], run_dir: str | Path) -> tuple[str, dict[str, Any]]:
+    """The checkpoint with the best PU measure on a PU split, and its selected.json."""
+    metric = (metric or PU_METRICS[0]).removeprefix("val_")
+    scores = [pu_score(name, epoch, probabilities, targets, prior)
+              for name, (epoch, probabilities, targets) in tables.items()]
+    chosen = max(scores, key=lambda score: score.rank(metric))
+    return chosen.checkpoint, pu_metric_record(metric, prior, data, chosen, scores, classes[1], run_dir)
 
 
 def checkpoint_tables(run_dir: str | Path, data: EvalData, classes: list[str], *, device: str, batch_size: int,
@@ -183,6 +237,8 @@ def selection_record(text: str, target: Target, data: EvalData, chosen: Candidat
 
 def selection_summary(record: dict[str, Any], run_dir: str | Path) -> list[str]:
     """Human-readable lines of a selected.json."""
+    if record.get("pu"):
+        return pu_summary(record, run_dir)
     achieved = "  ".join(f"{key} {value:.4f}" for key, value in record["achieved"].items())
     low, high = record["interval"]
     lines = [f"selected {record['selected']} (epoch {record['epoch']}): {record['why']}",

@@ -5,6 +5,7 @@ Multi-label runs tune the target's label alone (`LabelThresholds`). The probabil
 merged over TTA views when `tta` is given. thresholds.json holds `ThresholdTuner.to_dict()` plus the
 checkpoint, data and calibration it was tuned with, so that later use on other weights warns.
 Unreadable images are skipped (`strict=True`: refused) and listed in `RUN/thresholds.bad_files.csv`.
+On a positive-unlabelled run's own split only `recall(P)>=x` targets are tuned (`winnow.evaluation.pu_split`).
 A folder whose head has a reject option is tuned on the images it accepts: `predict` rejects first, and the
 tuned rule decides only the rest.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.data.validation import record_skipped
+from winnow.evaluation.pu_split import pu_prior, pu_target
 from winnow.evaluation.runner import predict_labelled
 from winnow.inference.postprocess import UNKNOWN
 from winnow.inference.predictions import Predictions
@@ -29,6 +31,10 @@ from winnow.operating.targets import parse_target
 from winnow.operating.tuner import ThresholdTuner
 from winnow.runs.files import fingerprint
 from winnow.runs.layout import RunPaths, bad_files_beside, checkpoint_label
+
+PU_NOTE = ("positive-unlabelled split: recall({positive}) is that of the labelled positives; fpr({positive}) is the "
+           "share of unlabelled images predicted {positive} (minimised at the recall), and precision({positive}) "
+           "counts the unlabelled as negatives, so neither is the true value")
 
 
 @dataclass
@@ -70,6 +76,9 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
     head = predictor.head
     parse_target(target, predictor.classes)
     eval_data = resolve_eval_data(run_dir, data, split="val")
+    prior = pu_prior(run_dir, data)
+    if prior is not None:  # a PU split: only recall of the labelled positives is measured (winnow.evaluation.pu_split)
+        target = pu_target(target, predictor.classes, source=eval_data.source, action="tune")
     predictions, targets, _ = predict_labelled(predictor, eval_data, tta=tta, tta_merge=tta_merge,
                                                batch_size=batch_size, workers=workers, strict=strict)
     settings = {"n_bootstrap": n_bootstrap, "confidence": confidence, "min_support": min_support}
@@ -87,8 +96,9 @@ def tune_run(run_dir: str | Path, target: str, *, data: str | Path | None = None
     save_thresholds(path, decision, context=context)
     skipped = record_skipped(predictions.bad, bad_files_beside(path))
     tuner = decision.tuner_ if isinstance(decision, LabelThresholds) else decision
-    return TuneResult(tuner, eval_data, path, context, predictor.reuse_warnings(predictions.paths, action="tuning"),
-                      skipped)
+    notes = [] if prior is None else [PU_NOTE.format(positive=predictor.classes[1])]
+    return TuneResult(tuner, eval_data, path, context,
+                      notes + predictor.reuse_warnings(predictions.paths, action="tuning"), skipped)
 
 
 def accepted_rows(predictions: Predictions) -> np.ndarray:

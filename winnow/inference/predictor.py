@@ -35,6 +35,7 @@ from winnow.inference.predictions import Predictions, ReadOutputs
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
 from winnow.models.registry import create_model
+from winnow.models.weights import build_with_weights
 from winnow.operating.label_thresholds import LabelThresholds
 from winnow.operating.store import load_thresholds
 from winnow.runs.files import fingerprint, read_json
@@ -156,7 +157,7 @@ class ScoringModel:
         Args:
             images: Image files, folders (searched recursively) or CSV manifests.
             batch_size: Images per batch (each carries all its TTA views).
-            workers: DataLoader workers.
+            workers: Loader workers: processes for a GPU model, threads for a CPU model (0: this thread).
             tta: "none", "flips", "d4" or a number of random views (see `winnow.inference.tta`); None:
                 the folder's default (a run's config `tta`, "none" for ensembles and heads).
             tta_merge: "mean" or "gmean" of the views' probabilities.
@@ -205,7 +206,7 @@ class ScoringModel:
                 outputs = compute([paths[i] for i in kept])
             except NothingRead as error:  # every file that passed the scan failed to decode
                 outputs = ReadOutputs(None, [], error.bad)
-        log_decode_notes(notes)  # workers > 0 decode in other processes: their notes are not seen here
+        log_decode_notes(notes)  # worker processes (GPU jobs) decode elsewhere: their notes are not seen here
         rows, bad = [kept[row] for row in outputs.rows], bad + outputs.bad
         check_readable(len(paths), len(rows), bad, strict=strict)
         if bad:
@@ -312,9 +313,9 @@ class Predictor(ScoringModel):
         Other backends (`winnow.export.backend`) override this to run an exported file instead.
         """
         state = load_checkpoint(checkpoint_path)
-        model = create_model(self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
-                             stem=self.config.stem, embedding_dim=self.config.embedding_dim)
-        model.load_state_dict(evaluation_weights(state))
+        model = build_with_weights(lambda: create_model(
+            self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
+            stem=self.config.stem, embedding_dim=self.config.embedding_dim), evaluation_weights(state))
         return model.to(self.accel.device).eval(), state.get("epoch")
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
@@ -340,17 +341,20 @@ class Predictor(ScoringModel):
                       workers: int) -> ReadOutputs:
         """Outputs `[n, V, F]` of `module` (the model, or its embedding) over the views of each readable image."""
         augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
-        views = build_views(augmentation, self.spec.mean, self.spec.std, augment=augment)
+        views = build_views(augmentation, channels=self.spec.in_chans, augment=augment)
         dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
                               seed=augmentation.seed if augmentation.mode == "random" else None)
-        return self._run(ViewModel(module, len(views)), dataset, paths, batch_size, workers,
+        # the loader sends the views as read (uint8 for all but random views): ViewModel normalises per batch
+        normalised = ViewModel(module, len(views), mean=self.spec.mean, std=self.spec.std)
+        return self._run(normalised, dataset, paths, batch_size, workers,
                          to_probabilities=lambda outputs: outputs.float(), collate=collate_views)
 
     def _run(self, module: nn.Module, dataset: Dataset, paths: list[str], batch_size: int, workers: int, *,
              to_probabilities: Callable, collate: Callable = default_collate) -> ReadOutputs:
         """`module`'s outputs on every item of `dataset` whose file reads; the others are listed in `bad`."""
-        reads = skipping_loader(dataset, paths, batch_size=batch_size, workers=workers,
-                                pin_memory=self.accel.is_cuda, collate=collate)
+        # a CPU model's forward pass already has every core: worker threads cost less there than processes
+        reads = skipping_loader(dataset, paths, batch_size=batch_size, workers=workers, pin_memory=self.accel.is_cuda,
+                                collate=collate, threads=not self.accel.is_cuda)
         progress = Progress(len(paths), description=f"scoring with {Path(self.run_dir).name}", enabled=True)
         try:
             values = predict_probabilities(module, reads, self.accel, to_probabilities=to_probabilities,

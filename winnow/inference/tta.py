@@ -12,11 +12,15 @@ Merges (`--tta-merge`): ``mean`` of the probabilities, or ``gmean``, their geome
 renormalised (per row for softmax heads; per label, against the complement, for multi-label heads).
 
 Each image is decoded once; its views travel as one `[V, C, S, S]` item and the batch is flattened to
-`[B * V, C, S, S]` for the model (`ViewModel` folds the logits back to `[B, V, K]`).
+`[B * V, C, S, S]` for the model (`ViewModel` folds the logits back to `[B, V, K]`). Flip and d4 views
+stay uint8 (a flip is exact on bytes), so batches travel from the loader's workers (and to the GPU) at a
+quarter of the float32 size, and `ViewModel` scales and normalises each batch at once on the device, the
+same `ToDtype` and `Normalize` arithmetic as per image, so the outputs are the same.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +29,6 @@ import torch
 from scipy.special import expit, softmax
 from torch import nn
 from torch.utils.data import Dataset, default_collate
-from torchvision.transforms import v2
 
 from winnow.data.dataset import ImageDataset
 from winnow.data.transforms import eval_transform, train_transform
@@ -35,7 +38,10 @@ MODES = ("flips", "d4")
 MERGES = ("mean", "gmean")
 EPS = 1e-12
 
-View = Callable[[torch.Tensor], torch.Tensor]  # uint8 [C, S, S] -> normalised float [C, S, S]
+# uint8 [C, S, S] -> [C, S, S] not yet normalised: uint8 (geometric views) or float32 in [0, 1] (random views)
+View = Callable[[torch.Tensor], torch.Tensor]
+# torch's global generator, which the random views draw from, is one per process: loader threads take turns
+_GLOBAL_RNG = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -80,34 +86,30 @@ def parse_tta(value: str | int | None, *, merge: str = "mean", seed: int = 0) ->
     raise ValueError(f"tta: expected flips, d4 or a number of random views >= 1 (e.g. 8), got {value!r}")
 
 
-def build_views(tta: TTA, mean: list[float], std: list[float], *, augment: dict | None = None) -> list[View]:
-    """The views of `tta` as callables uint8 `[C, S, S]` -> normalised float `[C, S, S]`.
+def build_views(tta: TTA, *, channels: int, augment: dict | None = None) -> list[View]:
+    """The views of `tta` as callables uint8 `[C, S, S]` -> `[C, S, S]` before normalisation (see `View`).
+
+    `ViewModel` normalises the batches; geometric views keep uint8, random views are float in [0, 1].
 
     Args:
         tta: Parsed TTA.
-        mean, std: Normalisation of the run (preprocessing.json).
+        channels: C.
         augment: Keyword arguments of `train_transform` (fill, hflip, rotate, ...) for random views.
     """
-    normalize = eval_transform(mean, std)
     if tta.mode == "random":
-        unit = [0.0] * len(mean), [1.0] * len(mean)
-        jitter = train_transform(*unit, **{**(augment or {}), "random_erasing": 0.0})  # float in [0, 1]
-        return [v2.Compose([jitter, v2.Normalize(mean, std)])] * tta.n_random
-    geometric = view_ops(tta.mode)
-    return [_then(op, normalize) for op in geometric]
-
-
-def _then(first: Callable, second: Callable) -> View:
-    return lambda x: second(first(x))
+        unit = [0.0] * channels, [1.0] * channels  # an identity Normalize: the run's comes per batch
+        return [train_transform(*unit, **{**(augment or {}), "random_erasing": 0.0})] * tta.n_random
+    return view_ops(tta.mode)
 
 
 class ViewDataset(Dataset):
-    """Every view of one image per item: `([V, C, S, S] float, target)`.
+    """Every view of one image per item: `([V, C, S, S], target)`, not yet normalised (see `View`).
 
     Args:
         base: Dataset supplying preprocessed uint8 images (`load_uint8`) and targets.
-        views: Callables uint8 `[C, S, S]` -> float `[C, S, S]`.
-        seed: Seed of random views; None for deterministic views (no reseeding).
+        views: From `build_views`.
+        seed: Seed of random views; None for deterministic views (no reseeding). Seeded views are safe to
+            read from several threads (they take turns on torch's global generator).
     """
 
     def __init__(self, base: ImageDataset, views: list[View], *, seed: int | None = None) -> None:
@@ -123,7 +125,7 @@ class ViewDataset(Dataset):
     def _view(self, image: torch.Tensor, index: int, v: int) -> torch.Tensor:
         if self.seed is None:
             return self.views[v](image)
-        with torch.random.fork_rng(devices=[]):
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + index) * len(self.views) + v)
             return self.views[v](image)
 
@@ -135,14 +137,21 @@ def collate_views(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, 
 
 
 class ViewModel(nn.Module):
-    """Runs `model` on `[B * V, C, S, S]` and returns logits `[B, V, K]`."""
+    """Normalises views `[B * V, C, S, S]` as `ViewDataset` gives them, runs `model` and returns `[B, V, K]`.
 
-    def __init__(self, model: nn.Module, n_views: int) -> None:
+    Args:
+        model: Takes normalised float32 images `[N, C, S, S]`.
+        n_views: V.
+        mean, std: The run's normalisation (preprocessing.json): `eval_transform` runs once per batch, on
+            the batch's device, with the arithmetic it has per image (uint8 scaled to [0, 1], then normalised).
+    """
+
+    def __init__(self, model: nn.Module, n_views: int, *, mean: list[float], std: list[float]) -> None:
         super().__init__()
-        self.model, self.n_views = model, n_views
+        self.model, self.n_views, self.normalize = model, n_views, eval_transform(mean, std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.model(images)
+        logits = self.model(self.normalize(images))
         return logits.reshape(-1, self.n_views, logits.shape[-1])
 
 

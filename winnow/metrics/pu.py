@@ -6,7 +6,9 @@ labelled positives against unlabelled images is ``AUC_PU = pi / 2 + (1 - pi) * A
 the usual ROC AUC without a single true negative. `pu_recall` is the recall of the labelled
 positives among the images predicted positive when the top ``rate`` of the whole split is taken,
 with ``rate`` the expected share of positives ``(n_p + pi * n_u) / n``; a better ranking finds more.
-Both are monotone in the ranking quality and drive best.pt in PU runs (`select_metric`).
+Both are monotone in the ranking quality and drive best.pt in PU runs (`select_metric`) and
+`winnow select` on a PU split. `threshold_for_prior` is the score above which the top ``pi`` of the
+unlabelled lie: the decision threshold an assumed prior gives.
 """
 
 from __future__ import annotations
@@ -32,3 +34,12 @@ def pu_recall(scores: np.ndarray, labelled: np.ndarray, prior: float) -> float:
     expected = int(round(labelled.sum() + prior * (~labelled).sum()))
     top = np.argsort(-scores, kind="stable")[:max(expected, 1)]
     return float(labelled[top].sum() / labelled.sum())
+
+
+def threshold_for_prior(unlabelled_scores: np.ndarray, prior: float) -> float:
+    """The score of the `max(1, round(prior * n))`-th highest of the unlabelled scores `[n]`.
+
+    Predicting positive at scores >= it takes the top `prior` share of the unlabelled (ties may add some).
+    """
+    scores = np.sort(np.asarray(unlabelled_scores, dtype=float))[::-1]
+    return float(scores[min(max(int(round(prior * len(scores))), 1), len(scores)) - 1])

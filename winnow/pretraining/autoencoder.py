@@ -69,6 +69,12 @@ class AutoEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decoder(self.encoder.forward_features(images)), images
 
+    def embed_and_reconstruct(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`[B, F]` pooled encoder features (`forward_head(pre_logits=True)`, as a classifier's embedding) and the
+        `[B, C, S, S]` reconstruction, from one pass of the encoder."""
+        features = self.encoder.forward_features(images)
+        return self.encoder.forward_head(features, pre_logits=True), self.decoder(features)
+
     def set_epoch(self, epoch: int, epochs: int) -> None:
         """Nothing changes with the epoch (BYOL's momentum does)."""
 

@@ -50,6 +50,13 @@ TRIALS_FILE = "trials.csv"
 BEST_RECIPE_FILE = "best.yaml"
 SEARCH_PREFIX = "search-"  # runs/search-NAME
 TRIAL_PREFIX = "trial-"  # runs/search-NAME/trial-0003
+# A self-training loop folder (`winnow loop`): one run folder per round (r0, r1...) beside these
+LOOP_FILE = "loop.json"  # the loop's settings and its finished rounds, checked when it is continued
+LOOP_TABLE_CSV = "loop.csv"
+LOOP_TABLE_MD = "loop.md"
+LOOP_PREFIX = "loop-"  # runs/loop-NAME
+ROUND_PREFIX = "r"  # runs/loop-NAME/r2: the run of round 2
+PSEUDO_PREFIX = "pseudo"  # runs/loop-NAME/pseudo2.csv (+ .json): the pseudo-labels round 2 trains on
 
 
 @dataclass(frozen=True)

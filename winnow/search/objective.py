@@ -13,6 +13,10 @@ Two forms::
 An operating-point objective is measured on each epoch's validation probabilities with the threshold
 search of `winnow tune` (`winnow.operating`): the best objective over every threshold meeting the
 constraint. When no threshold meets it, the value is the worst possible (0, or 1 for fpr).
+
+A positive-unlabelled search (`pu: true`) validates on labelled positives and unlabelled images, with no
+true negatives: its objective is one of `PU_SELECT_METRICS` (default `val_pu_auc`, `winnow.metrics.pu`),
+and any other is refused (`Objective.check_pu`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from winnow.config import SELECT_METRICS
+from winnow.config import PU_SELECT_METRICS, SELECT_METRICS
 from winnow.operating.targets import METRIC_OPS, Target, parse_target
 from winnow.operating.tuner import ThresholdCurve, select_threshold
 from winnow.training.callbacks import EpochEnd
@@ -32,6 +36,12 @@ from winnow.training.callbacks import EpochEnd
 METRICS = ("macro_f1", "balanced_accuracy", "accuracy", "loss", "micro_f1")
 OPERATING_HEADS = ("multiclass", "binary")
 EXAMPLES = "val_macro_f1, balanced_accuracy, val_loss, recall(good)@precision(good)>=0.9"
+DEFAULT_OBJECTIVE, DEFAULT_PU_OBJECTIVE = "val_macro_f1", PU_SELECT_METRICS[0]
+
+
+def default_objective(*, pu: bool) -> str:
+    """The objective of a search that names none: val_macro_f1, or val_pu_auc for positive-unlabelled data."""
+    return DEFAULT_PU_OBJECTIVE if pu else DEFAULT_OBJECTIVE
 _TERM = re.compile(r"^\s*(?P<metric>[A-Za-z_]+)\s*(?:\(\s*(?P<cls>[^()]*?)\s*\))?\s*$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CLASSES_NAMED = re.compile(r"\(\s*([^()]*?)\s*\)")
@@ -70,7 +80,22 @@ class Objective:
         """Whether `a` beats `b`."""
         return a > b if self.maximize else a < b
 
-    def check_classes(self, classes: Sequence[str], *, head: str) -> None:
+    def check_pu(self) -> None:
+        """Refuse, for a positive-unlabelled search, an objective that needs true negatives on val.
+
+        Raises:
+            ValueError: Any objective but those of `PU_SELECT_METRICS`.
+        """
+        if self.metric in PU_SELECT_METRICS:
+            return
+        what = f"the operating point {self.target!r}" if self.target else self.metric
+        raise ValueError(f"objective {self.text!r}: a positive-unlabelled search (pu: true) validates on labelled "
+                         f"positives and unlabelled images, with no true negatives, so {what} there would count the "
+                         f"unlabelled images as negatives; use {DEFAULT_PU_OBJECTIVE} (the default with --pu), "
+                         "val_pu_recall or val_loss (the PU risk), and measure operating points on a labelled test "
+                         "split afterwards (winnow train --test, winnow pu-sensitivity)")
+
+    def check_classes(self, classes: Sequence[str], *, head: str, pu: bool = False) -> None:
         """Refuse, before any training, a metric the head's epoch rows lack, or an operating point on unknown
         classes or on a head it cannot be measured for.
 
@@ -79,7 +104,7 @@ class Objective:
                 multitask head for an operating point.
         """
         if self.target is None:
-            known = row_metrics(head, classes)
+            known = row_metrics(head, classes, pu=pu)
             if known is not None and self.metric not in known:
                 raise ValueError(f"objective {self.text!r}: a {head} head's epoch rows have no {self.metric!r}; "
                                  f"they have {', '.join(known)}")
@@ -107,11 +132,13 @@ class Objective:
                                np.asarray(event.val_targets), event.classes)
 
 
-def row_metrics(head: str, classes: Sequence[str]) -> list[str] | None:
+def row_metrics(head: str, classes: Sequence[str], *, pu: bool = False) -> list[str] | None:
     """The val_ keys of a head's epoch rows (None for multitask runs, whose keys depend on the tasks)."""
     if head == "multitask":
         return None
     names = ["val_loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1"]
+    if pu:
+        names += ["val_pu_auc", "val_pu_recall"]
     if head == "multilabel":
         names += ["val_micro_f1", *(f"val_f1_{name}" for name in classes)]
     return names

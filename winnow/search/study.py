@@ -13,6 +13,10 @@ one normal run folder per trial (`trial-0000/`...), `trials.csv` and `best.yaml`
 - Resume: running the same search again continues the study; trials left running by a killed process
   are failed and queued again (at once when the process was on this machine, otherwise once its
   heartbeat is stale).
+- Positive-unlabelled data (`pu: true` among the user's values): every trial is a PU run on the one
+  split (its `unlabeled` images are in splits.csv), and the objective is a PU measure (default
+  `val_pu_auc`; one needing true negatives is refused). `prior: auto` is estimated once, before the
+  search, by the command (`winnow.pu.auto.resolve_prior_values`): every trial gets the same number.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from winnow.runs.files import read_json, write_json
 from winnow.runs.layout import (BEST_RECIPE_FILE, SEARCH_FILE, SEARCH_PREFIX, SPLITS_FILE, STUDY_DB, TRIALS_FILE,
                                 dataset_name)
 from winnow.search.budget import Budget, estimate_trial_seconds, parse_duration
-from winnow.search.objective import Objective, parse_objective
+from winnow.search.objective import Objective, default_objective, parse_objective
 from winnow.search.results import columns, format_rows, trial_rows, write_best, write_trials
 from winnow.search.space import (SearchSpace, default_point, default_space, load_space, median_image_size,
                                  space_from_dict)
@@ -64,7 +68,8 @@ class SearchSettings:
     Attributes:
         user_values: Config values from the user (--config file and flags; `data` included). `name`
             names the search (default: the data set), `out` holds its folder.
-        objective: Metric or operating point (`winnow.search.objective`).
+        objective: Metric or operating point (`winnow.search.objective`); None: val_macro_f1, or val_pu_auc
+            for positive-unlabelled data.
         trials: Trials in the study (all processes together); None: until the budget is spent.
         budget: Wall clock for this command: seconds, or "2h", "30m", "1800s"; None: until `trials` are done.
         jobs: Worker processes on this machine.
@@ -79,7 +84,7 @@ class SearchSettings:
     """
 
     user_values: dict[str, Any]
-    objective: str = "val_macro_f1"
+    objective: str | None = None
     trials: int | None = None
     budget: float | str | None = None
     jobs: int = 1
@@ -132,7 +137,7 @@ def search(settings: SearchSettings) -> SearchResult:
     _check_settings(settings)
     budget = parse_duration(settings.budget) if settings.budget is not None else None
     deadline = time.time() + budget if budget is not None else None  # the budget counts from the start
-    plan = prepare(settings, parse_objective(settings.objective), deadline=deadline)
+    plan = prepare(settings, search_objective(settings), deadline=deadline)
     _open_study(plan, open_storage(plan.storage), worker=None)
     try:
         reasons = _run_workers(plan, settings.jobs)
@@ -153,6 +158,18 @@ def _check_settings(settings: SearchSettings) -> None:
         raise ValueError(f"search: unknown pruner {settings.pruner!r}; valid pruners: {', '.join(PRUNERS)}")
     if settings.recipe is not None and settings.space and "recipe" in settings.space:
         raise ValueError("search: the recipe is given (--recipe) and searched (`recipe` in the space); drop one")
+    if settings.user_values.get("pu") and settings.user_values.get("prior") == "auto":
+        raise ValueError("search: prior 'auto' is estimated once before the search, by `winnow search` "
+                         "(winnow.pu.auto.resolve_prior_values); pass a number in (0, 1) to search()")
+
+
+def search_objective(settings: SearchSettings) -> Objective:
+    """The parsed objective (default: `default_objective`), checked against positive-unlabelled data."""
+    pu = bool(settings.user_values.get("pu"))
+    objective = parse_objective(settings.objective or default_objective(pu=pu))
+    if pu:
+        objective.check_pu()
+    return objective
 
 
 # ------------------------------------------------------------------------------------------ preparing
@@ -166,14 +183,15 @@ def prepare(settings: SearchSettings, objective: Objective, *, deadline: float |
         objective: Its parsed objective.
         deadline: `time.time()` at which the budget ends (None: no budget).
     """
-    config = from_dict(settings.user_values, source="search config")
+    selects = {"select_metric": objective.select_metric} if objective.select_metric else {}
+    config = from_dict({**selects, **settings.user_values}, source="search config")  # as the trials have it
     folder = Path(settings.folder) if settings.folder else Path(config.out) / f"{SEARCH_PREFIX}{search_name(config)}"
     folder.mkdir(parents=True, exist_ok=True)
     split_file, samples = _split(config, folder)
     train_rows = samples.where_split("train")
     tasks = build_tasks(config.replace(data=[str(split_file)], val=[], test=[]), train_rows.column)
     head = tasks[0].head.kind if len(tasks) == 1 else "multitask"
-    objective.check_classes(tasks[0].head.classes, head=head)
+    objective.check_classes(tasks[0].head.classes, head=head, pu=config.pu)
     space = _space(settings, config, head, train_rows.paths)
     default_strength = _default_aug_strength(config, tasks, train_rows)
     trial_plan = TrialPlan(folder, split_file, dict(settings.user_values), objective, space, head, settings.recipe,

@@ -58,8 +58,8 @@ class TrialPlan:
     def config(self, params: dict[str, Any], number: int) -> Config:
         """The config of trial `number` at the point `params`."""
         values = trial_values(params, self.user_values, recipe=self.recipe, head=self.head)
-        values.update(data=[str(self.split_file)], val=[], test=[], out=str(self.folder),
-                      name=f"{TRIAL_PREFIX}{number:04d}")
+        values.update(data=[str(self.split_file)], val=[], test=[], unlabeled=[], out=str(self.folder),
+                      name=f"{TRIAL_PREFIX}{number:04d}")  # the split holds a PU search's unlabeled images
         values.setdefault("cache_dir", str(self.folder / ".cache"))  # trials share decoded images
         if "select_metric" not in self.user_values and self.objective.select_metric:
             values["select_metric"] = self.objective.select_metric  # best.pt is then the best epoch for it
