@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -10,13 +12,19 @@ from winnow.losses import IGNORE_INDEX, create_loss
 from loss_factory import sigmoid
 
 
-def naive_risks(logits: list[float], targets: list[int], prior: float) -> tuple[float, float]:
-    """Kiryo et al. 2017, eq. (3)-(4) with l(z) = sigmoid(-z), sample by sample."""
+def naive_risks(logits: list[float], targets: list[int], prior: float, *,
+                l=lambda z: sigmoid(-z)) -> tuple[float, float]:  # noqa: E741
+    """Kiryo et al. 2017, eq. (3)-(4) with the loss l(z) (the paper's sigmoid(-z)), sample by sample."""
     pos = [z for z, t in zip(logits, targets) if t == 1]
     unl = [z for z, t in zip(logits, targets) if t == 0]
-    risk_p = prior * sum(sigmoid(-z) for z in pos) / max(1, len(pos))
-    risk_n = sum(sigmoid(z) for z in unl) / max(1, len(unl)) - prior * sum(sigmoid(z) for z in pos) / max(1, len(pos))
+    risk_p = prior * sum(l(z) for z in pos) / max(1, len(pos))
+    risk_n = sum(l(-z) for z in unl) / max(1, len(unl)) - prior * sum(l(-z) for z in pos) / max(1, len(pos))
     return risk_p, risk_n
+
+
+def logistic_loss(z: float) -> float:
+    """l(z) = log(1 + exp(-z))."""
+    return math.log1p(math.exp(-z))
 
 
 def naive_grad(logits: list[float], targets: list[int], prior: float, *, wp: float, wn: float) -> list[float]:
@@ -99,7 +107,35 @@ def test_nnpu_training_keeps_the_negative_risk_from_collapsing():
     assert losses["nnpu"] > -0.05
 
 
+def naive_logistic_grad(logits: list[float], targets: list[int], prior: float) -> list[float]:
+    """d(R_p + R_n)/dz per sample for l(z) = log(1 + exp(-z)): l'(z) = -sigmoid(-z), d l(-z)/dz = sigmoid(z)."""
+    n_p = max(1, sum(1 for t in targets if t == 1))
+    n_u = max(1, sum(1 for t in targets if t == 0))
+    return [prior * -sigmoid(-z) / n_p - prior * sigmoid(z) / n_p if t == 1 else sigmoid(z) / n_u if t == 0 else 0.0
+            for z, t in zip(logits, targets)]
+
+
+@pytest.mark.parametrize("name", ["upu", "nnpu"])
+def test_logistic_surrogate_matches_naive_loop(name):
+    logits = [2.0, 1.0, 0.5, 3.0, 0.0, 1.5, 2.5, 1.0]  # R_n > 0: nnPU steps on the full risk too
+    loss, value, grad = _call(name, {"prior": 0.4, "surrogate": "logistic"}, logits)
+    risk_p, risk_n = naive_risks(logits, TARGETS, 0.4, l=logistic_loss)
+    assert risk_n > 0 and value == pytest.approx(risk_p + risk_n, rel=1e-12)
+    assert grad == pytest.approx(naive_logistic_grad(logits, TARGETS, 0.4), rel=1e-9)
+    assert "surrogate=logistic" in repr(loss)
+
+
+def test_logistic_surrogate_keeps_the_positive_gradient_where_sigmoid_saturates():
+    logits = [-12.0] * 8  # every score far below 0, as after the first steps with a small prior
+    grads = {surrogate: _call("nnpu", {"prior": 0.01, "surrogate": surrogate}, logits)[2]
+             for surrogate in ("sigmoid", "logistic")}
+    positive = [i for i, t in enumerate(TARGETS) if t == 1]
+    assert max(abs(grads["sigmoid"][i]) for i in positive) < 1e-6
+    assert min(abs(grads["logistic"][i]) for i in positive) > 1e-3
+
+
 @pytest.mark.parametrize("params, match", [
+    ({"prior": 0.3, "surrogate": "hinge"}, r"surrogate.*\['logistic', 'sigmoid'\].*'hinge'"),
     ({}, "prior"),
     ({"prior": 0.0}, "prior"),
     ({"prior": 1.0}, "prior"),

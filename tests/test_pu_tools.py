@@ -242,3 +242,11 @@ def test_pu_score_flags_the_prior_share_of_the_unlabelled():
     assert score.threshold == 0.5 and score.flagged == pytest.approx(3 / 9)  # the top 3 of the 9 unlabelled
     assert score.recall == pytest.approx(2 / 3)  # 0.9 and 0.7 are at or above 0.5, 0.4 is not
     assert score.pu_auc == pytest.approx(pu_auc(scores, targets, 1 / 3))
+
+
+def test_calibrate_refuses_a_pu_split_and_fits_on_labelled_test_data(pu_run, tmp_path, capsys):
+    run = _copy_run(pu_run, tmp_path)
+    assert main(["calibrate", str(run)]) == 2
+    assert "positive-unlabelled split" in capsys.readouterr().err and not (run / "calibration.json").exists()
+    assert main(["calibrate", str(run), "--data", "test"]) == 0  # given with --test: labelled, true negatives
+    assert json.loads((run / "calibration.json").read_text())["n_samples"] == 16  # the 16 test images

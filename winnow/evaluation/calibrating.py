@@ -14,6 +14,7 @@ from pathlib import Path
 from winnow.calibration.store import Calibrator, make_calibrator, save_calibration
 from winnow.data.labelled import EvalData, resolve_eval_data
 from winnow.data.validation import record_skipped
+from winnow.evaluation.pu_split import pu_prior
 from winnow.evaluation.runner import predict_labelled
 from winnow.evaluation.scoring import calibration_scores
 from winnow.inference.postprocess import to_probabilities
@@ -57,10 +58,11 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
     `strict`: an unreadable image is an error (default: skipped).
 
     Raises:
-        ValueError: Unknown method, labels outside the run's classes, a multitask run, or no readable image
-            (`strict`: an unreadable one).
+        ValueError: Unknown method, labels outside the run's classes, a multitask run, a positive-unlabelled
+            split, or no readable image (`strict`: an unreadable one).
     """
     make_calibrator(method)  # an unknown method fails before any inference
+    refuse_pu_split(run_dir, data)
     predictor = load(run_dir, checkpoint=checkpoint, device=device, calibration=False, thresholds=False)
     head = predictor.head
     calibrator = make_calibrator(method, multilabel=head.kind == "multilabel")
@@ -81,6 +83,17 @@ def calibrate_run(run_dir: str | Path, *, data: str | Path | None = None, method
         "nll_after": result.nll_after, "ece_before": result.ece_before, "ece_after": result.ece_after})
     result.skipped = record_skipped(predictions.bad, bad_files_beside(result.path))
     return result
+
+
+def refuse_pu_split(run_dir: str | Path, data: str | Path | None) -> None:
+    """A ValueError when `data` is a PU split of a PU run: its unlabelled images are not negatives."""
+    if pu_prior(run_dir, data) is None:
+        return
+    raise ValueError(f"calibrate {run_dir} on {data or 'val'}: that is a positive-unlabelled split, whose unlabelled "
+                     "images are not negatives (some are hidden positives), so a calibrator fitted there would learn "
+                     "to pull positives' probabilities down. Give labelled data with true negatives (--data LABELLED, "
+                     "or --data test when the run was given --test); without it keep the nnPU scores and take the "
+                     f"prior's threshold (`winnow pu-sensitivity {run_dir}` shows what each prior gives)")
 
 
 def _warnings(run_dir: str | Path) -> list[str]:

@@ -20,8 +20,13 @@ it is a surrogate ``risk.detach() + (-gamma * R_n) - (-gamma * R_n).detach()``, 
 the risk and whose gradient is exactly that of ``-gamma * R_n``. The optimizer thus takes the
 paper's correction step without any change to the training loop.
 
-`loss_params`: ``prior`` (required, in (0, 1)), and for nnpu ``beta`` (0, >= 0) and ``gamma``
-(1, in (0, 1]).
+`loss_params`: ``prior`` (required, in (0, 1)), ``surrogate`` (``sigmoid``, the paper's, or
+``logistic``: ``l(z) = softplus(-z)``), and for nnpu ``beta`` (0, >= 0) and ``gamma`` (1, in (0, 1]).
+
+Why ``logistic``: the sigmoid loss saturates. With a small prior the positive risk weighs little,
+the first steps push every score far below 0, and there ``sigmoid'`` is ~0, so the labelled
+positives' gradient vanishes and training never recovers (bench/pu.py, chromosomes-qband class 23,
+prior 0.009: test AUC 0.50). The logistic loss keeps a gradient of ~1 on a positive scored low.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 from numbers import Real
 
 import torch
+import torch.nn.functional as F
 
 from winnow.constraints import Interval, check_value
 from winnow.losses.base import WinnowLoss
@@ -36,8 +42,9 @@ from winnow.losses.context import LossContext
 from winnow.losses.params import REQUIRED, at_least, take_params
 from winnow.losses.targets import label_inputs
 
-UPU_PARAMS: dict[str, object] = {"prior": REQUIRED}
-NNPU_PARAMS: dict[str, object] = {"prior": REQUIRED, "beta": 0.0, "gamma": 1.0}
+SURROGATES = {"sigmoid": lambda z: torch.sigmoid(-z), "logistic": lambda z: F.softplus(-z)}
+UPU_PARAMS: dict[str, object] = {"prior": REQUIRED, "surrogate": "sigmoid"}
+NNPU_PARAMS: dict[str, object] = {"prior": REQUIRED, "surrogate": "sigmoid", "beta": 0.0, "gamma": 1.0}
 
 
 def prior_value(name: str, value: object) -> float:
@@ -47,7 +54,15 @@ def prior_value(name: str, value: object) -> float:
                                   "train --prior auto estimates it"))
 
 
-def pu_risks(logits: torch.Tensor, targets: torch.Tensor, prior: float, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+def surrogate_name(loss: str, value: object) -> str:
+    """A name in SURROGATES, or a ValueError naming the parameter and the valid names."""
+    if value not in SURROGATES:
+        raise ValueError(f"loss_params surrogate of loss {loss!r}: expected one of {sorted(SURROGATES)}, got {value!r}")
+    return str(value)
+
+
+def pu_risks(logits: torch.Tensor, targets: torch.Tensor, prior: float, loss: str, *,
+             surrogate: str = "sigmoid") -> tuple[torch.Tensor, torch.Tensor]:
     """The positive and negative risks ``(R_p, R_n)`` (scalars) of a batch; see the module doc."""
     batch = label_inputs(logits, targets, loss)
     if not batch.binary:
@@ -57,25 +72,26 @@ def pu_risks(logits: torch.Tensor, targets: torch.Tensor, prior: float, loss: st
     positive = given * batch.targets[:, 0]
     unlabelled = given * (1 - batch.targets[:, 0])
     n_p, n_u = positive.sum().clamp(min=1), unlabelled.sum().clamp(min=1)
-    as_positive, as_negative = torch.sigmoid(-z), torch.sigmoid(z)  # l(z), l(-z)
+    as_positive, as_negative = SURROGATES[surrogate](z), SURROGATES[surrogate](-z)  # l(z), l(-z)
     risk_p = prior * (positive * as_positive).sum() / n_p
     risk_n = (unlabelled * as_negative).sum() / n_u - prior * (positive * as_negative).sum() / n_p
     return risk_p, risk_n
 
 
 class UPULoss(WinnowLoss):
-    """Unbiased PU risk ``R_p + R_n`` with the sigmoid loss (can go below 0 when over-fitting)."""
+    """Unbiased PU risk ``R_p + R_n`` (can go below 0 when over-fitting)."""
 
-    def __init__(self, *, prior: float) -> None:
+    def __init__(self, *, prior: float, surrogate: str = "sigmoid") -> None:
         super().__init__()
         self.prior = prior_value("upu prior", prior)
+        self.surrogate = surrogate_name("upu", surrogate)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        risk_p, risk_n = pu_risks(logits, targets, self.prior, "upu")
+        risk_p, risk_n = pu_risks(logits, targets, self.prior, "upu", surrogate=self.surrogate)
         return risk_p + risk_n
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior}"
+        return f"prior={self.prior}, surrogate={self.surrogate}"
 
 
 class NNPULoss(WinnowLoss):
@@ -85,16 +101,17 @@ class NNPULoss(WinnowLoss):
         corrected: whether the last call took the correction branch (``R_n < -beta``).
     """
 
-    def __init__(self, *, prior: float, beta: float = 0.0, gamma: float = 1.0) -> None:
+    def __init__(self, *, prior: float, surrogate: str = "sigmoid", beta: float = 0.0, gamma: float = 1.0) -> None:
         super().__init__()
         self.prior = prior_value("nnpu prior", prior)
+        self.surrogate = surrogate_name("nnpu", surrogate)
         self.beta = at_least("nnpu beta", beta, 0.0, hint="the paper uses 0")
         self.gamma = float(check_value("nnpu gamma", gamma, [Interval(Real, 0, 1, closed="right")],
                                        hint="the paper uses 1"))
         self.corrected = False
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        risk_p, risk_n = pu_risks(logits, targets, self.prior, "nnpu")
+        risk_p, risk_n = pu_risks(logits, targets, self.prior, "nnpu", surrogate=self.surrogate)
         risk = risk_p + risk_n.clamp(min=0)
         self.corrected = bool(risk_n.detach() < -self.beta)
         if not self.corrected:
@@ -103,7 +120,7 @@ class NNPULoss(WinnowLoss):
         return risk.detach() + step - step.detach()
 
     def extra_repr(self) -> str:
-        return f"prior={self.prior}, beta={self.beta}, gamma={self.gamma}"
+        return f"prior={self.prior}, surrogate={self.surrogate}, beta={self.beta}, gamma={self.gamma}"
 
 
 def upu_loss(params: dict | None, context: LossContext) -> UPULoss:
