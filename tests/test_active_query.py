@@ -111,3 +111,24 @@ def test_bald_on_a_single_run_uses_mc_dropout_passes(tiny, pseudo, tmp_path, cap
     code, _, err = cli(capsys, "query", pseudo[1], pool, "--budget", 3, "--strategy", "bald", "--out", tmp_path / "b.csv")
     assert code == 0, err
     assert "the passes disagree" in read_rows(tmp_path / "b.csv")[0]["reason"]
+
+
+def test_query_takes_a_manifest_of_paths_without_labels(tiny, tmp_path, capsys):
+    run, pool = tiny
+    manifest = tmp_path / "pool.csv"
+    files = sorted(pool.rglob("*.png"))
+    manifest.write_text("path\n" + "".join(f"{p.relative_to(pool)}\n" for p in files))  # relative to the manifest
+    (tmp_path / "bar").symlink_to(pool / "bar"), (tmp_path / "disk").symlink_to(pool / "disk")
+    (tmp_path / "square").symlink_to(pool / "square")
+    code, printed, err = cli(capsys, "query", run, manifest, "--budget", 4, "--out", tmp_path / "to_label.csv")
+    assert code == 0, err
+    assert "wrote 4 of 12 unlabelled images" in printed and "6 pool images already labelled" in printed
+
+
+def test_a_pool_manifest_without_a_path_column_or_with_an_empty_path_is_refused(tiny, tmp_path, capsys):
+    run, _ = tiny
+    for text, match in [("file\na.png\n", "missing column 'path'"), ("path\na.png\n\"\"\n", "line 3: empty path")]:
+        manifest = tmp_path / "pool.csv"
+        manifest.write_text(text)
+        code, _, err = cli(capsys, "query", run, manifest, "--budget", 1, "--out", tmp_path / "x.csv")
+        assert code == 2 and match in err

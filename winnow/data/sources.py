@@ -159,6 +159,24 @@ def read_manifest(path: Path) -> Samples:
 MANIFEST_COLUMNS = ("path", "label", "split", "group")
 
 
+def read_manifest_paths(path: Path) -> list[str]:
+    """The `path` column of a CSV of images to score (labels optional: a pool of unlabelled images).
+
+    Relative paths are resolved against the manifest's folder.
+    """
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"manifest {path}: missing column 'path'; got columns {reader.fieldnames}. A manifest "
+                             "of images to score needs a header row with a path column (label optional)")
+        files = [(row.get("path") or "").strip() for row in reader]
+    if not files:
+        raise ValueError(f"manifest {path} has a header but no rows")
+    if "" in files:
+        raise ValueError(f"manifest {path}, line {files.index('') + 2}: empty path; give every row an image path")
+    return [str(Path(file) if Path(file).is_absolute() else path.parent / file) for file in files]
+
+
 def _manifest_row(path: Path, line_number: int, row: dict) -> tuple[str, str, str | None, str | None, dict]:
     file, label = (row.get("path") or "").strip(), (row.get("label") or "").strip()
     if not file or not label:

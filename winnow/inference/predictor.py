@@ -26,7 +26,7 @@ from winnow.config import read_saved, tta_views
 from winnow.data.dataset import ImageDataset
 from winnow.data.imageio import collect_decode_notes
 from winnow.data.prepare import DataSpec
-from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest
+from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest_paths
 from winnow.data.transforms import eval_transform
 from winnow.data.unreadable import NothingRead, skipping_loader
 from winnow.data.validation import bad_summary, check_readable, log_decode_notes, scan
@@ -78,7 +78,7 @@ def collect_images(inputs: list[str | Path]) -> list[str]:
     paths: list[str] = []
     for item in map(Path, inputs):
         if item.suffix.lower() == ".csv":
-            paths += read_manifest(item).paths
+            paths += read_manifest_paths(item)
         elif item.is_dir():
             paths += [str(p.resolve()) for p in sorted(item.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
         else:
