@@ -35,7 +35,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--embeddings", help="a .npz/.parquet from `winnow embed RUN all` (labels and splits)")
     source.add_argument("--synthetic", action="store_true", help="Gaussian blobs, 6 imbalanced classes")
-    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated; default: every strategy that applies to the data's classes")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed-per-class", type=int, default=2, help="stratified start: labels per class")
     parser.add_argument("--rounds", type=int, default=6)
@@ -115,7 +116,9 @@ def labels_to_reach(curve, target: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = load_data(args)
-    names = args.strategies.split(",")
+    binary = len(np.unique(data[1])) == 2
+    names = args.strategies.split(",") if args.strategies else [
+        name for name, strategy in STRATEGIES.items() if binary or not strategy.binary_only]
     print(f"pool {len(data[1])}, test {len(data[3])}, classes {len(np.unique(data[1]))}; start "
           f"{args.seed_per_class}/class, {args.rounds} rounds x {args.budget}, {args.seeds} seeds")
     curves = {}

@@ -41,6 +41,7 @@ class QueryStrategy:
 
     name = "base"
     deduplicate = True  # hold back near-duplicates of earlier picks (`winnow.active.batch`)
+    binary_only = False  # scores need a binary head's P(positive)
 
     def __init__(self, max_cosine: float = DEFAULT_MAX_COSINE) -> None:
         self.max_cosine = max_cosine

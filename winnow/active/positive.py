@@ -19,6 +19,7 @@ class MostLikelyPositive(QueryStrategy):
 
     name = "positive"
     deduplicate = False
+    binary_only = True
 
     def _fit(self, pool: Pool) -> np.ndarray:
         if pool.probabilities.shape[1] != 2:
