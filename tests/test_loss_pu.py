@@ -51,7 +51,7 @@ def _call(name, params, logits):
 
 def test_upu_matches_naive_loop():
     logits = [0.3, -1.2, 2.0, 1.5, 9.0, -0.4, 0.8, -2.2]
-    _, value, grad = _call("upu", {"prior": 0.3}, logits)
+    _, value, grad = _call("upu", {"prior": 0.3, "surrogate": "sigmoid"}, logits)
     risk_p, risk_n = naive_risks(logits, TARGETS, 0.3)
     assert value == pytest.approx(risk_p + risk_n, rel=1e-12)
     assert grad == pytest.approx(naive_grad(logits, TARGETS, 0.3, wp=1, wn=1), rel=1e-9)
@@ -59,7 +59,7 @@ def test_upu_matches_naive_loop():
 
 def test_nnpu_without_correction_steps_on_the_full_risk():
     logits = [2.0, 1.0, 0.5, 3.0, 0.0, 1.5, 2.5, 1.0]  # unlabelled scored high: R_n > 0
-    loss, value, grad = _call("nnpu", {"prior": 0.4}, logits)
+    loss, value, grad = _call("nnpu", {"prior": 0.4, "surrogate": "sigmoid"}, logits)
     risk_p, risk_n = naive_risks(logits, TARGETS, 0.4)
     assert risk_n > 0 and not loss.corrected
     assert value == pytest.approx(risk_p + risk_n, rel=1e-12)
@@ -69,7 +69,7 @@ def test_nnpu_without_correction_steps_on_the_full_risk():
 @pytest.mark.parametrize("gamma", [1.0, 0.5])
 def test_nnpu_correction_steps_on_minus_gamma_negative_risk(gamma):
     logits = [-3.0, -4.0, -5.0, -2.0, 0.0, -6.0, -3.5, -2.5]  # positives scored low: R_n < 0
-    loss, value, grad = _call("nnpu", {"prior": 0.6, "gamma": gamma}, logits)
+    loss, value, grad = _call("nnpu", {"prior": 0.6, "gamma": gamma, "surrogate": "sigmoid"}, logits)
     risk_p, risk_n = naive_risks(logits, TARGETS, 0.6)
     assert risk_n < 0 and loss.corrected
     assert value == pytest.approx(risk_p, rel=1e-12)  # the nnPU risk R_p + max(0, R_n)
@@ -80,7 +80,7 @@ def test_nnpu_correction_steps_on_minus_gamma_negative_risk(gamma):
 def test_nnpu_beta_tolerates_a_slightly_negative_risk():
     logits = [-3.0, -4.0, -5.0, -2.0, 0.0, -6.0, -3.5, -2.5]
     risk_p, risk_n = naive_risks(logits, TARGETS, 0.6)
-    loss, value, grad = _call("nnpu", {"prior": 0.6, "beta": -risk_n + 0.01}, logits)
+    loss, value, grad = _call("nnpu", {"prior": 0.6, "beta": -risk_n + 0.01, "surrogate": "sigmoid"}, logits)
     assert not loss.corrected and value == pytest.approx(risk_p, rel=1e-12)
     assert grad == pytest.approx(naive_grad(logits, TARGETS, 0.6, wp=1, wn=1), rel=1e-9)
 
@@ -93,7 +93,7 @@ def test_nnpu_training_keeps_the_negative_risk_from_collapsing():
     for name in ("upu", "nnpu"):
         torch.manual_seed(1)
         model = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
-        loss, optimizer = create_loss(name, params={"prior": 0.4}, class_counts=[100, 40]), None
+        loss = create_loss(name, params={"prior": 0.4, "surrogate": "sigmoid"}, class_counts=[100, 40])
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
         for _ in range(150):
             optimizer.zero_grad()
@@ -123,6 +123,11 @@ def test_logistic_surrogate_matches_naive_loop(name):
     assert risk_n > 0 and value == pytest.approx(risk_p + risk_n, rel=1e-12)
     assert grad == pytest.approx(naive_logistic_grad(logits, TARGETS, 0.4), rel=1e-9)
     assert "surrogate=logistic" in repr(loss)
+
+
+@pytest.mark.parametrize("name", ["upu", "nnpu"])
+def test_the_default_surrogate_is_logistic(name):
+    assert create_loss(name, params={"prior": 0.3}, class_counts=[5, 3]).surrogate == "logistic"
 
 
 def test_logistic_surrogate_keeps_the_positive_gradient_where_sigmoid_saturates():

@@ -49,7 +49,7 @@ def pu_run(tmp_path_factory) -> dict[str, Path]:
     flags = [*FAST[:FAST.index("--epochs")], "--epochs", "3", *FAST[FAST.index("--epochs") + 2:]]
     assert main(["train", str(data), "--head", "binary", "--pu", "--positive-class", "good", "--prior", "0.25",
                  "--unlabeled", str(extra), "--test", str(test), "--name", "pu", "--out", str(root / "runs"),
-                 "--cache-dir", str(root / "cache"), *flags]) == 0
+                 "--cache-dir", str(root / "cache"), "--tta", "none", *flags]) == 0  # select = the trainer's val
     return {"root": root, "run": root / "runs" / "pu", "data": data, "extra": extra, "pool": pool}
 
 
