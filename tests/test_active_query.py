@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -132,3 +134,84 @@ def test_a_pool_manifest_without_a_path_column_or_with_an_empty_path_is_refused(
         manifest.write_text(text)
         code, _, err = cli(capsys, "query", run, manifest, "--budget", 1, "--out", tmp_path / "x.csv")
         assert code == 2 and match in err
+
+
+# --------------------------------------------------------------------------------------------- random arm
+
+
+def test_query_holds_a_random_arm_apart_from_the_strategy_picks(tiny, tmp_path, capsys):
+    run, pool = tiny
+    code, printed, err = cli(capsys, "query", run, pool, "--budget", 5, "--seed", 3, "--out", tmp_path / "a.csv")
+    assert code == 0, err
+    assert "wrote 5 of 12 unlabelled images" in printed and "4 by strategy margin, 1 by the random arm" in printed
+    rows = read_rows(tmp_path / "a.csv")
+    assert list(rows[0]) == ["rank", "path", "score", "reason", "predicted", "confidence", "arm"]
+    assert [r["arm"] for r in rows] == ["strategy"] * 4 + ["random"]
+    assert len({r["path"] for r in rows}) == 5 and rows[4]["reason"].startswith("random arm")
+    cli(capsys, "query", run, pool, "--budget", 5, "--seed", 3, "--out", tmp_path / "b.csv")
+    assert read_rows(tmp_path / "b.csv") == rows  # the seed fixes the draw
+    code, printed, _ = cli(capsys, "query", run, pool, "--budget", 5, "--random-arm", 0, "--out", tmp_path / "c.csv")
+    assert code == 0 and "(strategy margin;" in printed
+    assert [r["arm"] for r in read_rows(tmp_path / "c.csv")] == ["strategy"] * 5
+
+
+@pytest.fixture(scope="module")
+def previous(tiny, tmp_path_factory) -> Path:
+    """A previous round's to_label.csv by hand: 10 images of the run's splits.csv and 2 unlabelled pool images.
+
+    strategy arm: 4 labelled, 3 mispredicted; random arm: 6 labelled, 1 mispredicted (two reached through
+    the pool's symlinks), plus 2 not labelled yet.
+    """
+    run, pool = tiny
+    labels = {os.path.realpath(r["path"]): r["label"] for r in read_rows(RunPaths(run).splits)}
+    linked = sorted((pool / "disk").glob("labelled_*.png"))[:2]
+    others = [p for p in sorted(labels) if p not in {os.path.realpath(x) for x in linked}][:8]
+    wrong = {"bar": "disk", "disk": "square", "square": "bar"}
+    picks = [(p, "strategy", i < 3) for i, p in enumerate(others[:4])] + [
+        (p, "random", i == 0) for i, p in enumerate([*others[4:], *map(str, linked)])]
+    rows = [(p, arm, wrong[labels[os.path.realpath(p)]] if bad else labels[os.path.realpath(p)])
+            for p, arm, bad in picks]
+    rows += [(str(p), "random", "bar") for p in sorted((pool / "bar").glob("bar_*.png"))[:2]]
+    out = tmp_path_factory.mktemp("previous") / "old_to_label.csv"
+    out.write_text("rank,path,score,reason,predicted,confidence,arm\n"
+                   + "".join(f"{i},{p},0,x,{pred},0.5,{arm}\n" for i, (p, arm, pred) in enumerate(rows, 1)))
+    return out
+
+
+def test_query_reports_whether_the_strategy_beat_the_random_arm(tiny, previous, tmp_path, capsys):
+    run, pool = tiny
+    argv = ("query", run, pool, "--budget", 3, "--previous", previous, "--out", tmp_path / "to_label.csv")
+    code, printed, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert "strategy arm 3 of 4 labelled picks mispredicted (error rate 0.750)" in printed
+    assert "random arm 1 of 6 labelled picks mispredicted (error rate 0.167)" in printed
+    assert "strategy beats random" in printed
+    assert "accuracy on the pool (random arm): 0.833 (95% Wilson interval 0.436-0.970, n=6)" in printed
+    rounds = read_rows(tmp_path / "query_rounds.csv")
+    assert len(rounds) == 1 and rounds[0]["verdict"] == "beats random" and rounds[0]["random_accuracy"] == "0.8333"
+    few = tmp_path / "few.csv"
+    few.write_text("\n".join(line for line in previous.read_text().splitlines() if ",random" not in line
+                             or "labelled_" in line) + "\n")  # 2 labelled random picks left
+    code, printed, err = cli(capsys, "query", run, pool, "--budget", 3, "--previous", few, "--out",
+                             tmp_path / "to_label.csv")
+    assert code == 0, err
+    assert "random arm 0 of 2 labelled picks mispredicted" in printed and "too few random picks to tell" in printed
+    cli(capsys, *argv)  # the same round again replaces its row
+    assert [r["verdict"] for r in read_rows(tmp_path / "query_rounds.csv")] == ["too few random picks to tell",
+                                                                               "beats random"]
+
+
+def test_query_refuses_a_bad_previous_round_or_random_arm(tiny, previous, tmp_path, capsys):
+    run, pool = tiny
+    no_arm = tmp_path / "no_arm.csv"
+    no_arm.write_text("rank,path,predicted\n1,a.png,bar\n")
+    unlabelled_only = tmp_path / "unlabelled.csv"
+    unlabelled_only.write_text("path,arm,predicted\n" + "".join(f"{p},random,bar\n" for p in pool.glob("bar/bar_*")))
+    cases = [(("--previous", no_arm), r"no_arm.csv: expected columns path, arm, predicted.*\(missing arm\)"),
+             (("--previous", unlabelled_only), r"got none labelled; label them and retrain on them first"),
+             (("--previous", tmp_path / "nope.csv"), r"nope.csv: expected the to_label.csv.*got no such file"),
+             (("--random-arm", 1), r"--random-arm\): expected a fraction of the budget in \[0, 1\), got 1.0")]
+    for extra, match in cases:
+        code, _, err = cli(capsys, "query", run, pool, "--budget", 3, *extra, "--out", tmp_path / "x.csv")
+        assert code == 2 and re.search(match, err), err
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "query_rounds.csv").exists()

@@ -76,12 +76,14 @@ def test_audit_of_a_pu_run_lists_the_hidden_positives_first(pu_run, tmp_path, ca
 
 def test_query_of_a_pu_run_ranks_likely_positives_first(pu_run, tmp_path, capsys):
     out = tmp_path / "to_label.csv"
-    assert main(["query", str(pu_run["run"]), str(pu_run["pool"]), "--budget", "5", "--out", str(out)]) == 0
+    assert main(["query", str(pu_run["run"]), str(pu_run["pool"]), "--budget", "5", "--random-arm", "0",
+                 "--out", str(out)]) == 0
     assert "(strategy positive;" in capsys.readouterr().out  # the default of a PU run
     rows = list(csv.DictReader(open(out)))
     assert sorted(Path(row["path"]).name for row in rows) == [f"square_{i:02d}.png" for i in range(5)]
     # the run's own pile is a pool too: its labelled positives are left out, its unlabelled ranked
-    assert main(["query", str(pu_run["run"]), str(pu_run["data"]), "--budget", "8", "--out", str(out)]) == 0
+    assert main(["query", str(pu_run["run"]), str(pu_run["data"]), "--budget", "8", "--random-arm", "0",
+                 "--out", str(out)]) == 0
     assert "16 pool images already labelled were left out" in capsys.readouterr().out
     assert sorted(Path(row["path"]).name for row in csv.DictReader(open(out))) == HIDDEN
 

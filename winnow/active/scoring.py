@@ -45,14 +45,19 @@ def labelled_paths(model: ScoringModel) -> list[str]:
     round predicts them again. In a PU run only the labelled positives and the test split (true
     labels) are labelled: its unlabelled images stay in a pool, to be ranked.
     """
-    found: dict[str, None] = {}
+    return list(labels_of(model))
+
+
+def labels_of(model: ScoringModel) -> dict[str, str]:
+    """Real path -> label of the labelled images of `model` (those `labelled_paths` lists, in its order)."""
+    found: dict[str, str] = {}
     for run in member_runs(model):
         splits = RunPaths(run.run_dir).splits
         if splits.is_file():
             samples = load_splits(splits)
-            found.update(dict.fromkeys(os.path.realpath(path) for path, label, split, _, extra in samples.rows()
-                                       if not extra.get(PSEUDO_MARK) and _labelled(run, label, split)))
-    return list(found)
+            found.update({os.path.realpath(path): label for path, label, split, _, extra in samples.rows()
+                          if not extra.get(PSEUDO_MARK) and _labelled(run, label, split)})
+    return found
 
 
 def _labelled(run: Predictor, label: str, split: str | None) -> bool:
