@@ -1,4 +1,4 @@
-"""Active-learning simulation on frozen embeddings: every query strategy against random, 3 seeds.
+"""Active-learning simulation: every query strategy against random, on frozen embeddings or by fine-tuning.
 
 The labels of the pool (the train split) are hidden; each seed starts from a small stratified seed set,
 then runs rounds of query (winnow.active strategies) -> label (from the hidden truth) -> refit a
@@ -10,14 +10,30 @@ reach random's final accuracy, mean +- std over seeds. Embeddings come from `win
 
     .venv/bin/python bench/active.py --embeddings runs/qband/embeddings/all.npz --rounds 8 --budget 20
     .venv/bin/python bench/active.py --synthetic --rounds 4 --budget 10
+
+`--finetune DATA` runs the full fine-tuning variant instead, on fewer rounds: per seed, one grouped,
+stratified split of DATA (`winnow.data.splits.assign_splits`); the train split is the pool (labels
+hidden), val and test keep their labels. Each round trains a real `winnow train` run on the labelled
+train images (+ val + test), scores its best checkpoint on test, and `winnow query`s the pool with that
+run (`--random-arm 0`); the picks get their true labels. Flags after `--` go to `winnow train`
+(`--epochs`, `--workers`, `--device` also to `winnow query`). Run folders and CSVs go under `--work`,
+subprocess logs under `--work/logs`; the CPU seconds of all trainings are printed at the end:
+
+    python bench/active.py --finetune ../shared/data/chromosomes-qband/manifest.csv --work /tmp/al \
+        --rounds 3 --budget 48 --seed-per-class 2 --seeds 1 --strategies random,margin,badge \
+        -- --epochs 10 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
+import shutil
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import make_blobs
@@ -27,7 +43,10 @@ from sklearn.preprocessing import StandardScaler
 
 from winnow.active.pool import Pool
 from winnow.active.registry import STRATEGIES, make_strategy
+from winnow.config import Config
 from winnow.embeddings.extract import EmbeddingSet
+
+from harness import run_measured, winnow_test_metrics, winnow_train_command
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,13 +54,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--embeddings", help="a .npz/.parquet from `winnow embed RUN all` (labels and splits)")
     source.add_argument("--synthetic", action="store_true", help="Gaussian blobs, 6 imbalanced classes")
+    source.add_argument("--finetune", metavar="DATA",
+                        help="labelled folder or manifest: retrain `winnow train` each round instead of a head")
     parser.add_argument("--strategies", default=None,
                         help="comma-separated; default: every strategy that applies to the data's classes")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--seed-per-class", type=int, default=2, help="stratified start: labels per class")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--budget", type=int, default=20, help="labels per round")
-    return parser.parse_args(argv)
+    parser.add_argument("--work", type=Path, help="--finetune only (required): run folders, CSVs and logs")
+    parser.add_argument("train_flags", nargs=argparse.REMAINDER,
+                        help="--finetune only, after --: flags for `winnow train`")
+    args = parser.parse_args(argv)
+    args.train_flags = [flag for flag in args.train_flags if flag != "--"]
+    if args.finetune and args.work is None:
+        parser.error("--finetune needs --work DIR (outside the repository) for its runs and logs")
+    if not args.finetune and (args.work or args.train_flags):
+        parser.error(f"--work and flags after -- apply to --finetune only; got --work {args.work}, "
+                     f"flags {args.train_flags}")
+    return args
 
 
 def load_data(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -113,19 +144,138 @@ def labels_to_reach(curve, target: float) -> float:
     return next((n for n, acc, _ in curve if acc >= target), float("nan"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    data = load_data(args)
-    binary = len(np.unique(data[1])) == 2
+SHARED_FLAGS = ("--epochs", "--workers", "--device")
+
+
+def split_rows(args, seed: int) -> list[dict[str, str]]:
+    """One grouped, stratified split of --finetune DATA drawn with `seed`: path,label,split,group rows."""
+    from winnow.data.splits import assign_splits, save_splits
+
+    out = args.work / f"split-s{seed}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_splits(assign_splits([args.finetune], seed=seed), out)
+    with open(out, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict], fields: list[str]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def split_flags(flags: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """(--epochs/--workers/--device, the other flags) of the flags after --; winnow's defaults where absent.
+
+    `winnow_train_command` appends its own --epochs/--workers/--device, which would override the user's.
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--epochs", type=int, default=Config.epochs)
+    parser.add_argument("--workers", type=int, default=Config.workers)
+    parser.add_argument("--device", default=Config.device)
+    return parser.parse_known_args(flags)
+
+
+def train_round(manifest: Path, name: str, args, seed: int) -> tuple[Path, float]:
+    """`winnow train MANIFEST` as run folder `work/runs/name`: the folder and the training's CPU seconds."""
+    out, (shared, extra) = args.work / "runs", split_flags(args.train_flags)
+    shutil.rmtree(out / name, ignore_errors=True)  # winnow would write `name-2`; a rerun starts the round again
+    command = winnow_train_command(str(manifest), extra, seed=seed, epochs=shared.epochs, out=out, name=name,
+                                   workers=shared.workers, device=shared.device)
+    log = args.work / "logs" / f"{name}.log"
+    measured = run_measured(command, log=log)
+    if measured.returncode or not (out / name / "summary.json").exists():
+        raise SystemExit(f"winnow train {manifest} failed (exit {measured.returncode}); see {log}")
+    return out / name, measured.cpu_s
+
+
+def query_round(run: Path, pool: Path, out: Path, strategy: str, args, seed: int) -> list[str]:
+    """`winnow query RUN POOL` without a random arm: the real paths of its `--budget` picks."""
+    shared, _ = split_flags(args.train_flags)
+    out.unlink(missing_ok=True)  # a failed query must not leave the last round's picks behind
+    command = [sys.executable, "-m", "winnow.cli.main", "query", str(run), str(pool), "--budget", str(args.budget),
+               "--strategy", strategy, "--random-arm", "0", "--seed", str(seed), "--out", str(out),
+               "--workers", str(shared.workers), "--device", shared.device]
+    log = args.work / "logs" / f"{run.name}-query.log"
+    measured = run_measured(command, log=log)
+    if measured.returncode or not out.exists():
+        raise SystemExit(f"winnow query {run} failed (exit {measured.returncode}); see {log}")
+    with open(out, newline="") as handle:
+        return [os.path.realpath(row["path"]) for row in csv.DictReader(handle)]
+
+
+def write_round(folder: Path, round_: int, rows: list[dict], labelled: set[int]) -> tuple[Path, Path]:
+    """labelled-rK.csv (labelled train rows + all val and test rows) and pool-rK.csv (hidden train paths)."""
+    train = [row for row in rows if row["split"] == "train"]
+    fields = [name for name in rows[0] if name in ("path", "label", "split", "group")]
+    known = [train[i] for i in sorted(labelled)] + [row for row in rows if row["split"] != "train"]
+    hidden = [row for i, row in enumerate(train) if i not in labelled]
+    return (write_rows(folder / f"labelled-r{round_}.csv", known, fields),
+            write_rows(folder / f"pool-r{round_}.csv", hidden, ["path"]))
+
+
+def finetune(name: str, rows: list[dict], args, seed: int, cpu: list[float]) -> list[tuple[int, float, float]]:
+    """(labels, accuracy, balanced accuracy) of a `winnow train` run after the start and after each round."""
+    train = [row for row in rows if row["split"] == "train"]
+    index = {os.path.realpath(row["path"]): i for i, row in enumerate(train)}
+    rng = np.random.default_rng(seed)  # the same start for every strategy of a seed
+    labelled = set(stratified_start(np.array([row["label"] for row in train]), args.seed_per_class, rng))
+    folder = args.work / f"{name}-s{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    curve = []
+    for round_ in range(args.rounds + 1):
+        manifest, pool = write_round(folder, round_, rows, labelled)
+        run, cpu_s = train_round(manifest, f"{name}-s{seed}-r{round_}", args, seed)
+        cpu.append(cpu_s)
+        test = winnow_test_metrics(run)
+        curve.append((len(labelled), test["accuracy"], test["balanced_accuracy"]))
+        if round_ == args.rounds:
+            break
+        picks = query_round(run, pool, folder / f"to_label-r{round_}.csv", name, args, seed * 1000 + round_)
+        labelled |= {index[path] for path in picks}
+    return curve
+
+
+def strategy_names(args, labels: np.ndarray) -> list[str]:
+    """--strategies (default: every strategy for the classes), random first: it is the baseline."""
+    binary = len(np.unique(labels)) == 2
     names = args.strategies.split(",") if args.strategies else [
         name for name, strategy in STRATEGIES.items() if binary or not strategy.binary_only]
+    return ["random", *[n for n in names if n != "random"]]
+
+
+def frozen_curves(args) -> dict[str, list]:
+    """Per strategy, one simulated curve per seed on frozen embeddings."""
+    data = load_data(args)
     print(f"pool {len(data[1])}, test {len(data[3])}, classes {len(np.unique(data[1]))}; start "
           f"{args.seed_per_class}/class, {args.rounds} rounds x {args.budget}, {args.seeds} seeds")
     curves = {}
-    for name in ["random", *[n for n in names if n != "random"]]:
+    for name in strategy_names(args, data[1]):
         start = time.perf_counter()
         curves[name] = [simulate(name, data, args, seed) for seed in range(args.seeds)]
         print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return curves
+
+
+def finetune_curves(args) -> tuple[dict[str, list], list[float]]:
+    """Per strategy, one fine-tuned curve per seed; and the CPU seconds of every training."""
+    splits = {seed: split_rows(args, seed) for seed in range(args.seeds)}
+    counts = {part: sum(row["split"] == part for row in splits[0]) for part in ("train", "val", "test")}
+    labels = np.array([row["label"] for row in splits[0]])
+    print(f"{args.finetune}: pool {counts['train']}, val {counts['val']}, test {counts['test']} (split of seed 0), "
+          f"classes {len(np.unique(labels))}; start {args.seed_per_class}/class, {args.rounds} rounds x "
+          f"{args.budget}, {args.seeds} seeds; winnow train {' '.join(args.train_flags)}")
+    curves, cpu = {}, []
+    for name in strategy_names(args, labels):
+        start = time.perf_counter()
+        curves[name] = [finetune(name, splits[seed], args, seed, cpu) for seed in range(args.seeds)]
+        print(f"  {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return curves, cpu
+
+
+def print_table(curves: dict[str, list], rounds: int) -> None:
     random_final = [c[-1][1] for c in curves["random"]]
     print("| strategy | AULC acc | AULC bal. acc | final acc | labels to random's final acc | beats random (rounds) |")
     print("|---|---|---|---|---|---|")
@@ -135,10 +285,18 @@ def main(argv: list[str] | None = None) -> int:
         final = [c[-1][1] for c in runs]
         reach = [labels_to_reach(c, target) for c, target in zip(runs, random_final)]
         wins = sum(np.mean([c[r][1] for c in runs]) > np.mean([c[r][1] for c in curves["random"]])
-                   for r in range(1, args.rounds + 1))
+                   for r in range(1, rounds + 1))
         reached = f"{fmt(reach, digits=0)} ({sum(not np.isnan(r) for r in reach)}/{len(reach)} seeds)"
         print(f"| {name} | {fmt(aulc)} | {fmt(aulc_bal)} | {fmt(final)} | {reached} | "
-              f"{wins}/{args.rounds} |")
+              f"{wins}/{rounds} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    curves, cpu = finetune_curves(args) if args.finetune else (frozen_curves(args), None)
+    print_table(curves, args.rounds)
+    if cpu is not None:
+        print(f"\n{len(cpu)} winnow trainings: {sum(cpu):.0f} CPU s in all")
     return 0
 
 
