@@ -91,11 +91,12 @@ def test_flip_and_erasing_rates_follow_their_probabilities():
     assert share[share > 0].min() >= 0.005 and share.max() <= 0.40
 
 
-def test_config_picks_the_batch_path_unless_randaugment(tmp_path):
+def test_config_picks_the_batch_path_when_asked_unless_randaugment(tmp_path):
     config = fast_config(tmp_path, tmp_path, augment="standard", rotate=15.0, scale_jitter=0.1, brightness=0.1,
-                         contrast=0.1)
+                         contrast=0.1, batch_augment=True)
     assert isinstance(batch_augmentation(config, [0.5], [0.2]), BatchAugment)
     assert batch_augmentation(config.replace(randaugment=True), [0.5], [0.2]) is None
+    assert batch_augmentation(config.replace(batch_augment=False), [0.5], [0.2]) is None  # the default
 
 
 def test_mean_and_std_of_different_lengths_are_refused():

@@ -67,6 +67,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "brightness": [None, _NON_NEGATIVE],
     "contrast": [None, _NON_NEGATIVE],
     "randaugment": [bool],
+    "batch_augment": [bool],
     "random_erasing": [_PROBABILITY],
     "normalize": [Options(NORMALIZE_MODES)],
     # model
@@ -189,6 +190,7 @@ class Config:
     brightness: float | None = None
     contrast: float | None = None
     randaugment: bool = False
+    batch_augment: bool = False  # whole uint8 batches augmented on the device (winnow.data.batch_augment); opt-in
     random_erasing: float = 0.0
     normalize: str = "auto"
     # model

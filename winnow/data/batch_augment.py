@@ -118,8 +118,12 @@ def _mix(seed: int, epoch: int, step: int) -> int:
 
 
 def uses_batch_augment(config) -> bool:
-    """Whether a training config augments whole batches on the device (all but RandAugment configs)."""
-    return not config.randaugment
+    """Whether a training config augments whole batches on the device (`batch_augment`, not with RandAugment).
+
+    Opt-in: SWA's BatchNorm refresh, the distributed-equals-single-process guarantee and bench/pipeline.py
+    still expect normalised float batches from the loader.
+    """
+    return config.batch_augment and not config.randaugment
 
 
 def keep_uint8(image: torch.Tensor) -> torch.Tensor:
