@@ -29,8 +29,8 @@ Why ``logistic`` by default: the sigmoid loss saturates. With a small prior the 
 the first steps push every score far below 0, and there ``sigmoid'`` is ~0, so the labelled
 positives' gradient vanishes and training never recovers (bench/pu.py, chromosomes-qband class 23,
 prior 0.009: test AUC 0.50). The logistic loss keeps a gradient of ~1 on a positive scored low; with
-the true prior it beat PN (unlabelled as negatives) on F1 in all seven bench/pu.py settings measured,
-the sigmoid loss in four.
+the true prior it beat PN (unlabelled as negatives) on F1 in all eight bench/pu.py settings measured,
+the sigmoid loss in five.
 """
 
 from __future__ import annotations
