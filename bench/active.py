@@ -46,7 +46,7 @@ from winnow.active.registry import STRATEGIES, make_strategy
 from winnow.config import Config
 from winnow.embeddings.extract import EmbeddingSet
 
-from harness import run_measured, winnow_test_metrics, winnow_train_command
+from harness import drawn_split, run_measured, winnow_test_metrics, winnow_train_command, write_rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -149,21 +149,7 @@ SHARED_FLAGS = ("--epochs", "--workers", "--device")
 
 def split_rows(args, seed: int) -> list[dict[str, str]]:
     """One grouped, stratified split of --finetune DATA drawn with `seed`: path,label,split,group rows."""
-    from winnow.data.splits import assign_splits, save_splits
-
-    out = args.work / f"split-s{seed}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_splits(assign_splits([args.finetune], seed=seed), out)
-    with open(out, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def write_rows(path: Path, rows: list[dict], fields: list[str]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return drawn_split(args.finetune, seed, args.work / f"split-s{seed}.csv")
 
 
 def split_flags(flags: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -6,6 +6,7 @@ import this module as `harness`.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -68,3 +69,22 @@ def mean_std(values: list[float], *, digits: int = 3) -> str:
     """`mean ± std` (population std, as numpy gives it) of `values`."""
     array = np.asarray(values, dtype=float)
     return f"{array.mean():.{digits}f} ± {array.std():.{digits}f}"
+
+
+def drawn_split(data: str, seed: int, out: Path) -> list[dict[str, str]]:
+    """One grouped, stratified split of `data` (winnow's `assign_splits`), saved to `out`: its rows."""
+    from winnow.data.splits import assign_splits, save_splits
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_splits(assign_splits([data], seed=seed), out)
+    with open(out, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: list[dict], fields: list[str]) -> Path:
+    """`rows` as a CSV with the columns `fields` (others ignored)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

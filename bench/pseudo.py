@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import run_measured
+from harness import drawn_split, run_measured, write_rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,23 +52,9 @@ def hide_labels(rows: list[dict[str, str]], hidden: float, seed: int) -> tuple[l
     return [row for i, row in enumerate(rows) if i not in hide], [rows[i] for i in sorted(hide)]
 
 
-def write_rows(path: Path, rows: list[dict], fields: list[str]) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 def prepare(args: argparse.Namespace) -> tuple[Path, Path, dict[str, str]]:
     """labelled.csv, pool.csv (paths only) and the pool's hidden truth by real path."""
-    from winnow.data.splits import assign_splits, save_splits
-
-    args.work.mkdir(parents=True, exist_ok=True)
-    split = args.work / f"split-s{args.seed}.csv"
-    save_splits(assign_splits([args.data], seed=args.seed), split)
-    with open(split, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = drawn_split(args.data, args.seed, args.work / f"split-s{args.seed}.csv")
     labelled, pool = hide_labels(rows, args.hidden, args.seed)
     fields = [name for name in rows[0] if name in ("path", "label", "split", "group")]
     truth = {os.path.realpath(row["path"]): row["label"] for row in pool}
