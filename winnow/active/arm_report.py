@@ -19,6 +19,7 @@ from pathlib import Path
 from scipy.stats import binomtest
 
 from winnow.active.arms import RANDOM_ARM, STRATEGY_ARM
+from winnow.active.listed_paths import listed_path
 from winnow.runs.atomic import atomic_write_text
 
 REQUIRED = ("path", "arm", "predicted")
@@ -112,12 +113,7 @@ def read_previous(path: str | Path) -> list[dict[str, str]]:
         if row["arm"] not in (STRATEGY_ARM, RANDOM_ARM):
             raise ValueError(f"--previous {path} line {line}: expected arm {STRATEGY_ARM!r} or {RANDOM_ARM!r}, "
                              f"got {row['arm']!r}; fix the arm column")
-    return [{**row, "path": _resolve(row["path"], Path(path).parent)} for row in rows]
-
-
-def _resolve(path: str, folder: Path) -> str:
-    beside = folder / path
-    return str(beside) if not Path(path).is_absolute() and beside.exists() else path
+    return [{**row, "path": str(listed_path(row["path"], Path(path).parent))} for row in rows]
 
 
 def wilson_interval(successes: int, trials: int, *, confidence: float = 0.95) -> tuple[float, float]:

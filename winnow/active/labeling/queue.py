@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from winnow.active.listed_paths import listed_path
+
 MAX_SHOWN_MISSING = 3
 
 
@@ -29,14 +31,6 @@ def _guess(row: dict[str, str]) -> tuple[str, str, str]:
     return row.get("predicted", ""), row.get("confidence", ""), row.get("reason", "")
 
 
-def _resolve(path: str, folder: Path) -> Path:
-    """The image file: absolute, else relative to the CSV's folder, else to the working folder."""
-    candidate = Path(path)
-    if candidate.is_absolute() or not (folder / candidate).exists():
-        return candidate
-    return folder / candidate
-
-
 def read_queue(csv_path: str | Path) -> list[Item]:
     """The images of a to_label.csv or review.csv, in its order.
 
@@ -52,7 +46,7 @@ def read_queue(csv_path: str | Path) -> list[Item]:
     if not rows or "path" not in rows[0]:
         raise ValueError(f"{csv_path}: expected a CSV with a `path` column and at least one row "
                          f"(to_label.csv or review.csv), got {'no rows' if not rows else list(rows[0])}")
-    items = [Item(row["path"], _resolve(row["path"], csv_path.parent), *_guess(row), row.get("label", ""))
+    items = [Item(row["path"], listed_path(row["path"], csv_path.parent), *_guess(row), row.get("label", ""))
              for row in rows]
     missing = [item.path for item in items if not item.file.is_file()]
     if missing:
