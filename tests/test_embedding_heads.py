@@ -119,8 +119,8 @@ def test_heads_refuse_bad_input_with_clear_messages(fitted, data):
     with pytest.raises(ValueError, match=r"expected \[samples, features\], got shape \(6,\); .*x\[None, :\]"):
         head.predict_proba(train[0])
     with pytest.raises(ValueError, match=rf"{kind} head: every class needs at least {head.min_per_class} samples"
-                                         r".*\[2\] have \[1\]"):
-        make_head(kind).fit(train[:61], targets[:61])
+                                         r".*\[2\] have \[0\]"):
+        make_head(kind).fit(train[:60], targets[:60], n_classes=N_CLASSES)
     with pytest.raises(ValueError, match=r"targets: expected class indices in \[0, 3\), got range \[0, 3\]"):
         head.fit_reject(train, targets + (targets == 2))  # labels of a head fitted on other classes
     with pytest.raises(InvalidParameterError, match=r"reject tpr must be a number in \(0, 1\], got 95"):
@@ -141,6 +141,64 @@ def test_head_parameters_and_kinds_are_checked():
         make_head("knn", cv=1).fit(train, targets)
     with pytest.raises(InvalidParameterError, match="n_classes must be an integer >= 2, got 1"):
         make_head("centroid").fit(train[:10], targets[:10])
+
+
+# --------------------------------------------------------------------------------------------- one-shot
+
+
+ONE_SHOT_HEADS = ("knn", "centroid")
+
+
+@pytest.mark.parametrize("kind", ONE_SHOT_HEADS)
+def test_knn_and_centroid_fit_one_image_per_class_and_say_nothing_was_cross_validated(kind, data):
+    train, targets = blobs(1, seed=3)
+    head = make_head(kind).fit(train, targets)
+    test, test_targets = data["test"]
+    assert accuracy_score(test_targets, head.predict(test)) > 0.95
+    assert head.cv_report_["folds"] == 0
+    assert head.cv_report_["note"].startswith("no cross-validation: smallest class has 1 image")
+    assert not any(key.startswith("cv_") for key in head.cv_report_)  # no cross-validated score to report
+    assert head.fit_reject(*data["val"], tpr=0.9).reject(data["far"]).all()  # the reject option is fitted on val
+
+
+def test_one_shot_knn_takes_the_nearest_image_and_a_given_k_is_kept(data):
+    train, targets = blobs(1, seed=3)
+    knn = make_head("knn").fit(train, targets)
+    assert knn.cv_report_["chosen"] == {"k": 1} and knn.model_.n_neighbors == 1
+    given = make_head("knn", k=2).fit(train, targets)
+    assert given.cv_report_ == {"classifier": "knn", "folds": None, "chosen": {"k": 2}}
+    embeddings, labels = data["train"]
+    rows = np.flatnonzero(labels < 2).tolist() + [np.flatnonzero(labels == 2)[0]]  # 30, 30 and 1 image
+    assert make_head("knn").fit(embeddings[rows], labels[rows]).cv_report_["folds"] == 0  # one such class suffices
+
+
+def test_one_shot_centroid_temperature_is_the_median_squared_distance_between_class_means(data):
+    train, targets = blobs(1, seed=3)
+    head = make_head("centroid").fit(train, targets)
+    unit = train / np.linalg.norm(train, axis=1, keepdims=True)  # one image per class: the class means
+    pairs = [np.sum((unit[i] - unit[j]) ** 2) for i, j in ((0, 1), (0, 2), (1, 2))]
+    temperature = head.cv_report_["chosen"]["temperature"]
+    assert temperature == pytest.approx(np.median(pairs))
+    test = data["test"][0]
+    logits = -np.sum((test[:, None] / np.linalg.norm(test, axis=1)[:, None, None] - unit[None]) ** 2, axis=2)
+    expected = np.exp(logits / temperature - logsumexp(logits / temperature, axis=1, keepdims=True))
+    assert np.allclose(head.predict_proba(test), expected)
+    fixed = make_head("centroid", temperature=0.25).fit(*data["train"])  # a given temperature is not fitted
+    assert fixed.cv_report_ == {"classifier": "centroid", "folds": None, "chosen": {"temperature": 0.25}}
+    assert fixed.scaling_.temperature_ == 0.25
+    with pytest.raises(InvalidParameterError, match="centroid head: temperature must be"):
+        make_head("centroid", temperature=0).fit(train, targets)
+
+
+@pytest.mark.parametrize("kind", ["gmm", "logistic", "svm"])
+def test_heads_that_need_more_images_refuse_one_shot_naming_those_that_accept_it(kind):
+    train, targets = blobs(1, seed=3)
+    needed = HEADS[kind].min_per_class
+    with pytest.raises(ValueError, match=rf"{kind} head: every class needs at least {needed} samples in the fit "
+                                         r"data; class indices \[0, 1, 2\] have \[1, 1, 1\]; pass --data with more "
+                                         r"labelled images, or use the knn or centroid head \(they accept 1 image"):
+        make_head(kind).fit(train, targets)
+    assert {name for name, head in HEADS.items() if head.min_per_class == 1} == set(ONE_SHOT_HEADS)
 
 
 # --------------------------------------------------------------------------------------------- references

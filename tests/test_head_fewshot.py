@@ -15,7 +15,7 @@ from PIL import Image
 import winnow
 from winnow.data.labelled import EvalData
 from winnow.embeddings.extract import embed
-from winnow.ensembles.build import build_head
+from winnow.ensembles.build import build_head, build_summary
 from winnow.ensembles.embedded import predict_embeddings
 from winnow.ensembles.fit_classes import head_task
 from winnow.ensembles.store import read_ensemble
@@ -86,6 +86,20 @@ def test_a_head_on_new_classes_predicts_and_evaluates_them(run, new_data, tmp_pa
     assert metrics["n_samples"] == 8 and set(metrics["per_class"]) == {"ring", "vbar"}
 
 
+@pytest.mark.parametrize("kind", ["knn", "centroid"])
+def test_a_one_shot_head_on_new_classes_says_it_was_not_cross_validated(run, tmp_path, kind):
+    one_shot = write_manifest(tmp_path / "new", {"train": 1, "val": 3})
+    build = build_head(run, kind=kind, data=one_shot, reject_tpr=0.9, out=tmp_path / "one")
+    report = build.definition.fit["report"]
+    assert build.definition.tasks[0]["classes"] == ["ring", "vbar"] and build.definition.fit["n_samples"] == 2
+    assert report["folds"] == 0 and report["note"].startswith("no cross-validation: smallest class has 1 image")
+    lines = build_summary(build)
+    assert any(line.startswith("fitted on ") and "(2 images)" in line and "cross-validation" not in line
+               for line in lines), lines
+    assert f"  {report['note']}" in lines
+    assert "(val split)" in build.definition.fit["reject"]["data"]  # the reject option: on the data's val rows
+
+
 def test_a_head_on_the_run_classes_keeps_them(run, tmp_path):
     build = build_head(run, kind="knn", out=tmp_path / "own")
     assert build.definition.tasks[0]["classes"] == ["bar", "disk", "square"]
@@ -94,11 +108,13 @@ def test_a_head_on_the_run_classes_keeps_them(run, tmp_path):
 
 def test_few_shot_data_is_checked_before_any_image_is_read(run, tmp_path):
     one = write_manifest(tmp_path / "one", {"train": 1})
-    with pytest.raises(ValueError, match=r"a centroid head needs at least 2 images per class \(k >= 2\), but "
-                                         r"\{'ring': 1, 'vbar': 1\} have fewer; add images"):
-        build_head(run, kind="centroid", data=one, out=tmp_path / "a")
+    with pytest.raises(ValueError, match=r"a logistic head needs at least 2 images per class \(k >= 2\), but "
+                                         r"\{'ring': 1, 'vbar': 1\} have fewer; add images of those classes, or use "
+                                         r"the knn or centroid head, which work with 1 image per class"):
+        build_head(run, kind="logistic", data=one, out=tmp_path / "a")
     three = write_manifest(tmp_path / "three", {"train": 3})
-    with pytest.raises(ValueError, match=r"a gmm head needs at least 5 images per class .*use --kind centroid or knn"):
+    with pytest.raises(ValueError, match=r"a gmm head needs at least 5 images per class .*\{'ring': 3, 'vbar': 3\} "
+                                         r"have fewer; .*use the knn or centroid head"):
         build_head(run, kind="gmm", data=three, out=tmp_path / "b")
     single = tmp_path / "single.csv"
     single.write_text("path,label\n" + "".join(f"three/vbar/three_train_{i}.png,vbar\n" for i in range(3)))

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                              "binary PU run, with out-of-bag scores of the unlabelled in oob_scores.csv)")
     parser.add_argument("--data", default=None,
                         help=DATA_HELP + "; fit data (default: train split of RUN), its classes the head's: they may "
-                             "be classes RUN never saw (few-shot, k >= 2 images each)")
+                             "be classes RUN never saw (few-shot, k images each: k >= 1 for knn and centroid, "
+                             "2 for logistic and svm, 5 for gmm)")
     add_flags(parser, *HEAD_FLAGS)
     parser.add_argument("--out", default=None, help="new head folder (default: RUN-head-KIND beside RUN)")
     add_flags(parser, "checkpoint")

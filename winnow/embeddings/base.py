@@ -30,6 +30,7 @@ NOT_FITTED = "This %(name)s is not fitted yet: call fit(embeddings [N, D], class
 NO_REJECT = ("This %(name)s has no reject threshold: call fit_reject(val embeddings, val class indices, tpr=0.95) "
              "first (predict_proba and predict work without one)")
 MIN_PER_CLASS = 2  # cross-validated heads need a sample of each class on both sides of every fold
+MORE_IMAGES = "pass --data with more labelled images"
 FOLDS = [Interval(Integral, 2, None)]
 SEED = [Interval(Integral, 0, 2**32 - 1)]
 OVERSAMPLE = [Options(tuple(OVERSAMPLERS))]
@@ -103,7 +104,8 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
         oversample_report_: Method, neighbours, seed and class counts before / after of the final fit on all
             fit samples (None without oversampling).
         n_features_: Embedding size `D`.
-        cv_report_: What was chosen (`chosen`), on how many folds (`folds`, None without cross-validation)
+        cv_report_: What was chosen (`chosen`), on how many folds (`folds`: None for a head or parameter that is
+            not cross-validated, 0 where it could not be, with a `note` saying why and what was used instead)
             and the cross-validated score (`cv_*`).
         reject_threshold_: Largest accepted novelty score (after `fit_reject`).
         reject_report_: The true-positive rate asked, the threshold and the acceptance achieved on the
@@ -113,6 +115,7 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
     kind = ""
     novelty_description = ""
     min_per_class = MIN_PER_CLASS  # fit samples each class needs (before oversampling)
+    too_few_hint = MORE_IMAGES  # how to fix a class with fewer than `min_per_class` samples
     _parameter_constraints: dict[str, list] = {}
 
     def fit(self, embeddings: Any, targets: Any, *, n_classes: int | None = None) -> EmbeddingHead:
@@ -133,7 +136,8 @@ class EmbeddingHead(ClassifierMixin, BaseEstimator):
         if self.oversample != NONE:  # a single-sample class is refused by name, before anything is fitted
             neighbours_for(counts, method=self.oversample, what=f"{self.kind} head")
         # on the real samples: synthetic ones interpolated from two images do not make a class fittable
-        check_class_counts(targets, n_classes, min_per_class=self.min_per_class, what=f"{self.kind} head")
+        check_class_counts(targets, n_classes, min_per_class=self.min_per_class, what=f"{self.kind} head",
+                           hint=self.too_few_hint)
         self.n_classes_, self.classes_ = n_classes, np.arange(n_classes)
         self.__dict__.pop("reject_threshold_", None)  # a threshold of the old fit means nothing for the new one
         self.__dict__.pop("reject_report_", None)

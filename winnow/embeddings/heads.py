@@ -8,12 +8,17 @@ head's own geometry:
   1 - the largest cosine similarity to a training embedding.
 - centroid: nearest class mean (`NearestCentroid`) of L2-normalised embeddings; softmax of minus the
   squared distances, its temperature fitted on out-of-fold distances; novelty: distance to the nearest mean.
+  knn and centroid also fit on one image per class (one-shot): with no stratified folds, knn takes k = 1 and
+  centroid a stated temperature, and their `cv_report_` says so (`folds` 0 and a `note`).
 - gmm: one `GaussianMixture` per class on standardised embeddings, components chosen by BIC; posterior =
   prior x likelihood, normalised; novelty: minus the largest class log-likelihood.
 - logistic: `LogisticRegressionCV` on standardised embeddings (`C` by log loss); svm: RBF `SVC` on
   standardised embeddings (`C` by balanced accuracy), Platt-scaled; novelty of both: distance to the
   nearest class mean in the standardised space.
 - pu_bagging: positive-unlabelled bagging of trees with out-of-bag scores (`winnow.embeddings.pu_bagging`).
+
+gmm, logistic and svm refuse a single-image class (the message names knn and centroid): a variance, a `C`
+or a Platt scaling from one image per class would be a guess presented as a fit.
 
 With `oversample`, every cross-validated choice (knn's k, centroid's temperature, logistic's and svm's `C`,
 svm's Platt scaling) is made on real held-out samples, the sampler fitted on each fold's training part only
@@ -42,9 +47,10 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler, normalize
 from sklearn.svm import SVC
 
+from winnow.calibration.scaling import FORMAT as CALIBRATION_FORMAT
 from winnow.calibration.scaling import TemperatureScaling
 from winnow.constraints import InvalidParameterError, Interval, Options, check_known_keys, check_value
-from winnow.embeddings.base import FOLDS, OVERSAMPLE, SEED, EmbeddingHead, nearest_distance
+from winnow.embeddings.base import FOLDS, MORE_IMAGES, OVERSAMPLE, SEED, EmbeddingHead, nearest_distance
 from winnow.embeddings.model_selection import CS, LOGISTIC_ITERATIONS, logistic_cv, stratified_folds
 from winnow.embeddings.oversample import NONE
 from winnow.embeddings.pu_bagging import PUBaggingHead
@@ -53,13 +59,24 @@ KS = (1, 3, 5, 7, 9, 15, 21, 31)  # neighbour counts tried by the knn head
 SVM_CS = (0.1, 1.0, 10.0)
 SAMPLES_PER_COMPONENT = 5  # a mixture component fitted on fewer samples than this is noise, whatever BIC says
 CLASS_WEIGHT = [None, Options(("balanced",))]
+ONE_SHOT = "no cross-validation: smallest class has 1 image"  # the `note` of a one-shot fit
+ONE_SHOT_HINT = f"{MORE_IMAGES}, or use the knn or centroid head (they accept 1 image per class)"
+
+
+def single_image_class(targets: np.ndarray, n_classes: int) -> bool:
+    """Whether a class of the class indices `[N]` has one sample: no stratified folds, nothing to cross-validate."""
+    return bool(np.bincount(targets, minlength=n_classes).min() < 2)
 
 
 class KNNHead(EmbeddingHead):
     """k nearest neighbours by cosine distance, votes weighted by inverse distance.
 
+    With a class of a single image there are no stratified folds: k = 1 (the nearest image decides; a larger
+    k would let a class with more images outvote it), reported as `folds` 0 with a `note`.
+
     Args:
-        k: Neighbours; None: the `KS` value with the best cross-validated balanced accuracy.
+        k: Neighbours; None: the `KS` value with the best cross-validated balanced accuracy (1 with a
+            single-image class).
         cv: Most cross-validation folds (fewer when a class is rarer).
         seed: Seed of the folds (and of the oversampling).
         oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
@@ -70,6 +87,7 @@ class KNNHead(EmbeddingHead):
 
     kind = "knn"
     novelty_description = "1 - the largest cosine similarity to a training embedding"
+    min_per_class = 1
     _parameter_constraints = {"k": [None, Interval(Integral, 1, None)], "cv": FOLDS, "seed": SEED,
                               "oversample": OVERSAMPLE}
 
@@ -80,6 +98,9 @@ class KNNHead(EmbeddingHead):
         if self.k is not None:
             self.model_ = self._final_model(self.k, array, targets)
             return {"folds": None, "chosen": {"k": self.k}}
+        if single_image_class(targets, self.n_classes_):
+            self.model_ = self._final_model(1, array, targets)
+            return {"folds": 0, "chosen": {"k": 1}, "note": f"{ONE_SHOT}; k = 1 (the nearest image decides)"}
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="knn head")
         # real training images of the smallest fold (oversampling only adds to them)
         smallest_fold = len(array) - math.ceil(len(array) / folds.n_splits)
@@ -115,32 +136,56 @@ class CentroidHead(EmbeddingHead):
     each image measured against class means computed without its fold, so that it is not over-confident
     (with `oversample`: means of the fold's training part resampled, the held-out images real).
 
+    With a class of a single image (one-shot: its mean is that image) no fold can hold it out, so `T` cannot be
+    fitted: it is set to the median squared distance between the class means (`separation_temperature`),
+    reported as `folds` 0 with a `note`. That value follows the embeddings' own scale, and it makes an image
+    at its class mean e (about 2.7) times as likely its own class as a class at the typical (median)
+    separation: deliberately modest, since nothing measured supports more confidence. It changes the
+    probabilities only, not the nearest mean (the prediction) nor the novelty score (the reject option);
+    `winnow calibrate` on the head's folder fits a temperature on held-out images when there are some.
+
     Args:
+        temperature: Fixed `T` > 0; None: fitted out of fold (the separation fallback with a single-image class).
         cv: Most cross-validation folds (fewer when a class is rarer).
         seed: Seed of the folds (and of the oversampling).
         oversample: "none", "smote", "adasyn" or "borderline" (see `EmbeddingHead`).
 
     Attributes:
         centroids_: Class means of the normalised training embeddings `[K, D]`.
-        scaling_: The fitted temperature scaling of `-distance^2`.
+        scaling_: The temperature scaling of `-distance^2` (fitted, or with the fixed temperature).
     """
 
     kind = "centroid"
     novelty_description = "distance to the nearest class mean (L2-normalised embeddings)"
-    _parameter_constraints = {"cv": FOLDS, "seed": SEED, "oversample": OVERSAMPLE}
+    min_per_class = 1
+    _parameter_constraints = {"temperature": [None, Interval(Real, 0, None, closed="neither")], "cv": FOLDS,
+                              "seed": SEED, "oversample": OVERSAMPLE}
 
-    def __init__(self, *, cv: int = 5, seed: int = 0, oversample: str = "none") -> None:
-        self.cv, self.seed, self.oversample = cv, seed, oversample
+    def __init__(self, *, temperature: float | None = None, cv: int = 5, seed: int = 0,
+                 oversample: str = "none") -> None:
+        self.temperature, self.cv, self.seed, self.oversample = temperature, cv, seed, oversample
 
     def _fit(self, array: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        self.centroids_, self.oversample_report_ = self._means(array, targets)
+        if self.temperature is not None:
+            return self._fixed_temperature(float(self.temperature), folds=None)
+        if single_image_class(targets, self.n_classes_):
+            return self._fixed_temperature(separation_temperature(self.centroids_), folds=0,
+                                           note=f"{ONE_SHOT}; temperature = median squared distance between "
+                                                "class means")
         folds = stratified_folds(targets, self.n_classes_, max_folds=self.cv, seed=self.seed, what="centroid head")
         out_of_fold = np.empty((len(array), self.n_classes_))
         for train, test in folds.split(array, targets):
             out_of_fold[test] = _centroid_logits(normalize(array[test]), self._means(array[train], targets[train])[0])
         self.scaling_ = TemperatureScaling().fit(out_of_fold, targets)
-        self.centroids_, self.oversample_report_ = self._means(array, targets)
         return {"folds": folds.n_splits, "chosen": {"temperature": self.scaling_.temperature_},
                 "cv_log_loss": self.scaling_.nll_after_}
+
+    def _fixed_temperature(self, temperature: float, *, folds: int | None, note: str | None = None) -> dict[str, Any]:
+        """Set `scaling_` to divide by `temperature`; the fit report (`folds` None: asked for, 0: no folds possible)."""
+        self.scaling_ = TemperatureScaling.from_dict({"format": CALIBRATION_FORMAT, "method": "temperature",
+                                                      "n_classes": self.n_classes_, "temperature": temperature})
+        return {"folds": folds, "chosen": {"temperature": temperature}, **({"note": note} if note else {})}
 
     def _means(self, array: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
         """Class means `[K, D]` of the normalised embeddings `[N, D]` (resampled first), and the resampling report."""
@@ -160,11 +205,21 @@ def _class_means(array: np.ndarray, targets: np.ndarray) -> np.ndarray:
         # NearestCentroid also measures the within-class spread, which is not used here; ReLU embeddings often
         # have dead (always zero) features, which make it warn about zero spread
         warnings.filterwarnings("ignore", message=".*zero standard deviation", category=UserWarning)
+        # and with one image per class (one-shot) that spread divides by n_samples - n_classes = 0
+        warnings.filterwarnings("ignore", message="invalid value encountered in divide", category=RuntimeWarning)
         return NearestCentroid().fit(array, targets).centroids_
 
 
 def _centroid_logits(unit: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return -euclidean_distances(unit, centroids, squared=True)
+
+
+def separation_temperature(centroids: np.ndarray) -> float:
+    """The median squared distance between class means `[K, D]`, over the pairs that differ (1.0 when all
+    coincide: then every temperature gives the same, uniform, probabilities)."""
+    squared = euclidean_distances(centroids, squared=True)[np.triu_indices(len(centroids), k=1)]
+    positive = squared[squared > 0]
+    return float(np.median(positive)) if positive.size else 1.0
 
 
 class GMMHead(EmbeddingHead):
@@ -193,6 +248,7 @@ class GMMHead(EmbeddingHead):
     kind = "gmm"
     novelty_description = "minus the largest class log-likelihood (standardised embeddings)"
     min_per_class = SAMPLES_PER_COMPONENT  # a variance from two or three images is noise, not a class's spread
+    too_few_hint = ONE_SHOT_HINT
     _parameter_constraints = {
         "max_components": [Interval(Integral, 1, None)], "reg_covar": [Interval(Real, 0, None, closed="neither")],
         "covariance_type": [Options(("diag", "spherical", "tied", "full"))],
@@ -249,6 +305,7 @@ class _StandardisedHead(EmbeddingHead):
     """
 
     novelty_description = "distance to the nearest class mean (standardised embeddings)"
+    too_few_hint = ONE_SHOT_HINT  # `C` (and svm's Platt scaling) need held-out images of every class
     _parameter_constraints = {"class_weight": CLASS_WEIGHT, "cv": FOLDS, "seed": SEED, "oversample": OVERSAMPLE}
 
     def __init__(self, *, class_weight: str | None = "balanced", cv: int = 5, seed: int = 0,

@@ -14,8 +14,9 @@ CS = np.logspace(-3, 2, 11)  # regularisation strengths tried (inverse; features
 LOGISTIC_ITERATIONS = 2000
 
 
-def check_class_counts(targets: np.ndarray, n_classes: int, *, min_per_class: int, what: str) -> np.ndarray:
-    """Samples per class `[K]` of class indices `targets` `[N]`.
+def check_class_counts(targets: np.ndarray, n_classes: int, *, min_per_class: int, what: str,
+                       hint: str = "pass --data with more labelled images") -> np.ndarray:
+    """Samples per class `[K]` of class indices `targets` `[N]`; `hint` says how to fix too few.
 
     Raises:
         ValueError: A class with fewer than `min_per_class` samples (absent included).
@@ -24,7 +25,7 @@ def check_class_counts(targets: np.ndarray, n_classes: int, *, min_per_class: in
     if counts.min() < min_per_class:
         missing = [k for k, count in enumerate(counts) if count < min_per_class]
         raise ValueError(f"{what}: every class needs at least {min_per_class} samples in the fit data; class indices "
-                         f"{missing} have {counts[missing].tolist()}; pass --data with more labelled images")
+                         f"{missing} have {counts[missing].tolist()}; {hint}")
     return counts
 
 

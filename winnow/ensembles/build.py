@@ -420,6 +420,7 @@ def fit_summary(method: str, fit: dict[str, Any]) -> list[str]:
         lines = [f"fitted on {fit['data']} ({fit['n_samples']} images): {head_choice(report)}"]
         scores = "  ".join(f"{key} {value:.4f}" for key, value in report.items() if key.startswith("cv_"))
         lines += [f"  {scores}"] if scores else []
+        lines += [f"  {report['note']}"] if report.get("note") else []  # e.g. why nothing was cross-validated
     return lines + (reject_summary(fit["reject"]) if fit.get("reject") else [])
 
 

@@ -67,9 +67,10 @@ def check_fit_labels(fit_data: EvalData, *, classifier: str) -> Counter:
     needed = HEADS[classifier].min_per_class
     few = {name: count for name, count in sorted(counts.items()) if count < needed}
     if few:
+        one_shot = " or ".join(kind for kind, head in HEADS.items() if head.min_per_class == 1)
         raise ValueError(f"data {fit_data.source}: a {classifier} head needs at least {needed} images per class "
-                         f"(k >= {needed}), but {few} have fewer; add images of those classes"
-                         + ("" if classifier != "gmm" else ", or use --kind centroid or knn, which work with 2"))
+                         f"(k >= {needed}), but {few} have fewer; add images of those classes, or use the "
+                         f"{one_shot} head, which work with 1 image per class")
     return counts
 
 
