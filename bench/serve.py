@@ -10,7 +10,15 @@ In one run, on a trained run folder and its images:
 5. a swap every 2 s between RUN and a copy of it with other weights, under load: failed requests (target 0)
    and responses whose version is not one of the two.
 
-    .venv/bin/python bench/serve.py RUN [--images DIR] [--requests 10000] [--device cpu]
+With `--celery`, then the same through Celery (bench/serve_celery.py): a redis-server, `winnow deploy`, two
+`winnow worker` processes and the `winnow serve --broker` front, on the same RUN and images:
+6. saturation throughput through the front and its ratio to offline;
+7. the malformed requests of 4 through the front;
+8. a `winnow deploy` every 2 s, alternating RUN and the copy, under load: failed requests, versions named;
+9. kill -9 of one worker under load: requests sent vs answered, failures, and the redelivery delay of the
+   requests it held (longest latency of the requests in flight at the kill vs the median).
+
+    .venv/bin/python bench/serve.py RUN [--images N] [--requests 10000] [--device cpu] [--celery]
 """
 
 from __future__ import annotations
@@ -20,12 +28,12 @@ import asyncio
 import io
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Awaitable, Callable, NamedTuple
 
 import httpx
 import numpy as np
@@ -54,6 +62,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--swap-seconds", type=float, default=10.0, help="duration of the swap phase")
     parser.add_argument("--device", default="cpu")
+    celery = parser.add_argument_group("Celery rows (bench/serve_celery.py)")
+    celery.add_argument("--celery", action="store_true", help="then the same through redis + 2 `winnow worker`s")
+    celery.add_argument("--worker-threads", type=int, default=8, help="`winnow worker --threads` (batch bound)")
+    celery.add_argument("--worker-torch-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                        help="OMP/MKL threads of each worker (default: half the cores, so 2 do not oversubscribe)")
+    celery.add_argument("--visibility-timeout", type=float, default=10.0,
+                        help="workers' redelivery timeout, seconds (their --task-timeout is half of it)")
+    celery.add_argument("--restore-interval", type=float, default=0.5, help="workers' --restore-interval, seconds")
+    celery.add_argument("--kill-seconds", type=float, default=15.0, help="load of the kill phase (kill at 1/3)")
+    celery.add_argument("--redis-server", default=shutil.which("redis-server") or "/usr/bin/redis-server")
     return parser.parse_args(argv)
 
 
@@ -108,13 +126,23 @@ def model_only_rate(run: Path, total: int, args) -> float:
     return max(1, total // args.batch_size) * args.batch_size / (time.perf_counter() - start)
 
 
-def start_server(run: Path, args) -> tuple[subprocess.Popen, str]:
+def batching_flags(args) -> list[str]:
+    """The batching of the embedded server, also that of the Celery workers."""
+    return ["--max-batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms)]
+
+
+def limit_flags(args) -> list[str]:
+    """The batching and limits shared by the embedded server and the Celery front."""
+    return [*batching_flags(args), "--max-body-bytes", str(MAX_BODY), "--max-queue", "100000"]
+
+
+def start_http(options: list[str], args, *, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A `winnow serve` subprocess with `options` on a free port, once /readyz answers 200; and its URL."""
     port = free_port()
-    command = [sys.executable, "-m", "winnow.cli.main", "serve", str(run), "--port", str(port), "--device", args.device,
-               "--max-batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
-               "--max-body-bytes", str(MAX_BODY), "--max-queue", "100000"]
-    process = subprocess.Popen(command, env={**os.environ, "WINNOW_ADMIN_TOKEN": TOKEN},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "winnow.cli.main", "serve", *options, "--port", str(port), *limit_flags(args)]
+    with open(log or os.devnull, "w") as stderr:  # the child keeps its own copy of the file
+        process = subprocess.Popen(command, env={**os.environ, "WINNOW_ADMIN_TOKEN": TOKEN},
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -123,17 +151,49 @@ def start_server(run: Path, args) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not become ready in 60 s")
+    stop(process)
+    raise RuntimeError(f"`{' '.join(command)}` did not become ready in 60 s" + (log_tail(log) if log else ""))
 
 
-async def post(client: httpx.AsyncClient, body: bytes) -> tuple[int, dict, float]:
+def log_tail(log: Path, chars: int = 3000) -> str:
+    """The end of a subprocess's log, for an error message (the scratch folder holding it is removed)."""
+    return f"; the end of {log.name}:\n{log.read_text(errors='replace')[-chars:]}"
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Terminate `process` (a kill after 30 s); nothing when it has already exited."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Answer(NamedTuple):
+    """One request: HTTP status (0: no answer), JSON body, seconds taken, perf_counter() when sent."""
+
+    status: int
+    body: dict
+    seconds: float
+    started: float
+
+
+async def post(client: httpx.AsyncClient, body: bytes) -> Answer:
     start = time.perf_counter()
-    response = await client.post("/v1/predict", files={"files": ("image", body)})
-    return response.status_code, response.json(), time.perf_counter() - start
+    try:
+        response = await client.post("/v1/predict", files={"files": ("image", body)})
+    except httpx.HTTPError as failure:  # counted as failed (status 0), not a crash of the whole phase
+        return Answer(0, {"error": type(failure).__name__}, time.perf_counter() - start, start)
+    seconds = time.perf_counter() - start
+    try:
+        return Answer(response.status_code, response.json(), seconds, start)
+    except ValueError:  # not JSON (a proxy's or uvicorn's plain-text 500): keep the status
+        return Answer(response.status_code, {"error": response.text[:200]}, seconds, start)
 
 
-async def closed_loop(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[tuple[int, dict, float]], float]:
+async def closed_loop(url: str, bodies: list[bytes], concurrency: int) -> tuple[list[Answer], float]:
     """Send every body with `concurrency` requests in flight; the results in order and the seconds taken."""
     results: list = [None] * len(bodies)
     next_index = iter(range(len(bodies)))
@@ -154,31 +214,49 @@ async def open_loop(url: str, bodies: list[bytes], rate: float) -> list[float]:
 
         async def one(i: int) -> float:
             await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            return (await post(client, bodies[i]))[2]
+            return (await post(client, bodies[i])).seconds
         return list(await asyncio.gather(*[one(i) for i in range(len(bodies))]))
 
 
-async def under_swaps(url: str, bodies: list[bytes], runs: list[Path], args) -> tuple[list, int]:
-    """Closed-loop load for `--swap-seconds` while the model is swapped every 2 s; results and swaps done."""
-    deadline, results = time.monotonic() + args.swap_seconds, []
-    limits = httpx.Limits(max_connections=args.concurrency)
+Side = Callable[[httpx.AsyncClient, float], Awaitable]
+
+
+async def load_beside(url: str, bodies: list[bytes], seconds: float, concurrency: int, side: Side) -> tuple:
+    """Closed-loop load for `seconds` while `side(client, deadline)` runs; every answer and what `side` returned.
+
+    Requests in flight at the deadline are awaited, however long they take.
+    """
+    deadline, results = time.monotonic() + seconds, []
+    limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         async def worker(k: int):
             while time.monotonic() < deadline:
                 results.append(await post(client, bodies[k % len(bodies)]))
-                k += args.concurrency
-
-        async def swapper() -> int:
-            swaps = 0
-            while time.monotonic() + 2 < deadline:
-                await asyncio.sleep(2)
-                response = await client.post("/admin/model", json={"run": str(runs[(swaps + 1) % 2])},
-                                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=None)
-                response.raise_for_status()
-                swaps += 1
-            return swaps
-        done = await asyncio.gather(swapper(), *[worker(k) for k in range(args.concurrency)])
+                k += concurrency
+        done = await asyncio.gather(side(client, deadline), *[worker(k) for k in range(concurrency)])
     return results, done[0]
+
+
+Swap = Callable[[httpx.AsyncClient, Path], Awaitable[None]]
+
+
+def swap_every_2s(runs: list[Path], swap: Swap) -> Side:
+    """A `load_beside` side that makes runs[1], runs[0], runs[1]... live every 2 s; it returns the swaps done."""
+    async def swapper(client: httpx.AsyncClient, deadline: float) -> int:
+        swaps = 0
+        while time.monotonic() + 2 < deadline:
+            await asyncio.sleep(2)
+            await swap(client, runs[(swaps + 1) % 2])
+            swaps += 1
+        return swaps
+    return swapper
+
+
+async def admin_swap(client: httpx.AsyncClient, run: Path) -> None:
+    """Swap the embedded server's model (`POST /admin/model`)."""
+    response = await client.post("/admin/model", json={"run": str(run)},
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=None)
+    response.raise_for_status()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,33 +271,48 @@ def main(argv: list[str] | None = None) -> int:
         offline = offline_rate(args.run, images, args.saturation_requests, Path(scratch), args)
         print(f"model only (score() on decoded batches of {args.batch_size}): "
               f"{model_only_rate(args.run, args.saturation_requests, args):.1f} img/s")
-        second = other_weights_copy(args.run, Path(scratch))
-        versions = {weights_version(RunPaths(r).checkpoint("best")) for r in (args.run, second)}
-        process, url = start_server(args.run, args)
+        runs = [args.run, other_weights_copy(args.run, Path(scratch))]
+        versions = {weights_version(RunPaths(r).checkpoint("best")) for r in runs}
+        process, url = start_http([str(args.run), "--device", args.device], args)
         try:
-            report(url, images, offline, versions, [args.run, second], args)
+            report(url, images, offline, versions, runs, args)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            stop(process)
+        if args.celery:
+            from serve_celery import celery_rows  # this folder is on sys.path when run as bench/serve.py
+            celery_rows(runs, images, offline, versions, Path(scratch), args)
     return 0
 
 
 def report(url: str, images: list[bytes], offline: float, versions: set[str], runs: list[Path], args) -> None:
-    bodies = [images[i % len(images)] for i in range(args.saturation_requests)]
-    asyncio.run(closed_loop(url, bodies[: args.concurrency * 2], args.concurrency))  # warm-up
-    results, seconds = asyncio.run(closed_loop(url, bodies, args.concurrency))
-    served = len(bodies) / seconds
-    print(f"offline predict: {offline:.1f} img/s; served (HTTP, {args.concurrency} clients): {served:.1f} img/s; "
-          f"ratio {served / offline:.2f} (target >= 0.9); failed {sum(r[0] != 200 for r in results)}")
-    latencies = asyncio.run(open_loop(url, bodies[: max(50, len(bodies) // 2)], served / 2))
+    served = saturation_row(url, images, offline, args, what=f"served (HTTP, {args.concurrency} clients)")
+    count = min(args.saturation_requests, max(50, args.saturation_requests // 2))
+    bodies = [images[i % len(images)] for i in range(count)]
+    latencies = asyncio.run(open_loop(url, bodies, served / 2))
     p50, p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
     print(f"at half saturation ({served / 2:.1f} req/s): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
           f"p99/p50 {p99 / p50:.2f} (target <= 2)")
     malformed_phase(url, images, args)
-    results, swaps = asyncio.run(under_swaps(url, images, runs, args))
-    named = sum(r[0] == 200 and all(p["version"] in versions for p in r[1]["predictions"]) for r in results)
-    print(f"swap every 2 s under load: {swaps} swaps, {len(results)} requests, failed "
-          f"{sum(r[0] != 200 for r in results)}, responses naming one of the two versions {named}/{len(results)}")
+    swap_row(url, images, versions, swap_every_2s(runs, admin_swap), args, what="swap every 2 s under load")
+
+
+def saturation_row(url: str, images: list[bytes], offline: float, args, *, what: str) -> float:
+    """Images/s of `--saturation-requests` one-image requests from `--concurrency` clients (after a warm-up)."""
+    bodies = [images[i % len(images)] for i in range(args.saturation_requests)]
+    asyncio.run(closed_loop(url, bodies[: args.concurrency * 2], args.concurrency))  # warm-up
+    results, seconds = asyncio.run(closed_loop(url, bodies, args.concurrency))
+    served = len(bodies) / seconds
+    print(f"offline predict: {offline:.1f} img/s; {what}: {served:.1f} img/s; "
+          f"ratio {served / offline:.2f} (target >= 0.9); failed {sum(r.status != 200 for r in results)}")
+    return served
+
+
+def swap_row(url: str, images: list[bytes], versions: set[str], swapper: Side, args, *, what: str) -> None:
+    """Closed-loop load for `--swap-seconds` beside `swapper`: failures and answers naming one of `versions`."""
+    results, swaps = asyncio.run(load_beside(url, images, args.swap_seconds, args.concurrency, swapper))
+    named = sum(r.status == 200 and all(p["version"] in versions for p in r.body["predictions"]) for r in results)
+    print(f"{what}: {swaps} swaps, {len(results)} requests, failed {sum(r.status != 200 for r in results)}, "
+          f"responses naming one of the two versions {named}/{len(results)}")
 
 
 def malformed_phase(url: str, images: list[bytes], args) -> None:
@@ -228,12 +321,12 @@ def malformed_phase(url: str, images: list[bytes], args) -> None:
     by_kind = dict(bad)
     bodies = [images[i % len(images)] if kind == "good" else by_kind[kind] for i, kind in enumerate(kinds)]
     results, _ = asyncio.run(closed_loop(url, bodies, args.concurrency))
-    failed_valid = sum(kind == "good" and r[0] != 200 for kind, r in zip(kinds, results))
+    failed_valid = sum(kind == "good" and r.status != 200 for kind, r in zip(kinds, results))
     statuses = {}
     for kind, r in zip(kinds, results):
         if kind != "good":
-            statuses.setdefault(kind, set()).add(r[0])
-    not_4xx = sum(kind != "good" and not 400 <= r[0] < 500 for kind, r in zip(kinds, results))
+            statuses.setdefault(kind, set()).add(r.status)
+    not_4xx = sum(kind != "good" and not 400 <= r.status < 500 for kind, r in zip(kinds, results))
     print(f"{args.requests} requests, {sum(k != 'good' for k in kinds)} malformed: failed valid {failed_valid}, "
           f"malformed not 4xx {not_4xx}; statuses {dict(sorted((k, sorted(v)) for k, v in statuses.items()))}")
 

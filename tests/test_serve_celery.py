@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,9 +23,9 @@ from winnow.serve.front import QueueFront
 from winnow.serve.registry import ModelRegistry
 from winnow.serve.server import free_port
 
-from test_serve import SETTINGS
+from test_serve import SETTINGS, metric
 
-NAME, VISIBILITY = "t", 2.0
+NAME, VISIBILITY, RESEND = "t", 2.0, 1.0
 QUEUE = f"winnow.{NAME}"
 # A holds each task 1 s in its batcher (one thread, waiting for more), so a kill -9 finds it mid-task
 WORKERS = {"A@test": ["--threads", "1", "--max-wait-ms", "1000"], "B@test": ["--threads", "2"]}
@@ -141,6 +143,54 @@ def test_a_killed_workers_task_is_redelivered(cluster, runs):
     assert max(latencies) < VISIBILITY + 5, latencies
     print(f"redelivery delay: {max(latencies):.2f} s with a {VISIBILITY} s visibility timeout; "
           f"all 4 requests answered in {time.monotonic() - start:.2f} s")
+
+
+def test_a_task_lost_between_pop_and_unacked_is_sent_again(cluster, runs):
+    """The kombu race (celery/celery#7950), made deterministic: the task leaves the queue list and is never
+    recorded as unacknowledged, so no visibility timeout brings it back; the front sends it again."""
+    client, control, lost = redis.Redis.from_url(cluster["broker"]), cluster["front"].celery.control, "winnow.lost"
+    front = QueueFront(CelerySettings(broker=cluster["broker"], name="lost", resend_after_s=RESEND))
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 10}), ModelHolder(), front)
+    with BackgroundServer(app) as url, Client(url) as http, ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(_timed, http, runs["images"][0].read_bytes())
+        _until(lambda: client.llen(lost) == 1, "the front sent no task")  # no worker consumes winnow.lost yet
+        message = json.loads(client.rpop(lost))  # what a worker killed right after its BRPOP takes with it
+        control.add_consumer(lost, destination=["B@test"], reply=True)
+        try:
+            latency = answer.result()
+        finally:
+            control.cancel_consumer(lost, destination=["B@test"], reply=True)
+        assert message["headers"]["task"] == "winnow.predict"
+        assert RESEND <= latency < RESEND + 3, latency
+        assert metric(url, "winnow_resends_total") == 1
+        assert metric(url, "winnow_requests_total") == 1  # one request, one answer (200): nothing new to see
+    assert client.hlen("unacked") == 0 and client.llen(lost) == 0
+
+
+def test_resend_after_is_checked(broker, capsys):
+    with pytest.raises(ValueError, match="resend_after_s must be None or a number > 0"):
+        CelerySettings(broker=broker, resend_after_s=0)
+    front = QueueFront(CelerySettings(broker=broker, resend_after_s=20))
+    with pytest.raises(ValueError, match=r"resend_after_s \(20 s, --resend-after\) must be shorter than the request"):
+        create_app(ServeSettings(request_timeout_s=15), ModelHolder(), front)
+    assert main(["serve", "--broker", broker, "--request-timeout", "5", "--resend-after", "5"]) == 2
+    assert "must be shorter than the request timeout (5.0 s, --request-timeout)" in capsys.readouterr().err
+    assert "no task is sent again: --resend-after 3620 s" in QueueFront(CelerySettings(broker=broker)).resend_plan(30)
+
+
+def test_a_worker_that_cannot_load_its_model_exits(broker, runs, tmp_path, capsys):
+    assert main(["worker", "--broker", broker, "--device", "bogus"]) == 2
+    assert "device='bogus' is not a device" in capsys.readouterr().err
+    gone = Path(shutil.copytree(runs["first"], tmp_path / "gone"))
+    ModelRegistry(redis.Redis.from_url(broker), "broken").publish(gone)
+    shutil.rmtree(gone)  # the live version's run folder is unreadable by the worker
+    command = [sys.executable, "-m", "winnow.cli.main", "worker", "--broker", broker, "--name", "broken", "--device",
+               "cpu", "--hostname", "broken@test"]
+    worker = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert worker.returncode == 2, worker.stderr
+    assert "broken@test: error: cannot load the live model" in worker.stderr and str(gone) in worker.stderr
+    assert "ready." not in worker.stderr  # it took no task
 
 
 def _timed(http: Client, image: bytes) -> float:

@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
     parser.add_argument("--broker", metavar="URL", default=None,
                         help="Redis URL: enqueue to `winnow worker`s instead of running the model here")
     parser.add_argument("--name", default="default", help="deployment name with --broker (default: default)")
+    parser.add_argument("--resend-after", metavar="SECONDS", type=float, default=None,
+                        help="with --broker: send a task again when no worker answered it this long (a task lost "
+                             "by a killed worker); set it to the workers' --visibility-timeout + 2 x "
+                             "--restore-interval (default: 3620, from the workers' defaults 3600 and 10)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     defaults = ServeSettings()
@@ -61,8 +65,10 @@ def _serve_front(args: argparse.Namespace, settings: ServeSettings) -> int:
     if args.run_dir is not None:
         raise ValueError(f"with --broker the workers run the model: drop RUN ({args.run_dir}) and publish it with "
                          "`winnow deploy RUN --broker URL`")
-    front = QueueFront(CelerySettings(broker=args.broker, name=args.name, task_timeout_s=settings.request_timeout_s,
-                                      visibility_timeout_s=max(3600.0, 2 * settings.request_timeout_s)))
-    print(f"front of deployment {args.name!r} over {args.broker} on http://{args.host}:{args.port}")
-    serve_forever(create_app(settings, ModelHolder(), front), host=args.host, port=args.port)
+    # the workers' timeouts are theirs; the front's settings only say when to send a task again
+    front = QueueFront(CelerySettings(broker=args.broker, name=args.name, resend_after_s=args.resend_after))
+    app = create_app(settings, ModelHolder(), front)
+    print(f"front of deployment {args.name!r} over {args.broker} on http://{args.host}:{args.port}; "
+          f"{front.resend_plan(settings.request_timeout_s)}")
+    serve_forever(app, host=args.host, port=args.port)
     return 0

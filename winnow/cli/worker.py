@@ -12,6 +12,8 @@ import socket
 from winnow.cli.options import add_flags
 from winnow.serve.celery_app import CelerySettings, make_celery
 from winnow.serve.registry import connect
+from winnow.training.device import resolve_device
+from winnow.training.distributed import DistInfo
 
 TUNING = {  # flag -> (CelerySettings field, type, help)
     "--threads": ("threads", int, "tasks run at once, feeding one batcher"),
@@ -38,6 +40,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     tuning = {field: getattr(args, field) for field, *_ in TUNING.values()}
     settings = CelerySettings(broker=args.broker, name=args.name, device=args.device, **tuning)
+    resolve_device(settings.device, DistInfo())  # a clear error now: a worker with no model must not start
     connect(settings.broker)  # a clear error now rather than Celery's retries
     hostname = args.hostname or f"{args.name}-{args.device.replace(':', '')}@{socket.gethostname()}"
     worker = make_celery(settings).Worker(hostname=hostname, queues=[settings.queue], loglevel="INFO")

@@ -103,6 +103,9 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
                       max_queue=settings.max_queue)
     metrics = ServeMetrics(lambda: batcher.depth)
     batcher.on_batch = lambda size, seconds: metrics.batch_size.observe(size)
+    if front is not None:
+        front.check_timeout(settings.request_timeout_s)
+        front.on_resend = metrics.resends.inc
     scratch = tempfile.TemporaryDirectory(prefix="winnow-serve-")
     state = {"ready": False}
 

@@ -1,15 +1,19 @@
 """`make_celery(settings)`: the Celery app of `winnow worker` and of `winnow serve --broker` (Redis broker).
 
 Safe on GPUs by construction: a thread pool in one process per device (no fork, so CUDA is never
-initialised in a forked parent), the model loaded at `worker_init` after start-up, late acks with
+initialised in a forked parent), the model loaded at `worker_init` after start-up (a worker that
+cannot load it exits with status 2 rather than take tasks), late acks with
 prefetch 1 and `task_reject_on_worker_lost` (a task whose worker dies is delivered again), and a broker
 visibility timeout longer than the longest task (a task is redelivered only when its worker is gone).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import asdict, dataclass
 from numbers import Integral, Real
+from typing import NoReturn
 
 from celery import Celery
 from celery.signals import worker_init, worker_shutdown
@@ -23,7 +27,7 @@ POSITIVE = [Interval(Integral, 1, None, closed="left")]
 SECONDS = [Interval(Real, 0, None, closed="neither")]
 PARAMETER_CONSTRAINTS = {"threads": POSITIVE, "max_batch_size": POSITIVE, "max_wait_ms": [Interval(Real, 0, None,
                          closed="left")], "task_timeout_s": SECONDS, "visibility_timeout_s": SECONDS,
-                         "restore_interval_s": SECONDS, "registry_poll_s": SECONDS}
+                         "restore_interval_s": SECONDS, "registry_poll_s": SECONDS, "resend_after_s": [None, *SECONDS]}
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class CelerySettings:
         visibility_timeout_s: An unacknowledged task is delivered again after this; longer than a task.
         restore_interval_s: How often workers look for such tasks.
         registry_poll_s: Longest a worker goes without checking the registry (pub/sub tells it sooner).
+        resend_after_s: The front sends a task again when it has no answer after this long (None: the
+            visibility timeout + 2 restore intervals, when a task a dead worker held is back in the queue).
     """
 
     broker: str
@@ -53,6 +59,7 @@ class CelerySettings:
     visibility_timeout_s: float = 3600.0
     restore_interval_s: float = 10.0
     registry_poll_s: float = 2.0
+    resend_after_s: float | None = None
 
     def __post_init__(self) -> None:
         check_broker_url(self.broker)
@@ -64,6 +71,13 @@ class CelerySettings:
     @property
     def queue(self) -> str:
         return f"winnow.{self.name}"
+
+    @property
+    def resend_after(self) -> float:
+        """Seconds the front waits for an answer before it sends the task again."""
+        if self.resend_after_s is not None:
+            return self.resend_after_s
+        return self.visibility_timeout_s + 2 * self.restore_interval_s
 
 
 def celery_config(settings: CelerySettings) -> dict:
@@ -94,8 +108,12 @@ def make_celery(settings: CelerySettings) -> Celery:
 
     @worker_init.connect(weak=False)
     def load(sender=None, **kwargs) -> None:
-        if getattr(sender, "app", None) is app:
+        if getattr(sender, "app", None) is not app:
+            return
+        try:
             state["runtime"] = WorkerRuntime(settings, hostname=sender.hostname).start()
+        except Exception as failure:  # any load failure: Celery would log it, then serve with no model
+            exit_unloaded(sender.hostname, failure)
 
     @worker_shutdown.connect(weak=False)
     def stop(sender=None, **kwargs) -> None:
@@ -103,3 +121,16 @@ def make_celery(settings: CelerySettings) -> Celery:
             state.pop("runtime").stop()
 
     return app
+
+
+def exit_unloaded(hostname: str, failure: Exception) -> NoReturn:
+    """End a worker that cannot load its model, with status 2, before it consumes a task.
+
+    Celery's signal dispatch logs and swallows an exception raised in `worker_init`, then the worker
+    reports ready and takes tasks it can only answer 503 `not_ready`: better gone, so that a supervisor
+    sees the failure and the other workers get the tasks. `os._exit`, not `sys.exit`: no caller on the
+    way out (Celery, a CLI wrapper) can catch it, and nothing is consumed or buffered yet.
+    """
+    print(f"winnow worker {hostname}: error: cannot load the live model: {failure}; exiting", file=sys.stderr,
+          flush=True)
+    os._exit(2)

@@ -10,7 +10,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServeMetrics:
-    """Requests by status, latency, batch sizes, queue depth, model version and swaps.
+    """Requests by status, latency, batch sizes, queue depth, model version, swaps and resent tasks.
 
     Args:
         depth: Returns the jobs now waiting (read at each scrape).
@@ -29,6 +29,8 @@ class ServeMetrics:
         self.model = Gauge("winnow_model_info", "The live model (1) by name and version", ["model", "version"],
                            registry=self.registry)
         self.swaps = Counter("winnow_model_swaps", "Model swaps since start", registry=self.registry)
+        self.resends = Counter("winnow_resends", "Tasks the front sent again after no answer (--broker)",
+                               registry=self.registry)
 
     def model_changed(self, model: ServedModel, *, swapped: bool) -> None:
         self.model.clear()

@@ -24,7 +24,7 @@ from winnow.serve.batcher import Batcher, ModelChanged
 from winnow.serve.holder import ModelHolder
 from winnow.serve.images import BadImage, decode_image
 from winnow.serve.model import ServedModel
-from winnow.serve.registry import ModelRegistry, connect
+from winnow.serve.registry import Deployment, ModelRegistry, connect
 
 if TYPE_CHECKING:
     from winnow.serve.celery_app import CelerySettings
@@ -58,8 +58,19 @@ class WorkerRuntime:
         self._watcher = threading.Thread(target=self._watch, name="winnow-registry", daemon=True)
 
     def start(self) -> WorkerRuntime:
-        """Load the live version (if one is published), start the batcher and the watcher."""
-        self.sync()
+        """Load the live version (if one is published), start the batcher and the watcher.
+
+        Raises:
+            ValueError, OSError, RuntimeError: The live version cannot be loaded here (bad run folder,
+                device, memory): a worker with no model must not take tasks.
+        """
+        entry = self.registry.live()
+        if entry is not None:
+            try:
+                self._load(entry)
+            except BaseException:
+                self.scratch.cleanup()
+                raise
         self.batcher.start()
         self._watcher.start()
         return self
@@ -76,12 +87,15 @@ class WorkerRuntime:
         current = self.holder.current
         if entry is None or (current is not None and current.version == entry.version):
             return
-        load = partial(ServedModel.load, entry.run, checkpoint=entry.checkpoint, device=self.settings.device)
         try:
-            model = self.holder.swap(load, warm_batch=self.settings.max_batch_size)
+            self._load(entry)
         except (ValueError, OSError) as failure:  # a bad run keeps the worker on its model, and says why
             log.error("%s: cannot load version %s from %s: %s", self.hostname, entry.version, entry.run, failure)
-            return
+
+    def _load(self, entry: Deployment) -> None:
+        """Load, warm and switch to `entry`, then tell the registry."""
+        load = partial(ServedModel.load, entry.run, checkpoint=entry.checkpoint, device=self.settings.device)
+        model = self.holder.swap(load, warm_batch=self.settings.max_batch_size)
         log.info("%s: serving %s version %s", self.hostname, model.name, model.version)
         self.registry.report(self.hostname, model.version)
         self.loaded.set()

@@ -30,13 +30,21 @@ class Accelerator:
 
 
 def resolve_device(name: str, dist_info: DistInfo) -> torch.device:
+    """`--device` (auto, cpu, cuda, cuda:N...) as a device of this machine; a ValueError naming it if not."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError as bad:  # torch's message lists every device type it knows
+        raise ValueError(f"device={name!r} is not a device ({bad}); use --device auto, cpu, cuda or cuda:N") from bad
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s); "
+                         "use --device cuda:0 up to the last one")
     if name == "cuda" and dist_info.enabled:
-        name = f"cuda:{dist_info.local_rank}"
-    return torch.device(name)
+        device = torch.device(f"cuda:{dist_info.local_rank}")
+    return device
 
 
 def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
