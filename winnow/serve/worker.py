@@ -12,6 +12,7 @@ import base64
 import binascii
 import concurrent.futures
 import logging
+import pickle
 import tempfile
 import threading
 from functools import partial
@@ -89,7 +90,9 @@ class WorkerRuntime:
             return
         try:
             self._load(entry)
-        except (ValueError, OSError) as failure:  # a bad run keeps the worker on its model, and says why
+        # a bad run (unreadable, corrupt, out of device memory) keeps the worker on its model, and says why;
+        # anything else escaping here would end the registry watcher and the worker would stop following deploys
+        except (ValueError, OSError, RuntimeError, pickle.UnpicklingError) as failure:
             log.error("%s: cannot load version %s from %s: %s", self.hostname, entry.version, entry.run, failure)
 
     def _load(self, entry: Deployment) -> None:
