@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ from PIL import Image, UnidentifiedImageError
 
 from data_factory import (corrupt_tiff, gray, rgb, save, truncated_png, twelve_bit, write_bomb_png,
                           write_rgb16_png)
-from winnow.data.imageio import ImageHeader, ImageReadError, probe, read_image, scale_to_uint8, to_channels
+from winnow.data.imageio import (ImageHeader, ImageReadError, decode_file, probe, read_image, scale_to_uint8,
+                                 to_channels)
 
 FILL = 77
 BIG = 10**6  # max_pixels that never triggers
@@ -289,6 +292,17 @@ def test_exif_orientation_is_honoured(tmp_path, orientation):
         assert top < 40 and bottom > 215
     else:  # 8: rotate 90 degrees counter-clockwise: the left edge goes to the bottom
         assert top > 215 and bottom < 40
+    decoded = decode_file(path)
+    assert decoded.source.size == (32, 16), "the file's own image keeps its stored orientation"
+
+
+def test_upright_image_pixels_are_the_files(tmp_path):
+    values = rgb(9, 13)
+    exif = Image.Exif()
+    exif[0x0112] = 1  # upright: nothing to turn
+    path = tmp_path / "upright.png"
+    Image.fromarray(values).save(path, exif=exif.tobytes())
+    np.testing.assert_array_equal(read_image(path, in_chans=3), values)
 
 
 # --------------------------------------------------------------------- probe and errors
@@ -315,6 +329,24 @@ def test_probe_missing(tmp_path):
     assert error.reason == "missing" and error.path == str(path) and str(path) in str(error)
 
 
+def test_probe_folder_named_like_an_image_is_missing(tmp_path):
+    path = tmp_path / "folder.png"
+    path.mkdir()
+    assert _reason(probe, path, max_pixels=BIG).reason == "missing"
+    assert _reason(read_image, path, in_chans=1).reason == "missing"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_named_pipe_is_refused_without_blocking(tmp_path):
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(_reason(probe, path, max_pixels=BIG).reason), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome == ["missing"], "opening a named pipe must not wait for a writer"
+
+
 def test_probe_zero_bytes(tmp_path):
     path = tmp_path / "empty.png"
     path.touch()
@@ -327,6 +359,7 @@ def test_probe_text_named_png(tmp_path):
     path.write_text("this is not an image\n")
     error = _reason(probe, path, max_pixels=BIG)
     assert error.reason == "not_an_image" and str(path) in str(error)
+    assert f"cannot identify image file {str(path)!r}" in error.detail, "the detail names the file, not a handle"
     assert _reason(read_image, path, in_chans=1).reason == "corrupt"
 
 

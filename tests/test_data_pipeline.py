@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_factory import save
-from winnow.data.cache import DecodedCache, cache_bytes, cache_key
+from winnow.data.cache import CachedRows, DecodedCache, cache_bytes, cache_key
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess, autolevel, automask, otsu_threshold, resize_pad
 from winnow.data.samplers import build_sampler
@@ -193,6 +193,40 @@ def test_cache_survives_pickling(tmp_path, files):
     clone.put(1, image + 1)  # writes through the shared file
     np.testing.assert_array_equal(cache.get(1), image + 1)
     assert cache.filled_count() == 2
+
+
+def test_existing_cache_is_found_read_only_and_never_created(tmp_path, files):
+    folder = tmp_path / "cache"
+    assert DecodedCache.existing(folder, files, PRE) is None and not folder.exists()
+    DecodedCache(folder, files, PRE).put(1, np.full((16, 16, 3), 7, np.uint8))
+    found = DecodedCache.existing(folder, files, PRE)
+    np.testing.assert_array_equal(found.get(1), np.full((16, 16, 3), 7, np.uint8))
+    assert found.get(0) is None
+    with pytest.raises(ValueError, match="read-only"):
+        found.put(0, np.zeros((16, 16, 3), np.uint8))
+    assert DecodedCache.existing(folder, files, Preprocess(16, 3, 10)) is None  # other preprocessing
+    assert DecodedCache.existing(folder, files[:-1], PRE) is None  # other images
+    stat = os.stat(files[2])
+    os.utime(files[2], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert DecodedCache.existing(folder, files, PRE) is None, "a changed file makes the cache stale"
+    os.remove(files[3])
+    assert DecodedCache.existing(folder, files, PRE) is None
+
+
+def test_cached_rows_serve_the_rows_of_any_path_order(tmp_path, files):
+    parts = files[:3], files[3:]
+    for part, value in zip(parts, (10, 20)):
+        cache = DecodedCache(tmp_path / "cache", part, PRE)
+        for row in range(3):
+            cache.put(row, np.full((16, 16, 3), value + row, np.uint8))
+    paths = [files[4], str(tmp_path / "elsewhere.png"), files[0]]
+    rows = CachedRows([DecodedCache.existing(tmp_path / "cache", part, PRE) for part in parts], paths)
+    assert rows.found == 2
+    assert rows.get(0)[0, 0, 0] == 21 and rows.get(1) is None and rows.get(2)[0, 0, 0] == 10
+    rows.put(1, np.zeros((16, 16, 3), np.uint8))  # read-only: nothing is added
+    assert rows.get(1) is None
+    dataset = _dataset(paths, lambda x: x, rows)  # rows the dataset would otherwise decode
+    assert torch.equal(dataset[0][0], torch.full((3, 16, 16), 21, dtype=torch.uint8))
 
 
 def _dataset(files: list[str], transform, cache=None) -> ImageDataset:

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 import winnow
+from winnow.data.cache import DecodedCache
 from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
 from winnow.data.transforms import eval_transform
 from winnow.embeddings.extract import EmbeddingSet, default_out, embed
 from winnow.data.views import flip_ops
+from winnow.inference.run_cache import run_cached_rows
 from winnow.inference.tta import ViewDataset, ViewModel, build_views, collate_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
 from winnow.runs.layout import RunPaths
@@ -142,3 +144,23 @@ def test_default_out_names_the_data_or_all(tmp_path):
     assert default_out(tmp_path, None) == tmp_path / "embeddings" / "all.npz"
     assert default_out(tmp_path, "val") == tmp_path / "embeddings" / "val.npz"
     assert default_out(tmp_path, tmp_path / "pool" / "manifest.csv").parent == tmp_path / "embeddings"
+
+
+def test_images_training_cached_are_read_from_its_cache_with_the_same_embeddings(run):
+    warm, cold = embed(run, "all"), embed(run, "all", decoded_cache=False)
+    assert warm.paths == cold.paths and np.array_equal(warm.embeddings, cold.embeddings), "bit-identical"
+    predictor = winnow.load(run)
+    preprocess = predictor.spec.preprocess()
+    rows = run_cached_rows(run, predictor.config, preprocess, warm.paths)
+    assert rows is not None and rows.found == len(warm.paths)
+    row = next(i for i in range(len(warm.paths)) if rows.get(i) is not None)
+    cache, position = rows.rows[row]
+    writable = DecodedCache(cache.folder, cache.paths, preprocess)
+    original = writable.get(position)
+    writable.put(position, 255 - original)  # a cache row that differs from the file shows where embed reads
+    try:
+        changed = embed(run, "all").embeddings
+    finally:
+        writable.put(position, original)
+    assert not np.allclose(changed[row], warm.embeddings[row])
+    np.testing.assert_array_equal(np.delete(changed, row, 0), np.delete(warm.embeddings, row, 0))

@@ -8,6 +8,7 @@ from torch import nn
 
 from winnow.models.registry import create_model
 from winnow.models.weights import build_with_weights
+from winnow.training.checkpoint import load_checkpoint, owned_tensors
 
 
 def tiny() -> nn.Module:
@@ -56,3 +57,18 @@ def test_weights_of_another_model_are_refused_as_load_state_dict_refuses_them():
         build_with_weights(tiny, weights)
     with pytest.raises(RuntimeError, match="Missing key"):
         build_with_weights(tiny, {name: t for name, t in weights.items() if "fc" not in name})
+
+
+def test_mapped_checkpoint_weights_are_copied_into_memory_of_their_own(tmp_path):
+    model = tiny()
+    path = tmp_path / "best.pt"
+    torch.save({"model": model.state_dict(), "optimizer": {"state": torch.zeros(1000)}}, path)
+    mapped = load_checkpoint(path, mmap=True)["model"]
+    owned = owned_tensors(mapped)
+    assert owned._metadata == mapped._metadata and list(owned) == list(mapped)
+    for name, tensor in owned.items():
+        assert torch.equal(tensor, model.state_dict()[name]) and tensor.stride() == mapped[name].stride()
+        assert tensor.untyped_storage().data_ptr() != mapped[name].untyped_storage().data_ptr()
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"model": model.state_dict()}, legacy, _use_new_zipfile_serialization=False)
+    assert set(load_checkpoint(legacy, mmap=True)["model"]) == set(owned)  # read whole: no mapping for old files

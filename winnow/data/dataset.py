@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from winnow.data.cache import DecodedCache
+from winnow.data.cache import CachedRows, DecodedCache
 from winnow.data.imageio import ImageReadError, read_image
 from winnow.data.preprocess import Preprocess
 
@@ -27,7 +27,7 @@ class ImageDataset(Dataset):
         targets: class index per file (-1 when unknown, e.g. at prediction).
         preprocess: deterministic decode-time settings.
         transform: `[C, S, S]` uint8 tensor -> float tensor.
-        cache: optional decoded cache for these paths.
+        cache: optional decoded cache for these paths, or read-only `CachedRows` of other jobs' caches.
         read_hint: appended to the detail of a decode error (how to avoid it); "" leaves the error as is
             (prediction jobs skip such files and list them instead).
         weights: optional loss weight per file; items are then `(image, target, weight)`.
@@ -40,7 +40,7 @@ class ImageDataset(Dataset):
         preprocess: Preprocess,
         transform: Callable[[torch.Tensor], torch.Tensor],
         *,
-        cache: DecodedCache | None = None,
+        cache: DecodedCache | CachedRows | None = None,
         read_hint: str = TRAINING_READ_HINT,
         weights: list[float] | None = None,
     ) -> None:

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+PNG_HEAD_BYTES = 26  # signature and IHDR up to the colour type
+TURNING_ORIENTATIONS = range(2, 9)  # EXIF orientations other than "upright" (1)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO passed as an image must not block the open; files ignore it
 
 
 class ImageReadError(ValueError):
@@ -112,17 +118,18 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
         ImageReadError: missing, empty, non-image, or larger than `max_pixels`.
     """
     path = Path(path)
-    _require_content(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                header = ImageHeader(image.width, image.height, image.mode)
-    except Image.DecompressionBombError as error:
-        raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
-    except (UnidentifiedImageError, OSError) as error:
-        header = _probe_tiff(path, error)
-    _reject_16bit_color_png(path)
+    with _open_content(path) as handle:
+        head = _read_head(handle)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with _pil_open(path, handle) as image:
+                    header = ImageHeader(image.width, image.height, image.mode)
+        except Image.DecompressionBombError as error:
+            raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
+        except (UnidentifiedImageError, OSError) as error:
+            header = _probe_tiff(path, error)
+    _reject_16bit_color_png(path, head)
     if header.width * header.height > max_pixels:
         raise ImageReadError(
             path, "too_large",
@@ -132,19 +139,51 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
     return header
 
 
-def _require_content(path: Path) -> None:
-    """Refuse a missing or zero-byte file with its own reason (not a vague decode error)."""
-    if not path.is_file():
-        raise ImageReadError(path, "missing", "file does not exist")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty", "file has zero bytes")
+def _open_content(path: Path) -> BinaryIO:
+    """Open a file for reading, refusing a missing, non-regular or zero-byte one with its own reason.
+
+    One open and one `fstat` serve the checks, the header scan and the decode (not a stat per check).
+
+    Raises:
+        ImageReadError: "missing" (also a folder or a broken link), "empty" or "unreadable" (e.g. no permission).
+    """
+    try:
+        handle = open(path, "rb", opener=lambda name, flags: os.open(name, flags | _NONBLOCK))
+    except OSError as error:
+        if not path.is_file():
+            raise ImageReadError(path, "missing", "file does not exist") from error
+        raise ImageReadError(path, "unreadable", f"cannot open ({error})") from error
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        handle.close()
+        raise ImageReadError(path, *(("empty", "file has zero bytes") if stat.S_ISREG(info.st_mode)
+                                     else ("missing", "file does not exist")))
+    return handle
 
 
-def _reject_16bit_color_png(path: Path) -> None:
-    """Pillow decodes 16-bit-per-channel colour PNGs to their high byte only: refuse them clearly."""
-    with open(path, "rb") as handle:
-        head = handle.read(26)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6):
+def _pil_open(path: Path, handle: BinaryIO) -> Image.Image:
+    """`Image.open` of an open file; its "cannot identify" message names `path` (not the handle), as for a path."""
+    try:
+        return Image.open(handle)
+    except UnidentifiedImageError as error:
+        raise UnidentifiedImageError(f"cannot identify image file {str(path)!r}") from error
+
+
+def _read_head(handle: BinaryIO) -> bytes:
+    """The first bytes of an open file (for `_reject_16bit_color_png`); the handle is left at the start."""
+    head = handle.read(PNG_HEAD_BYTES)
+    handle.seek(0)
+    return head
+
+
+def _reject_16bit_color_png(path: Path, head: bytes) -> None:
+    """Pillow decodes 16-bit-per-channel colour PNGs to their high byte only: refuse them clearly.
+
+    Args:
+        path: The file, for the message.
+        head: Its first `PNG_HEAD_BYTES` bytes.
+    """
+    if len(head) == PNG_HEAD_BYTES and head[:8] == b"\x89PNG\r\n\x1a\n" and head[24] == 16 and head[25] in (2, 6):
         raise ImageReadError(path, "unsupported", "16-bit colour PNG cannot be decoded without losing "
                              "depth; save it as a 16-bit TIFF or an 8-bit PNG")
 
@@ -204,18 +243,25 @@ def decode_file(path: str | Path, *, fill: int = 0) -> DecodedFile:
         ImageReadError: missing, empty, corrupt or unsupported file.
     """
     path = Path(path)
-    _require_content(path)  # a file may vanish or be emptied after the scan
-    _reject_16bit_color_png(path)
-    try:
-        with Image.open(path) as image:
-            if _pil_loses_depth(path, image):
-                return DecodedFile(_read_tiff(path))
-            image.load()  # the data stays after the block closes the file
-            return DecodedFile(_pil_to_array(ImageOps.exif_transpose(image), fill), image)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
-        if path.suffix.lower() not in TIFF_SUFFIXES:
-            raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
-        return DecodedFile(_read_tiff(path))
+    with _open_content(path) as handle:  # a file may vanish or be emptied after the scan
+        _reject_16bit_color_png(path, _read_head(handle))
+        try:
+            with _pil_open(path, handle) as image:
+                if _pil_loses_depth(path, image):
+                    return DecodedFile(_read_tiff(path))
+                image.load()  # the data stays after the block closes the file
+                return DecodedFile(_pil_to_array(_upright(image), fill), image)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
+            if path.suffix.lower() not in TIFF_SUFFIXES:
+                raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
+    return DecodedFile(_read_tiff(path))
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """`image` turned as its EXIF orientation says; `image` itself when upright (`exif_transpose` would copy it)."""
+    if image.getexif().get(ExifTags.Base.Orientation, 1) in TURNING_ORIENTATIONS:
+        return ImageOps.exif_transpose(image)
+    return image
 
 
 def _pil_loses_depth(path: Path, image: Image.Image) -> bool:

@@ -119,6 +119,11 @@ def _dataset_stats(paths: list[str], preprocess: Preprocess) -> tuple[list[float
     return channel_stats(images)
 
 
+def cache_folder(config: Config, *, out: str | Path | None = None) -> Path:
+    """Where decoded caches live: `cache_dir`, else `.cache` in the runs folder (`out`; default: `config.out`)."""
+    return Path(config.cache_dir) if config.cache_dir else Path(out if out is not None else config.out) / ".cache"
+
+
 def use_cache(config: Config, n_images: int, preprocess: Preprocess) -> bool:
     """`cache` true/false as set; None means on when the decoded set fits the memory budget."""
     if config.cache is not None:

@@ -87,14 +87,19 @@ def automask(image: np.ndarray, *, fill: int) -> np.ndarray:
 
 
 def resize_pad(image: np.ndarray, size: int, *, fill: int) -> np.ndarray:
-    """Resize so the longer side is `size` (aspect kept), then pad to a centred square."""
+    """Resize so the longer side is `size` (aspect kept), then pad to a centred square.
+
+    `[H, W, C]` uint8 -> `[size, size, C]` uint8. Calls torchvision's image kernel (`resize_image`) directly,
+    not the `resize` dispatcher, and pads by writing into a `fill` canvas: the same pixels for less
+    per-image overhead (it adds up over many small images).
+    """
     # PIL-backed arrays are read-only; torch needs a writable buffer
     writable = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
-    tensor = torch.from_numpy(writable).permute(2, 0, 1)
-    height, width = tensor.shape[-2:]
+    height, width = writable.shape[:2]
     scale = size / max(height, width)
     new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-    tensor = F.resize(tensor, [new_h, new_w], antialias=True)
-    left, top = (size - new_w) // 2, (size - new_h) // 2
-    tensor = F.pad(tensor, [left, top, size - new_w - left, size - new_h - top], fill=fill)
-    return tensor.permute(1, 2, 0).contiguous().numpy()
+    resized = F.resize_image(torch.from_numpy(writable).permute(2, 0, 1), [new_h, new_w], antialias=True)
+    canvas = np.full((size, size, writable.shape[2]), fill, dtype=np.uint8)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    canvas[top:top + new_h, left:left + new_w] = resized.permute(1, 2, 0).numpy()
+    return canvas

@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from winnow.data.real_paths import real_paths
+
 IMAGE_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
 )
@@ -110,8 +112,8 @@ def read_image_folder(root: Path, *, split: str | None = None) -> Samples:
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and _looks_like_image(p))
         if not files:
             empty.append(class_dir.name)
-        for file in files:
-            samples.append(str(file.resolve()), class_dir.name, split, None)
+        for file in real_paths(files):
+            samples.append(file, class_dir.name, split, None)
     if empty:
         raise ValueError(
             f"{root}: empty class folder(s) {empty} hold no image files ({', '.join(IMAGE_SUFFIXES)}); "

@@ -114,7 +114,7 @@ class EmbeddingSet:
 
 def embed(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: str = "best",
           tta: str | int | None = None, tta_merge: str = "mean", device: str = "auto", batch_size: int = 64,
-          workers: int = 0, strict: bool = False) -> EmbeddingSet:
+          workers: int = 0, strict: bool = False, decoded_cache: bool = True) -> EmbeddingSet:
     """Embeddings `[N, D]` of `data` by a run's model.
 
     Args:
@@ -125,6 +125,8 @@ def embed(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: st
         checkpoint, device, batch_size, workers, strict: As `winnow predict`.
         tta, tta_merge: Test-time augmentation; the views' embeddings are averaged (`tta_merge` is how
             probabilities would be merged and only "mean" applies to embeddings).
+        decoded_cache: Read the images that the run's training cached (its decoded-image caches, still valid
+            for the files as they are now) from there instead of decoding them: the same embeddings, faster.
 
     Raises:
         ValueError: An ensemble folder, data that cannot be read, no readable image, or (`strict`) one not.
@@ -137,7 +139,7 @@ def embed(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: st
     images = embedding_inputs(run_dir, data)
     augmentation = parse_tta(tta, merge="mean", seed=predictor.seed)
     outputs = embed_paths(predictor, images.paths, augmentation, batch_size=batch_size, workers=workers,
-                          strict=strict)
+                          strict=strict, decoded_cache=decoded_cache)
     rows = outputs.rows
     return EmbeddingSet(outputs.values, [images.paths[i] for i in rows],
                         [images.labels[i] for i in rows], [images.splits[i] or "" for i in rows],
@@ -145,14 +147,16 @@ def embed(run_dir: str | Path, data: str | Path | None = None, *, checkpoint: st
 
 
 def embed_paths(predictor: Predictor, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                workers: int = 0, strict: bool = False) -> ReadOutputs:
+                workers: int = 0, strict: bool = False, decoded_cache: bool = False) -> ReadOutputs:
     """Embeddings `[n, D]` (float32, averaged over the TTA views) of the readable images of `paths` `[N]`.
+
+    `decoded_cache`: images the run's training cached are read from its caches (see `embed`).
 
     Returns:
         `ReadOutputs` whose `values` are the embeddings, `rows` their positions in `paths`, `bad` the others.
     """
     outputs = predictor.read_outputs(paths, lambda good: predictor.view_embeddings(
-        good, augmentation, batch_size=batch_size, workers=workers), strict=strict)
+        good, augmentation, batch_size=batch_size, workers=workers, decoded_cache=decoded_cache), strict=strict)
     return ReadOutputs(np.asarray(outputs.values, dtype=np.float32).mean(axis=1), outputs.rows, outputs.bad)
 
 

@@ -83,8 +83,8 @@ class OnnxPredictor(Predictor):
                         self.model_file, checkpoint_path)
         return OnnxModule(self.model_file, cuda=self.accel.is_cuda), self.sidecar["source"].get("epoch")
 
-    def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                        workers: int = 0) -> ReadOutputs:
+    def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64, workers: int = 0,
+                        decoded_cache: bool = False) -> ReadOutputs:
         raise ValueError(f"{self.model_file} exports logits only; embed with the PyTorch backend")
 
 

@@ -23,15 +23,18 @@ from torch.utils.data import Dataset, default_collate
 
 from winnow.calibration.store import load_calibration
 from winnow.config import read_saved, tta_views
+from winnow.data.cache import CachedRows
 from winnow.data.dataset import ImageDataset
 from winnow.data.imageio import collect_decode_notes
 from winnow.data.prepare import DataSpec
+from winnow.data.real_paths import real_paths
 from winnow.data.sources import IMAGE_SUFFIXES, Samples, read_manifest_paths
 from winnow.data.transforms import eval_transform
 from winnow.data.unreadable import NothingRead, skipping_loader
 from winnow.data.validation import bad_summary, check_readable, log_decode_notes, scan
 from winnow.inference.postprocess import softmax_logits, to_probabilities
 from winnow.inference.predictions import Predictions, ReadOutputs
+from winnow.inference.run_cache import run_cached_rows
 from winnow.inference.tta import TTA, ViewDataset, ViewModel, build_views, collate_views, merge_views, parse_tta
 from winnow.models.embedding import EmbeddingModel
 from winnow.models.registry import create_model
@@ -43,7 +46,7 @@ from winnow.runs.layout import RunPaths, checkpoint_names
 from winnow.tasks.heads import Head
 from winnow.tasks.outputs import probabilities
 from winnow.tasks.spec import TaskSpec, model_outputs
-from winnow.training.checkpoint import evaluation_weights, load_checkpoint
+from winnow.training.checkpoint import evaluation_weights, load_checkpoint, owned_tensors
 from winnow.training.device import make_accelerator
 from winnow.training.distributed import DistInfo
 from winnow.training.engine import predict_probabilities
@@ -80,7 +83,7 @@ def collect_images(inputs: list[str | Path]) -> list[str]:
         if item.suffix.lower() == ".csv":
             paths += read_manifest_paths(item)
         elif item.is_dir():
-            paths += [str(p.resolve()) for p in sorted(item.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES]
+            paths += real_paths(p for p in sorted(item.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             paths.append(str(item.resolve()))
     if not paths:
@@ -312,10 +315,10 @@ class Predictor(ScoringModel):
 
         Other backends (`winnow.export.backend`) override this to run an exported file instead.
         """
-        state = load_checkpoint(checkpoint_path)
+        state = load_checkpoint(checkpoint_path, mmap=True)  # the optimizer state and the rest stay unread
         model = build_with_weights(lambda: create_model(
             self.config.model, num_classes=model_outputs(tasks), in_chans=self.spec.in_chans,
-            stem=self.config.stem, embedding_dim=self.config.embedding_dim), evaluation_weights(state))
+            stem=self.config.stem, embedding_dim=self.config.embedding_dim), owned_tensors(evaluation_weights(state)))
         return model.to(self.accel.device).eval(), state.get("epoch")
 
     def view_logits(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
@@ -324,25 +327,30 @@ class Predictor(ScoringModel):
         outputs = self._view_outputs(self.model, paths, augmentation, batch_size, workers)
         return ReadOutputs(softmax_logits(self.head, outputs.values), outputs.rows, outputs.bad)
 
-    def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64,
-                        workers: int = 0) -> ReadOutputs:
-        """Pooled pre-logits embeddings `[n, V, D]` (`forward_head(pre_logits=True)`) over the TTA views."""
-        return self._view_outputs(EmbeddingModel(self.model), paths, augmentation, batch_size, workers)
+    def view_embeddings(self, paths: list[str], augmentation: TTA, *, batch_size: int = 64, workers: int = 0,
+                        decoded_cache: bool = False) -> ReadOutputs:
+        """Pooled pre-logits embeddings `[n, V, D]` (`forward_head(pre_logits=True)`) over the TTA views.
+
+        `decoded_cache`: read the images that the run's training cached from its caches instead of decoding
+        them (the same bytes; see `winnow.inference.run_cache`).
+        """
+        cache = run_cached_rows(self.run_dir, self.config, self.spec.preprocess(), paths) if decoded_cache else None
+        return self._view_outputs(EmbeddingModel(self.model), paths, augmentation, batch_size, workers, cache=cache)
 
     def multitask_probabilities(self, paths: list[str], batch_size: int, workers: int) -> ReadOutputs:
         dataset = self._dataset(paths, eval_transform(self.spec.mean, self.spec.std))
         return self._run(self.model, dataset, paths, batch_size, workers,
                          to_probabilities=lambda logits: probabilities(self.tasks, logits))
 
-    def _dataset(self, paths: list[str], transform: Callable) -> ImageDataset:
-        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform, read_hint="")
+    def _dataset(self, paths: list[str], transform: Callable, *, cache: CachedRows | None = None) -> ImageDataset:
+        return ImageDataset(paths, [-1] * len(paths), self.spec.preprocess(), transform, cache=cache, read_hint="")
 
     def _view_outputs(self, module: nn.Module, paths: list[str], augmentation: TTA, batch_size: int,
-                      workers: int) -> ReadOutputs:
+                      workers: int, *, cache: CachedRows | None = None) -> ReadOutputs:
         """Outputs `[n, V, F]` of `module` (the model, or its embedding) over the views of each readable image."""
         augment = {key: getattr(self.config, key) for key in AUGMENT_KEYS}
         views = build_views(augmentation, channels=self.spec.in_chans, augment=augment)
-        dataset = ViewDataset(self._dataset(paths, lambda x: x), views,
+        dataset = ViewDataset(self._dataset(paths, lambda x: x, cache=cache), views,
                               seed=augmentation.seed if augmentation.mode == "random" else None)
         # the loader sends the views as read (uint8 for all but random views): ViewModel normalises per batch
         normalised = ViewModel(module, len(views), mean=self.spec.mean, std=self.spec.std)

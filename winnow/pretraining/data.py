@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from winnow.config import Config
 from winnow.data.cache import DecodedCache
 from winnow.data.dataset import ImageDataset
-from winnow.data.prepare import DataSpec, image_spec, make_loader, scan_or_stop, use_cache
+from winnow.data.prepare import DataSpec, cache_folder, image_spec, make_loader, scan_or_stop, use_cache
 from winnow.data.samplers import build_sampler
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
@@ -50,7 +50,7 @@ def prepare_images(config: Config, paths: RunPaths, *, resumed: bool) -> tuple[S
 
 def build_loaders(samples: Samples, spec: DataSpec, config: Config, method: Method, *, pin_memory: bool) -> Loaders:
     """A seeded random-order training loader (resumable mid-epoch) and a val loader with fixed view seeds."""
-    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out) / ".cache"
+    cache_dir = cache_folder(config)
     params = method_params(config.pretrain_method, config.pretrain_params)
     train = _dataset(samples.where_split("train"), spec, config, method.train_views(spec.mean, spec.std, config, params),
                      cache_dir)

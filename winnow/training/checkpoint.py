@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import random
+import zipfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,12 +73,30 @@ def evaluation_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint.get("eval_weights") or checkpoint["model"]
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint onto the CPU with a clear error when it is missing or unreadable."""
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint onto the CPU with a clear error when it is missing or unreadable.
+
+    Args:
+        path: The `.pt` file.
+        mmap: Map the file instead of reading it (for files in torch's zip format): a tensor is read when
+            touched, so a job that needs only the weights skips the optimizer state. The tensors stay backed
+            by the file: copy the ones kept (`owned_tensors`), since rewriting the file in place would
+            pull their memory away.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist; check the run folder or pass --checkpoint PATH")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap and zipfile.is_zipfile(path))
     except (RuntimeError, EOFError, OSError) as error:
         raise ValueError(f"checkpoint {path} cannot be read ({error}); it may be from another tool") from error
+
+
+def owned_tensors(weights: dict[str, Any]) -> dict[str, Any]:
+    """`weights` (a state dict, `_metadata` kept) with each tensor copied into memory of its own (e.g. off a
+    mapped checkpoint file)."""
+    owned = copy.copy(weights)
+    for name, value in owned.items():
+        if isinstance(value, torch.Tensor):
+            owned[name] = value.clone()
+    return owned

@@ -17,7 +17,7 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 
 from winnow.config import Config, save_yaml, tta_views
-from winnow.data.prepare import (DataSpec, build_spec, eval_loader, make_dataset, resolve_augmentation,
+from winnow.data.prepare import (DataSpec, build_spec, cache_folder, eval_loader, make_dataset, resolve_augmentation,
                                  resolve_samples, train_loader, validate_samples)
 from winnow.data.batch_augment import BatchAugment, batch_augmentation
 from winnow.data.sources import Samples
@@ -185,7 +185,7 @@ class FitContext:
 
 def _build_loaders(samples: Samples, spec: DataSpec, config: Config, tasks: list[TaskSpec],
                    accel: Accelerator, dist_info: DistInfo) -> Loaders:
-    cache_dir = Path(config.cache_dir) if config.cache_dir else Path(config.out) / ".cache"
+    cache_dir = cache_folder(config)
     split_loader = {}
     for split in ("val", "test"):
         subset = samples.where_split(split)
