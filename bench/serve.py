@@ -47,6 +47,8 @@ from winnow.serve.model import ServedModel, weights_version
 from winnow.serve.server import free_port
 from winnow.training.checkpoint import load_checkpoint
 
+from lean_http import lean_closed_loop  # noqa: E402  (bench/, on the path as the script's folder)
+
 TOKEN = "bench-token"
 MAX_BODY = 1_000_000
 
@@ -297,13 +299,23 @@ def report(url: str, images: list[bytes], offline: float, versions: set[str], ru
 
 
 def saturation_row(url: str, images: list[bytes], offline: float, args, *, what: str) -> float:
-    """Images/s of `--saturation-requests` one-image requests from `--concurrency` clients (after a warm-up)."""
+    """Images/s of `--saturation-requests` one-image requests from `--concurrency` clients (after a warm-up).
+
+    Measured twice: with the lean client (`lean_http`, the figure returned and compared with offline) and
+    with httpx, each with the client's own CPU milliseconds per request, which it takes from the server here.
+    """
     bodies = [images[i % len(images)] for i in range(args.saturation_requests)]
     asyncio.run(closed_loop(url, bodies[: args.concurrency * 2], args.concurrency))  # warm-up
-    results, seconds = asyncio.run(closed_loop(url, bodies, args.concurrency))
-    served = len(bodies) / seconds
-    print(f"offline predict: {offline:.1f} img/s; {what}: {served:.1f} img/s; "
-          f"ratio {served / offline:.2f} (target >= 0.9); failed {sum(r.status != 200 for r in results)}")
+    cpu = time.process_time()
+    statuses, seconds = asyncio.run(lean_closed_loop(url, bodies, args.concurrency))
+    lean_cpu, cpu = (time.process_time() - cpu) * 1000 / len(bodies), time.process_time()
+    results, httpx_seconds = asyncio.run(closed_loop(url, bodies, args.concurrency))
+    httpx_cpu = (time.process_time() - cpu) * 1000 / len(bodies)
+    served, with_httpx = len(bodies) / seconds, len(bodies) / httpx_seconds
+    print(f"offline predict: {offline:.1f} img/s; {what}: {served:.1f} img/s (lean client, {lean_cpu:.2f} CPU ms "
+          f"per request); ratio {served / offline:.2f} (target >= 0.9); failed {sum(s != 200 for s in statuses)}; "
+          f"with the httpx client {with_httpx:.1f} img/s ({httpx_cpu:.2f} CPU ms per request), ratio "
+          f"{with_httpx / offline:.2f}, failed {sum(r.status != 200 for r in results)}")
     return served
 
 
