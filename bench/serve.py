@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--swap-seconds", type=float, default=10.0, help="duration of the swap phase")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-instances", type=int, default=1, help="`winnow serve --model-instances`")
     celery = parser.add_argument_group("Celery rows (bench/serve_celery.py)")
     celery.add_argument("--celery", action="store_true", help="then the same through redis + 2 `winnow worker`s")
     celery.add_argument("--worker-threads", type=int, default=8, help="`winnow worker --threads` (batch bound)")
@@ -275,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{model_only_rate(args.run, args.saturation_requests, args):.1f} img/s")
         runs = [args.run, other_weights_copy(args.run, Path(scratch))]
         versions = {weights_version(RunPaths(r).checkpoint("best")) for r in runs}
-        process, url = start_http([str(args.run), "--device", args.device], args)
+        process, url = start_http([str(args.run), "--device", args.device, "--model-instances",
+                                   str(args.model_instances)], args)
         try:
             report(url, images, offline, versions, runs, args)
         finally:

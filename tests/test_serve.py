@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -166,3 +167,26 @@ def test_a_job_decoded_for_other_preprocessing_is_refused_not_mis_scored(runs):
             batcher.submit(images, ("other preprocessing",)).result(timeout=10)
     finally:
         batcher.stop()
+
+
+def test_two_model_instances_score_every_job_like_one(runs):
+    model = ServedModel.load(runs["first"], device="cpu")
+    images = [torch.rand((1, *model.input_shape), generator=torch.Generator().manual_seed(i)) for i in range(24)]
+    answers, threads = {}, set()
+    for instances in (1, 2):
+        batcher = Batcher(ModelHolder(model), max_batch_size=2, max_wait_ms=1, max_queue=64, instances=instances,
+                          on_batch=lambda size, seconds: threads.add(threading.current_thread().name)).start()
+        try:
+            futures = [batcher.submit(image, model.input_key) for image in images]
+            answers[instances] = [future.result(timeout=30)[0]["probabilities"] for future in futures]
+        finally:
+            batcher.stop()
+        assert not any(thread.is_alive() for thread in batcher._threads)
+    for one, two in zip(answers[1], answers[2]):
+        assert one == pytest.approx(two, abs=1e-5)
+    assert {"winnow-batcher-0", "winnow-batcher-1"} <= threads
+
+
+def test_model_instances_setting_is_checked():
+    with pytest.raises(ValueError, match="model_instances"):
+        ServeSettings(model_instances=0)

@@ -10,6 +10,7 @@ import argparse
 
 from winnow.cli.options import add_flags
 from winnow.serve.app import create_app
+from winnow.serve.batcher import share_cpu_threads
 from winnow.serve.celery_app import CelerySettings
 from winnow.serve.front import QueueFront
 from winnow.serve.holder import ModelHolder
@@ -25,6 +26,8 @@ LIMITS = {  # flag -> (ServeSettings field, type, help)
     "--max-image-pixels": ("max_image_pixels", int, "largest width x height per image (413 above)"),
     "--request-timeout": ("request_timeout_s", float, "seconds a request may wait (503 after)"),
     "--max-queue": ("max_queue", int, "most requests waiting for a batch (503 above)"),
+    "--model-instances": ("model_instances", int, "batches scored at once, each by its own thread; the torch "
+                          "threads are split between them on a CPU (default 1; try 2 on a CPU)"),
 }
 
 
@@ -55,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None:
         raise ValueError("pass a RUN folder to serve, or --broker URL to front `winnow worker`s")
     model = ServedModel.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
+    if settings.model_instances > 1:
+        print(f"{settings.model_instances} model instances, {share_cpu_threads(settings.model_instances)} torch "
+              "CPU thread(s) each")
     admin = "enabled" if settings.admin_token else f"disabled (set {ADMIN_TOKEN_ENV} to enable)"
     print(f"serving {model.name} version {model.version} on http://{args.host}:{args.port}; admin endpoints {admin}")
     serve_forever(create_app(settings, ModelHolder(model)), host=args.host, port=args.port)

@@ -100,7 +100,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
         front: Enqueue to Celery workers instead of running a model here (`winnow serve --broker`).
     """
     batcher = Batcher(holder, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
-                      max_queue=settings.max_queue)
+                      max_queue=settings.max_queue, instances=settings.model_instances)
     metrics = ServeMetrics(lambda: batcher.depth)
     batcher.on_batch = lambda size, seconds: metrics.batch_size.observe(size)
     if front is not None:

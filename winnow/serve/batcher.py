@@ -48,15 +48,21 @@ class Batcher:
         max_wait_ms: Wait for more jobs after the first of a batch.
         max_queue: Jobs waiting at most (`submit` raises `QueueFull` above).
         on_batch: Called with `(images in the batch, seconds)` after each batch (metrics).
+        instances: Batches scored at once, each by its own thread on the same model (Triton's model
+            instances). On a CPU, N instances with 1/N of the cores' torch threads each keep the cores busy
+            while requests are decoded, where one batch at a time on all threads stalls its threads beside
+            the decoding (measured in the README); on a GPU keep 1.
     """
 
     def __init__(self, holder: ModelHolder, *, max_batch_size: int, max_wait_ms: float, max_queue: int,
-                 on_batch=None) -> None:
+                 on_batch=None, instances: int = 1) -> None:
         self.holder, self.max_batch_size, self.max_wait = holder, max_batch_size, max_wait_ms / 1000
         self.on_batch = on_batch
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._carry: Job | None = None  # a job that did not fit in the last batch
-        self._thread = threading.Thread(target=self._loop, name="winnow-batcher", daemon=True)
+        self._gathering = threading.Lock()  # one thread gathers at a time: the carried job stays in order
+        self._threads = [threading.Thread(target=self._loop, name=f"winnow-batcher-{i}", daemon=True)
+                         for i in range(instances)]
 
     @property
     def depth(self) -> int:
@@ -64,13 +70,16 @@ class Batcher:
         return self._queue.qsize()
 
     def start(self) -> Batcher:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
-        """Finish the batches in the queue, then end the thread."""
-        self._queue.put(STOP)
-        self._thread.join()
+        """Finish the batches in the queue, then end the threads."""
+        for _ in self._threads:
+            self._queue.put(STOP)
+        for thread in self._threads:
+            thread.join()
 
     def submit(self, images: torch.Tensor, input_key: tuple = ()) -> Future:
         """Queue a job `[n, C, S, S]` decoded for models of `input_key`; its future gives one result dict per
@@ -83,7 +92,11 @@ class Batcher:
         return job.future
 
     def _loop(self) -> None:
-        while (jobs := self._gather()) is not None:
+        while True:
+            with self._gathering:
+                jobs = self._gather()
+            if jobs is None:
+                return
             if jobs:
                 self._run(jobs)
 
@@ -135,3 +148,10 @@ class Batcher:
     def _fail(jobs: list[Job], error: BaseException) -> None:
         for job in jobs:
             job.future.set_exception(error)
+
+
+def share_cpu_threads(instances: int) -> int:
+    """Give each of `instances` concurrent batches an equal share of torch's CPU threads; the share."""
+    share = max(1, torch.get_num_threads() // instances)
+    torch.set_num_threads(share)
+    return share

@@ -13,7 +13,7 @@ POSITIVE = [Interval(Integral, 1, None, closed="left")]
 NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 PARAMETER_CONSTRAINTS = {"max_batch_size": POSITIVE, "max_body_bytes": POSITIVE, "max_images": POSITIVE,
                          "max_image_pixels": POSITIVE, "max_queue": POSITIVE, "max_wait_ms": NON_NEGATIVE,
-                         "request_timeout_s": NON_NEGATIVE}
+                         "request_timeout_s": NON_NEGATIVE, "model_instances": POSITIVE}
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ServeSettings:
         max_queue: Most requests waiting for the batcher (503 above: overloaded).
         admin_token: Bearer token of the admin endpoints; None disables them.
         device: Where models loaded by `POST /admin/model` run (auto, cpu, cuda:0...).
+        model_instances: Batches scored at once, each by its own thread (see `Batcher`).
     """
 
     max_batch_size: int = 32
@@ -41,6 +42,7 @@ class ServeSettings:
     max_queue: int = 1024
     admin_token: str | None = None
     device: str = "auto"
+    model_instances: int = 1
 
     def __post_init__(self) -> None:
         validate_params(asdict(self), PARAMETER_CONSTRAINTS, where="serve settings")
