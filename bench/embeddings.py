@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--img-size", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=8, help="epochs of a backbone on all known labels")
-    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--pretrain-epochs", type=int, default=4)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--table-only", action="store_true", help="write the table from finished results only")
@@ -354,13 +354,11 @@ def markdown(results: dict, held: list[str], args) -> str:
 
 def run_parts(results: dict, known: Path, held_csv: Path, args) -> None:
     """Seed by seed, so that a bench stopped early has every part for its first seeds."""
-    pretrained = {}
-    if "efficiency" in args.parts:
-        pretrained = {method: pretrain_run(method, args.work, args) for method in INITS[1:]}
     for seed in args.seeds:
         if "losses" in args.parts:
             losses_part(results, seed, known, held_csv, args)
         if "efficiency" in args.parts:
+            pretrained = {method: pretrain_run(method, args.work, args) for method in INITS[1:]}
             efficiency_part(results, seed, known, pretrained, args)
 
 
