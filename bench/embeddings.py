@@ -56,6 +56,7 @@ LOSSES = {
 }
 INITS = ("scratch", "autoencoder", "simclr")
 MODES = {"probe": ["--freeze", "backbone"], "finetune": []}
+WHOLE = ("cpu_s", "epochs")  # printed without decimals
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -309,12 +310,13 @@ def load_results(work: Path) -> dict:
 # --- table ------------------------------------------------------------------------------------------------
 
 
-def cell(values: list) -> str:
+def cell(values: list, seeds: int, *, digits: int = 3) -> str:
+    """`mean ± std` of the numbers in `values` (one per finished seed), `(n=k)` where fewer than `seeds`."""
     numbers = [v for v in values if isinstance(v, (int, float))]
     if not numbers:
         return values[0].split(":")[0] if values else "-"
-    text = mean_std(numbers) if len(numbers) > 1 else f"{numbers[0]:.3f}"
-    return text + (f" (n={len(numbers)})" if len(numbers) != len(values) else "")
+    text = mean_std(numbers, digits=digits) if len(numbers) > 1 else f"{numbers[0]:.{digits}f}"
+    return text + (f" (n={len(numbers)})" if len(numbers) != seeds else "")
 
 
 def collect(results: dict, prefix: str) -> dict[tuple, dict[str, list]]:
@@ -328,27 +330,32 @@ def collect(results: dict, prefix: str) -> dict[tuple, dict[str, list]]:
     return grouped
 
 
-def table(title: str, grouped: dict, names: list[str], measures: list[str]) -> list[str]:
+def table(title: str, grouped: dict, names: list[str], measures: list[str], seeds: int) -> list[str]:
     lines = [f"**{title}**", "", "| " + " | ".join(names + measures) + " |", "|" + " --- |" * (len(names) + len(measures))]
     for keys, scores in grouped.items():
-        lines.append("| " + " | ".join([*keys, *(cell(scores.get(m, [])) for m in measures)]) + " |")
+        cells = [cell(scores.get(m, []), seeds, digits=0 if m in WHOLE else 3) for m in measures]
+        lines.append("| " + " | ".join([*keys, *cells]) + " |")
     return lines + [""]
 
 
 def markdown(results: dict, held: list[str], args) -> str:
+    """The tables of the finished results of `--seeds` (a cell that misses a seed says n=)."""
+    results = {k: v for k, v in results.items() if int(k.split("|")[-1]) in args.seeds}
     losses = collect(results, "losses")
     seeds = sorted({int(k.split("|")[-1]) for k in results})
     lines = [f"chromosomes-qband, split by spread; classes {', '.join(held)} held out of backbone training; "
              f"{args.model} at {args.img_size} px, batch {args.batch_size}, {args.epochs} epochs on all labels; "
              f"seeds {seeds}; mean ± std over seeds (n= where fewer finished). CPU s: user+sys of the training.", ""]
     lines += table("Losses (20 known classes, test split): accuracy, retrieval", losses, ["loss"],
-                   ["softmax", "knn", "gmm", "map_at_r", "precision_at_1", "cpu_s"])
+                   ["softmax", "knn", "gmm", "map_at_r", "precision_at_1", "cpu_s"], len(seeds))
     shots = [f"{kind} k={k}" for k in SHOTS for kind in ("centroid", "knn")]
-    lines += table("Few-shot: 4 held-out classes, accuracy on their test images", losses, ["backbone loss"], shots)
+    lines += table("Few-shot: 4 held-out classes, accuracy on their test images", losses, ["backbone loss"], shots,
+                   len(seeds))
     lines += table("Open set: share rejected (reject option fitted to accept 95% of known val)", losses,
-                   ["backbone loss"], [f"{k} {w} rejected" for k in ("centroid", "knn") for w in ("foreign", "known test")])
+                   ["backbone loss"], [f"{k} {w} rejected" for k in ("centroid", "knn") for w in ("foreign", "known test")],
+                   len(seeds))
     lines += table("Label efficiency (20 known classes, test split)", collect(results, "efficiency"),
-                   ["labels", "init", "mode"], ["accuracy", "balanced_accuracy", "cpu_s", "epochs"])
+                   ["labels", "init", "mode"], ["accuracy", "balanced_accuracy", "cpu_s", "epochs"], len(seeds))
     return "\n".join(lines)
 
 
