@@ -174,3 +174,33 @@ def test_pu_bench_table(tmp_path, capsys):
                     "--steps", "20"]) == 0
     out = capsys.readouterr().out
     assert "nnPU, estimated prior" in out and "bagging PU" in out and "estimated" in out
+
+
+def test_embeddings_bench_table_says_which_cells_miss_a_seed(tmp_path):
+    bench = _load("embeddings")
+    scores = {"softmax": 0.5, "knn": 0.4, "gmm": "refused: too few", "map_at_r": 0.2, "precision_at_1": 0.3,
+              "cpu_s": 100.0, "centroid k=1": 0.8}
+    results = {"losses|ce|0": scores, "losses|ce|1": {**scores, "softmax": 0.7}, "losses|triplet|0": scores,
+               "efficiency|0.05|scratch|probe|0": {"accuracy": 0.1, "balanced_accuracy": 0.1, "cpu_s": 9.0,
+                                                   "epochs": 32}}
+    args = bench.parse_args(["--seeds", "0", "1", "--work", str(tmp_path)])
+    text = bench.markdown(results, ["6", "11", "13", "17"], args)
+    assert "| ce | 0.600 ± 0.100 | 0.400 ± 0.000 | refused |" in text
+    assert "| triplet | 0.500 (n=1) |" in text
+    assert "| 0.05 | scratch | probe | 0.100 (n=1) | 0.100 (n=1) | 9 (n=1) | 32 (n=1) |" in text
+    only_seed_1 = bench.markdown(results, ["6"], bench.parse_args(["--seeds", "1", "--work", str(tmp_path)]))
+    assert "triplet" not in only_seed_1 and "| ce | 0.700 |" in only_seed_1
+
+
+def test_embeddings_bench_fractions_keep_a_floor_per_class_and_the_whole_test_split(tmp_path):
+    bench = _load("embeddings")
+    rows = [(f"/x/{label}_{split}_{i}.png", label, split, f"g{i}") for label in ("1", "2", "3")
+            for split, count in (("train", 40), ("val", 8), ("test", 5)) for i in range(count)]
+    known = bench.write_manifest(tmp_path / "known.csv", rows)
+    picked = bench.read_rows(bench.fraction_manifest(known, 0.05, 0, tmp_path))
+    for label in ("1", "2", "3"):
+        counts = {split: sum(r["label"] == label and r["split"] == split for r in picked)
+                  for split in ("train", "val", "test")}
+        assert counts == {"train": 2, "val": 1, "test": 5}
+    again = bench.read_rows(bench.fraction_manifest(known, 0.05, 0, tmp_path))
+    assert again == picked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import io
 import re
 import threading
@@ -190,3 +192,13 @@ def test_two_model_instances_score_every_job_like_one(runs):
 def test_model_instances_setting_is_checked():
     with pytest.raises(ValueError, match="model_instances"):
         ServeSettings(model_instances=0)
+
+
+def test_the_bench_lean_client_gets_the_servers_answers(server, runs):
+    path = Path(__file__).resolve().parents[1] / "bench" / "lean_http.py"
+    spec = importlib.util.spec_from_file_location("lean_http", path)
+    lean_http = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lean_http)
+    good, bad = png(np.full((32, 32), 200, np.uint8)), b"not an image"
+    statuses, seconds = asyncio.run(lean_http.lean_closed_loop(server, [good, bad, good, good], 2))
+    assert statuses == [200, 422, 200, 200] and seconds > 0
