@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--swap-seconds", type=float, default=10.0, help="duration of the swap phase")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model-instances", type=int, default=1, help="`winnow serve --model-instances`")
+    parser.add_argument("--decode-in-batch", action="store_true", help="`winnow serve --decode-in-batch`")
     celery = parser.add_argument_group("Celery rows (bench/serve_celery.py)")
     celery.add_argument("--celery", action="store_true", help="then the same through redis + 2 `winnow worker`s")
     celery.add_argument("--worker-threads", type=int, default=8, help="`winnow worker --threads` (batch bound)")
@@ -277,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = [args.run, other_weights_copy(args.run, Path(scratch))]
         versions = {weights_version(RunPaths(r).checkpoint("best")) for r in runs}
         process, url = start_http([str(args.run), "--device", args.device, "--model-instances",
-                                   str(args.model_instances)], args)
+                                   str(args.model_instances), *(["--decode-in-batch"] if args.decode_in_batch else [])],
+                                  args)
         try:
             report(url, images, offline, versions, runs, args)
         finally:

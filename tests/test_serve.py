@@ -202,3 +202,18 @@ def test_the_bench_lean_client_gets_the_servers_answers(server, runs):
     good, bad = png(np.full((32, 32), 200, np.uint8)), b"not an image"
     statuses, seconds = asyncio.run(lean_http.lean_closed_loop(server, [good, bad, good, good], 2))
     assert statuses == [200, 422, 200, 200] and seconds > 0
+
+
+def test_decoding_in_the_batch_thread_answers_like_decoding_per_request(runs):
+    offline = winnow.load(runs["first"], device="cpu").predict(runs["images"][:3])
+    bodies = [Path(path).read_bytes() for path in runs["images"][:3]]
+    settings = ServeSettings(admin_token=TOKEN, decode_in_batch=True, model_instances=2, **SETTINGS)
+    with BackgroundServer(create_app(settings, ModelHolder(ServedModel.load(runs["first"], device="cpu")))) as url:
+        with ThreadPoolExecutor(7) as pool:
+            answers = list(pool.map(lambda body: httpx.post(f"{url}/v1/predict", files={"files": ("x", body)}),
+                                    [*bodies, b"not an image", *bodies]))
+    assert [a.status_code for a in answers] == [200, 200, 200, 422, 200, 200, 200]
+    assert answers[3].json()["error"] == "not_an_image"
+    served = np.array([[a.json()["predictions"][0]["probabilities"][c] for c in offline.classes]
+                       for a in answers[:3]])
+    np.testing.assert_allclose(served, offline.probabilities, atol=1e-5)

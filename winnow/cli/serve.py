@@ -41,6 +41,9 @@ def add_parser(sub) -> None:
                         help="with --broker: send a task again when no worker answered it this long (a task lost "
                              "by a killed worker); set it to the workers' --visibility-timeout + 2 x "
                              "--restore-interval (default: 3620, from the workers' defaults 3600 and 10)")
+    parser.add_argument("--decode-in-batch", action="store_true",
+                        help="decode each request's images in the batch thread, just before its forward pass (on a "
+                             "CPU with --model-instances 2: the forward pass and decoding do not contend)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     defaults = ServeSettings()
@@ -52,7 +55,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     limits = {field: getattr(args, field) for field, *_ in LIMITS.values()}
-    settings = ServeSettings.from_env(device=args.device, **limits)
+    settings = ServeSettings.from_env(device=args.device, decode_in_batch=args.decode_in_batch, **limits)
     if args.broker is not None:
         return _serve_front(args, settings)
     if args.run_dir is None:

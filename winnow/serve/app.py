@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
-from winnow.serve.batcher import Batcher, ModelChanged, QueueFull
+from winnow.serve.batcher import Batcher, ModelChanged, QueueFull, Undecoded
 from winnow.serve.front import QueueFront
 from winnow.serve.holder import ModelHolder
 from winnow.serve.images import BadImage, decode_image
@@ -151,7 +151,10 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
         if not state["ready"] or model is None:
             raise RequestError(503, "not_ready", "no model is loaded and warmed up yet")
         blobs = await uploaded_images(request, settings)
-        images = await run_in_threadpool(_decode_all, blobs, model, settings, scratch.name)
+        if settings.decode_in_batch:  # decoded by the batch thread, for the model that scores it
+            images = Undecoded(blobs, partial(_decode_all, blobs, settings=settings, scratch=scratch.name))
+            return {"predictions": await _predict_batched(batcher, images, None, settings)}
+        images = await run_in_threadpool(partial(_decode_all, blobs, model, settings=settings, scratch=scratch.name))
         return {"predictions": await _predict_batched(batcher, images, model, settings)}
 
     @app.get("/healthz")
@@ -186,11 +189,12 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
     return app
 
 
-async def _predict_batched(batcher: Batcher, images: torch.Tensor, model: ServedModel,
+async def _predict_batched(batcher: Batcher, images: torch.Tensor | Undecoded, model: ServedModel | None,
                            settings: ServeSettings) -> list[dict]:
-    """The answers for one request's images `[n, C, S, S]`, computed in the batcher's next batches."""
+    """The answers for one request's images `[n, C, S, S]` (decoded for `model`, or `Undecoded`), computed in
+    the batcher's next batches."""
     try:
-        future = batcher.submit(images, model.input_key)
+        future = batcher.submit(images, () if model is None else model.input_key)
     except QueueFull as error:
         raise RequestError(503, "overloaded", str(error)) from error
     try:
@@ -224,7 +228,7 @@ async def _predict_remote(front: QueueFront, blobs: list[bytes], settings: Serve
     return answer
 
 
-def _decode_all(blobs: list[bytes], model: ServedModel, settings: ServeSettings, scratch: str) -> torch.Tensor:
+def _decode_all(blobs: list[bytes], model: ServedModel, *, settings: ServeSettings, scratch: str) -> torch.Tensor:
     """Decode and validate every image of a request `[n, C, S, S]`; the first bad one answers the request."""
     try:
         return torch.stack([decode_image(blob, i, dataset=model.make_dataset, max_pixels=settings.max_image_pixels,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from winnow.serve.holder import ModelHolder
+from winnow.serve.model import ServedModel
 
 log = logging.getLogger("winnow")
 STOP = None
@@ -32,9 +33,24 @@ class ModelChanged(RuntimeError):
     """A swap to a model with other preprocessing came between a job's decode and its batch: retry it."""
 
 
+class Undecoded:
+    """A request's image files, decoded by the batch thread that scores them (`decode(model)` -> `[n, C, S, S]`).
+
+    On a CPU, decoding in the thread that then runs the forward pass keeps decoding from contending with a
+    forward pass for the cores (`winnow serve --decode-in-batch`); on a GPU, decoding while it computes is
+    better (the default: decoded per request before submitting).
+    """
+
+    def __init__(self, blobs: list[bytes], decode) -> None:
+        self.blobs, self.decode = blobs, decode
+
+    def __len__(self) -> int:
+        return len(self.blobs)
+
+
 @dataclass
 class Job:
-    images: torch.Tensor
+    images: torch.Tensor | Undecoded
     input_key: tuple = ()
     future: Future = field(default_factory=Future)
 
@@ -126,6 +142,7 @@ class Batcher:
             model = self.holder.acquire()
         except RuntimeError as error:
             return self._fail(jobs, error)
+        jobs = self._decoded(jobs, model)
         stale = [job for job in jobs if job.input_key and job.input_key != model.input_key]
         self._fail(stale, ModelChanged(f"the model was swapped to {model.name} {model.version}, which preprocesses "
                                        "images otherwise, after this request was decoded; send it again"))
@@ -143,6 +160,21 @@ class Batcher:
             offset += len(job.images)
         if self.on_batch is not None and offset:
             self.on_batch(offset, time.perf_counter() - start)
+
+    @staticmethod
+    def _decoded(jobs: list[Job], model: ServedModel) -> list[Job]:
+        """Decode the undecoded jobs for `model`; a job whose images fail gets its error, the others go on."""
+        kept = []
+        for job in jobs:
+            if isinstance(job.images, Undecoded):
+                try:
+                    job.images = job.images.decode(model)
+                # its own bad image (or any decode failure) answers that request, never the batch's others
+                except Exception as error:
+                    job.future.set_exception(error)
+                    continue
+            kept.append(job)
+        return kept
 
     @staticmethod
     def _fail(jobs: list[Job], error: BaseException) -> None:

@@ -13,7 +13,8 @@ POSITIVE = [Interval(Integral, 1, None, closed="left")]
 NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 PARAMETER_CONSTRAINTS = {"max_batch_size": POSITIVE, "max_body_bytes": POSITIVE, "max_images": POSITIVE,
                          "max_image_pixels": POSITIVE, "max_queue": POSITIVE, "max_wait_ms": NON_NEGATIVE,
-                         "request_timeout_s": NON_NEGATIVE, "model_instances": POSITIVE}
+                         "request_timeout_s": NON_NEGATIVE, "model_instances": POSITIVE,
+                         "decode_in_batch": [bool]}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class ServeSettings:
         admin_token: Bearer token of the admin endpoints; None disables them.
         device: Where models loaded by `POST /admin/model` run (auto, cpu, cuda:0...).
         model_instances: Batches scored at once, each by its own thread (see `Batcher`).
+        decode_in_batch: Decode a request's images in the batch thread that scores them, just before its
+            forward pass, rather than in a thread of their own as they arrive (for CPUs; see `Undecoded`).
     """
 
     max_batch_size: int = 32
@@ -43,6 +46,7 @@ class ServeSettings:
     admin_token: str | None = None
     device: str = "auto"
     model_instances: int = 1
+    decode_in_batch: bool = False
 
     def __post_init__(self) -> None:
         validate_params(asdict(self), PARAMETER_CONSTRAINTS, where="serve settings")
