@@ -152,7 +152,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
             raise RequestError(503, "not_ready", "no model is loaded and warmed up yet")
         blobs = await uploaded_images(request, settings)
         if settings.decode_in_batch:  # decoded by the batch thread, for the model that scores it
-            images = Undecoded(blobs, partial(_decode_all, blobs, settings=settings, scratch=scratch.name))
+            images = Undecoded(blobs, partial(_decode_all, settings=settings, scratch=scratch.name))
             return {"predictions": await _predict_batched(batcher, images, None, settings)}
         images = await run_in_threadpool(partial(_decode_all, blobs, model, settings=settings, scratch=scratch.name))
         return {"predictions": await _predict_batched(batcher, images, model, settings)}

@@ -42,10 +42,13 @@ class Undecoded:
     """
 
     def __init__(self, blobs: list[bytes], decode) -> None:
-        self.blobs, self.decode = blobs, decode
+        self.blobs, self._decode = blobs, decode  # decode(blobs, model) -> [n, C, S, S]
 
     def __len__(self) -> int:
         return len(self.blobs)
+
+    def decode(self, model: ServedModel) -> torch.Tensor:
+        return self._decode(self.blobs, model)
 
 
 @dataclass
