@@ -37,7 +37,7 @@ def celery_rows(runs: list[Path], images: list[bytes], offline: float, versions:
     """Rows 6-9 of bench/serve.py through 2 workers behind the front, on `runs[0]` (and `runs[1]` for swaps)."""
     with ExitStack() as stack:
         url, registry, workers = start_cluster(stack, runs[0], scratch, args)
-        saturation_row(url, images, offline, args, what=f"Celery front, 2 workers ({args.concurrency} clients)")
+        saturation_row(url, images, offline, args, what="Celery front, 2 workers")
         malformed_phase(url, images, args)
         swap_row(url, images, versions, swap_every_2s(runs, deploy_with(registry)), args,
                  what="Celery: `winnow deploy` every 2 s under load")
