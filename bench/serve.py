@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--swap-seconds", type=float, default=10.0, help="duration of the swap phase")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model-instances", type=int, default=1, help="`winnow serve --model-instances`")
+    parser.add_argument("--model-instances", default="auto", help="`winnow serve --model-instances` (N or auto)")
     parser.add_argument("--decode-in-batch", action="store_true", help="`winnow serve --decode-in-batch`")
     celery = parser.add_argument_group("Celery rows (bench/serve_celery.py)")
     celery.add_argument("--celery", action="store_true", help="then the same through redis + 2 `winnow worker`s")

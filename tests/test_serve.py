@@ -19,7 +19,7 @@ from PIL import Image
 import winnow
 from winnow.serve import (BackgroundServer, Batcher, Client, ModelHolder, ServedModel, ServerError, ServeSettings,
                           create_app)
-from winnow.serve.batcher import ModelChanged
+from winnow.serve.batcher import ModelChanged, model_instances
 
 TOKEN = "test-token"
 SETTINGS = dict(max_batch_size=8, max_wait_ms=30, max_body_bytes=300_000, max_images=4, max_image_pixels=100_000,
@@ -192,6 +192,26 @@ def test_two_model_instances_score_every_job_like_one(runs):
 def test_model_instances_setting_is_checked():
     with pytest.raises(ValueError, match="model_instances"):
         ServeSettings(model_instances=0)
+
+
+def test_model_instances_auto_is_two_on_a_cpu_and_one_on_a_gpu():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert model_instances("auto", torch.device("cpu")) == 2
+        assert model_instances("auto", torch.device("cuda", 0)) == 1
+        torch.set_num_threads(1)  # one core: one instance, nothing to split
+        assert model_instances("auto", torch.device("cpu")) == 1
+        assert model_instances("3", torch.device("cpu")) == 3
+        assert model_instances(1, torch.device("cuda", 0)) == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1", "two", "1.5", ""])
+def test_model_instances_refuses_what_is_not_auto_or_a_count(bad):
+    with pytest.raises(ValueError, match=r"--model-instances: expected 'auto' or a whole number >= 1, got"):
+        model_instances(bad, torch.device("cpu"))
 
 
 def test_the_bench_lean_client_gets_the_servers_answers(server, runs):

@@ -10,13 +10,15 @@ import argparse
 
 from winnow.cli.options import add_flags
 from winnow.serve.app import create_app
-from winnow.serve.batcher import share_cpu_threads
+from winnow.serve.batcher import AUTO, model_instances, share_cpu_threads
 from winnow.serve.celery_app import CelerySettings
 from winnow.serve.front import QueueFront
 from winnow.serve.holder import ModelHolder
 from winnow.serve.model import ServedModel
 from winnow.serve.server import serve_forever
 from winnow.serve.settings import ADMIN_TOKEN_ENV, ServeSettings
+from winnow.training.device import resolve_device
+from winnow.training.distributed import DistInfo
 
 LIMITS = {  # flag -> (ServeSettings field, type, help)
     "--max-batch-size": ("max_batch_size", int, "images per device batch"),
@@ -26,8 +28,6 @@ LIMITS = {  # flag -> (ServeSettings field, type, help)
     "--max-image-pixels": ("max_image_pixels", int, "largest width x height per image (413 above)"),
     "--request-timeout": ("request_timeout_s", float, "seconds a request may wait (503 after)"),
     "--max-queue": ("max_queue", int, "most requests waiting for a batch (503 above)"),
-    "--model-instances": ("model_instances", int, "batches scored at once, each by its own thread; the torch "
-                          "threads are split between them on a CPU (default 1; try 2 on a CPU)"),
 }
 
 
@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--decode-in-batch", action="store_true",
                         help="decode each request's images in the batch thread, just before its forward pass (on a "
                              "CPU with --model-instances 2: the forward pass and decoding do not contend)")
+    parser.add_argument("--model-instances", metavar="N|auto", default=AUTO,
+                        help="batches scored at once, each by its own thread, the torch threads split between them "
+                             "on a CPU (default: auto, 2 on a CPU and 1 on a GPU)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     defaults = ServeSettings()
@@ -55,11 +58,14 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     limits = {field: getattr(args, field) for field, *_ in LIMITS.values()}
-    settings = ServeSettings.from_env(device=args.device, decode_in_batch=args.decode_in_batch, **limits)
-    if args.broker is not None:
-        return _serve_front(args, settings)
+    if args.broker is not None:  # the workers run the model: no instances here
+        return _serve_front(args, ServeSettings.from_env(device=args.device, decode_in_batch=args.decode_in_batch,
+                                                         **limits))
     if args.run_dir is None:
         raise ValueError("pass a RUN folder to serve, or --broker URL to front `winnow worker`s")
+    instances = model_instances(args.model_instances, resolve_device(args.device, DistInfo()))
+    settings = ServeSettings.from_env(device=args.device, decode_in_batch=args.decode_in_batch,
+                                      model_instances=instances, **limits)
     model = ServedModel.load(args.run_dir, checkpoint=args.checkpoint, device=args.device)
     if settings.model_instances > 1:
         print(f"{settings.model_instances} model instances, {share_cpu_threads(settings.model_instances)} torch "

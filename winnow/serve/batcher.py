@@ -185,6 +185,27 @@ class Batcher:
             job.future.set_exception(error)
 
 
+AUTO = "auto"
+CPU_INSTANCES = 2  # bench/serve.py on 2 cores: 0.54-0.61 x offline with 1 instance, 0.94 with 2 (README)
+
+
+def model_instances(requested: int | str, device: torch.device) -> int:
+    """`--model-instances`: a count as given; "auto" is 1 on a GPU and 2 on a CPU with 2 torch threads or more.
+
+    Raises:
+        ValueError: Neither "auto" nor a whole number of at least 1.
+    """
+    if requested == AUTO:
+        return 1 if device.type != "cpu" else max(1, min(CPU_INSTANCES, torch.get_num_threads()))
+    try:
+        count = int(requested)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1 or str(count) != str(requested).strip():
+        raise ValueError(f"--model-instances: expected 'auto' or a whole number >= 1, got {requested!r}")
+    return count
+
+
 def share_cpu_threads(instances: int) -> int:
     """Give each of `instances` concurrent batches an equal share of torch's CPU threads; the share."""
     share = max(1, torch.get_num_threads() // instances)

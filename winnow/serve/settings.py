@@ -31,7 +31,8 @@ class ServeSettings:
         max_queue: Most requests waiting for the batcher (503 above: overloaded).
         admin_token: Bearer token of the admin endpoints; None disables them.
         device: Where models loaded by `POST /admin/model` run (auto, cpu, cuda:0...).
-        model_instances: Batches scored at once, each by its own thread (see `Batcher`).
+        model_instances: Batches scored at once, each by its own thread (see `Batcher`); `winnow serve`'s
+            default, "auto", is resolved by `winnow.serve.batcher.model_instances`.
         decode_in_batch: Decode a request's images in the batch thread that scores them, just before its
             forward pass, rather than in a thread of their own as they arrive (for CPUs; see `Undecoded`).
     """
