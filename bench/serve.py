@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     celery = parser.add_argument_group("Celery rows (bench/serve_celery.py)")
     celery.add_argument("--celery", action="store_true", help="then the same through redis + 2 `winnow worker`s")
     celery.add_argument("--worker-threads", type=int, default=8, help="`winnow worker --threads` (batch bound)")
+    celery.add_argument("--task-images", type=int, default=8, help="the front's `--task-images` (images per task)")
     celery.add_argument("--worker-torch-threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
                         help="OMP/MKL threads of each worker (default: half the cores, so 2 do not oversubscribe)")
     celery.add_argument("--visibility-timeout", type=float, default=10.0,

@@ -60,10 +60,11 @@ def start_cluster(stack: ExitStack, run: Path, scratch: Path, args) -> tuple[str
     front_timeout = 2 * args.visibility_timeout + 30  # a redelivered request must not time out at the front
     resend = args.visibility_timeout + 2 * args.restore_interval  # a task lost by the killed worker is sent again
     process, url = start_http(["--broker", broker, "--name", NAME, "--request-timeout", str(front_timeout),
-                               "--resend-after", str(resend)], args, log=scratch / "front.log")
+                               "--resend-after", str(resend), "--task-images", str(args.task_images)], args,
+                              log=scratch / "front.log")
     stack.callback(stop, process)
-    print(f"Celery: redis-server {broker}, front {url} (--request-timeout {front_timeout:g} s, --resend-after "
-          f"{resend:g} s), 2 workers "
+    print(f"Celery: redis-server {broker}, front {url} (--request-timeout {front_timeout:g} s, --task-images "
+          f"{args.task_images}, --resend-after {resend:g} s), 2 workers "
           f"(--threads {args.worker_threads}, {args.worker_torch_threads} torch thread(s) each, --max-batch-size "
           f"{args.batch_size}, --max-wait-ms {args.max_wait_ms:g}, --task-timeout {args.visibility_timeout / 2:g} s, "
           f"--visibility-timeout {args.visibility_timeout:g} s, --restore-interval {args.restore_interval:g} s)")

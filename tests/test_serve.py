@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import io
+import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +21,7 @@ import winnow
 from winnow.serve import (BackgroundServer, Batcher, Client, ModelHolder, ServedModel, ServerError, ServeSettings,
                           create_app)
 from winnow.serve.batcher import ModelChanged, model_instances
+from winnow.serve.gathering import Gatherer
 
 TOKEN = "test-token"
 SETTINGS = dict(max_batch_size=8, max_wait_ms=30, max_body_bytes=300_000, max_images=4, max_image_pixels=100_000,
@@ -192,6 +194,18 @@ def test_two_model_instances_score_every_job_like_one(runs):
 def test_model_instances_setting_is_checked():
     with pytest.raises(ValueError, match="model_instances"):
         ServeSettings(model_instances=0)
+
+
+def test_gatherer_groups_within_the_size_and_keeps_what_does_not_fit_for_the_next_group():
+    items: queue.Queue = queue.Queue()
+    for item in (["a"], ["b", "c"], ["d", "e", "f"], ["g"] * 5, ["h"], None, ["after the stop"]):
+        items.put(item)
+    gatherer = Gatherer(items, max_size=4, max_wait_s=0.05)
+    assert gatherer.next_group() == [["a"], ["b", "c"]]  # 3 images; the next (3 more) would pass 4
+    assert gatherer.next_group() == [["d", "e", "f"]]
+    assert gatherer.next_group() == [["g"] * 5]  # larger than max_size: a group of its own
+    assert gatherer.next_group() == [["h"]]  # the STOP came while gathering: carried to the next call
+    assert gatherer.next_group() is None  # ... and not lost there
 
 
 def test_model_instances_auto_is_two_on_a_cpu_and_one_on_a_gpu():

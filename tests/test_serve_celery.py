@@ -27,8 +27,10 @@ from test_serve import SETTINGS, metric
 
 NAME, VISIBILITY, RESEND = "t", 2.0, 1.0
 QUEUE = f"winnow.{NAME}"
-# A holds each task 1 s in its batcher (one thread, waiting for more), so a kill -9 finds it mid-task
-WORKERS = {"A@test": ["--threads", "1", "--max-wait-ms", "1000"], "B@test": ["--threads", "2"]}
+# A holds each task 1 s in its batcher (one thread, waiting for more images than a task of the front's brings),
+# so a kill -9 finds it mid-task
+WORKERS = {"A@test": ["--threads", "1", "--max-wait-ms", "1000", "--max-batch-size", "16"],
+           "B@test": ["--threads", "2"]}
 TIMEOUTS = ["--task-timeout", "1.5", "--visibility-timeout", str(VISIBILITY), "--restore-interval", "0.25"]
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,6 +105,26 @@ def test_the_front_answers_like_the_embedded_server(cluster, runs):
     np.testing.assert_allclose(probs(served), probs(expected), atol=1e-5)
 
 
+def test_the_front_gathers_concurrent_requests_into_tasks_and_a_bad_image_fails_only_its_own(cluster, runs):
+    front = QueueFront(CelerySettings(broker=cluster["broker"], name=NAME, max_wait_ms=300, task_images=8))
+    app = create_app(ServeSettings(**{**SETTINGS, "request_timeout_s": 15}), ModelHolder(), front)
+    bodies = [path.read_bytes() for path in runs["images"][:4]] + [b"hello, not an image"]
+    expected = Client(cluster["url"]).predict(runs["images"][:4])
+    with BackgroundServer(app) as url, Client(url) as http, ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: _answer_or_error(http, body), bodies))
+        tasks = metric(url, "winnow_tasks_total")
+    assert [a[0]["decision"] for a in answers[:4]] == [p["decision"] for p in expected]
+    assert isinstance(answers[4], ServerError) and answers[4].status == 422 and "not_an_image" in str(answers[4])
+    assert 1 <= tasks < len(bodies)  # gathered: fewer tasks than requests
+
+
+def _answer_or_error(http: Client, body: bytes) -> list[dict] | ServerError:
+    try:
+        return http.predict(body)
+    except ServerError as error:
+        return error
+
+
 def test_deploy_swaps_every_worker_and_rollback_returns(cluster, runs, capsys):
     registry, broker = cluster["registry"], cluster["broker"]
     first = registry.live().version
@@ -160,7 +182,7 @@ def test_a_task_lost_between_pop_and_unacked_is_sent_again(cluster, runs):
             latency = answer.result()
         finally:
             control.cancel_consumer(lost, destination=["B@test"], reply=True)
-        assert message["headers"]["task"] == "winnow.predict"
+        assert message["headers"]["task"] == "winnow.predict_many"
         assert RESEND <= latency < RESEND + 3, latency
         assert metric(url, "winnow_resends_total") == 1
         assert metric(url, "winnow_requests_total") == 1  # one request, one answer (200): nothing new to see

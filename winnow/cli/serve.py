@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
                         help="with --broker: send a task again when no worker answered it this long (a task lost "
                              "by a killed worker); set it to the workers' --visibility-timeout + 2 x "
                              "--restore-interval (default: 3620, from the workers' defaults 3600 and 10)")
+    parser.add_argument("--task-images", metavar="N", type=int, default=CelerySettings.task_images,
+                        help="with --broker: most images gathered into one Celery task, from requests that arrive "
+                             f"within --max-wait-ms of each other (default: {CelerySettings.task_images}; 1: a task "
+                             "per request)")
     parser.add_argument("--decode-in-batch", action="store_true",
                         help="decode each request's images in the batch thread, just before its forward pass (on a "
                              "CPU with --model-instances 2: the forward pass and decoding do not contend)")
@@ -81,7 +85,8 @@ def _serve_front(args: argparse.Namespace, settings: ServeSettings) -> int:
         raise ValueError(f"with --broker the workers run the model: drop RUN ({args.run_dir}) and publish it with "
                          "`winnow deploy RUN --broker URL`")
     # the workers' timeouts are theirs; the front's settings only say when to send a task again
-    front = QueueFront(CelerySettings(broker=args.broker, name=args.name, resend_after_s=args.resend_after))
+    front = QueueFront(CelerySettings(broker=args.broker, name=args.name, resend_after_s=args.resend_after,
+                                      task_images=args.task_images, max_wait_ms=settings.max_wait_ms))
     app = create_app(settings, ModelHolder(), front)
     print(f"front of deployment {args.name!r} over {args.broker} on http://{args.host}:{args.port}; "
           f"{front.resend_plan(settings.request_timeout_s)}")

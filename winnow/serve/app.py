@@ -105,7 +105,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
     batcher.on_batch = lambda size, seconds: metrics.batch_size.observe(size)
     if front is not None:
         front.check_timeout(settings.request_timeout_s)
-        front.on_resend = metrics.resends.inc
+        front.on_resend, front.on_task = metrics.resends.inc, metrics.tasks.inc
     scratch = tempfile.TemporaryDirectory(prefix="winnow-serve-")
     state = {"ready": False}
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from winnow.serve.gathering import STOP, Gatherer
 from winnow.serve.holder import ModelHolder
 from winnow.serve.model import ServedModel
 
 log = logging.getLogger("winnow")
-STOP = None
 
 
 class QueueFull(RuntimeError):
@@ -78,7 +78,8 @@ class Batcher:
         self.holder, self.max_batch_size, self.max_wait = holder, max_batch_size, max_wait_ms / 1000
         self.on_batch = on_batch
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
-        self._carry: Job | None = None  # a job that did not fit in the last batch
+        self._gatherer = Gatherer(self._queue, max_size=max_batch_size, max_wait_s=self.max_wait,
+                                  size=lambda job: len(job.images))
         self._gathering = threading.Lock()  # one thread gathers at a time: the carried job stays in order
         self._threads = [threading.Thread(target=self._loop, name=f"winnow-batcher-{i}", daemon=True)
                          for i in range(instances)]
@@ -120,22 +121,10 @@ class Batcher:
                 self._run(jobs)
 
     def _gather(self) -> list[Job] | None:
-        """The jobs of the next batch ([] when the first one was cancelled), None to stop."""
-        first = self._carry or self._queue.get()
-        self._carry = None
-        if first is STOP:
+        """The jobs of the next batch ([] when every one was cancelled), None to stop."""
+        jobs = self._gatherer.next_group()
+        if jobs is None:
             return None
-        jobs, size, deadline = [first], len(first.images), time.monotonic() + self.max_wait
-        while size < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
-            try:
-                job = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if job is STOP or size + len(job.images) > self.max_batch_size:
-                self._carry = job
-                break
-            jobs.append(job)
-            size += len(job.images)
         return [job for job in jobs if job.future.set_running_or_notify_cancel()]
 
     def _run(self, jobs: list[Job]) -> None:
@@ -186,7 +175,7 @@ class Batcher:
 
 
 AUTO = "auto"
-CPU_INSTANCES = 2  # bench/serve.py on 2 cores: 0.54-0.61 x offline with 1 instance, 0.94 with 2 (README)
+CPU_INSTANCES = 2  # bench/serve.py on 2 cores: 0.54-0.61 x offline with 1 instance, 0.76-0.94 with 2 (README)
 
 
 def model_instances(requested: int | str, device: torch.device) -> int:

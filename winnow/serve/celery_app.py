@@ -22,10 +22,11 @@ from winnow.constraints import Interval, validate_params
 from winnow.serve.registry import check_broker_url
 from winnow.serve.worker import WorkerRuntime
 
-TASK = "winnow.predict"
+TASK = "winnow.predict"  # one request (what fronts before `winnow.predict_many` sent)
+TASK_MANY = "winnow.predict_many"  # the requests the front gathered, answered one by one
 POSITIVE = [Interval(Integral, 1, None, closed="left")]
 SECONDS = [Interval(Real, 0, None, closed="neither")]
-PARAMETER_CONSTRAINTS = {"threads": POSITIVE, "max_batch_size": POSITIVE, "max_wait_ms": [Interval(Real, 0, None,
+PARAMETER_CONSTRAINTS = {"threads": POSITIVE, "max_batch_size": POSITIVE, "task_images": POSITIVE, "max_wait_ms": [Interval(Real, 0, None,
                          closed="left")], "task_timeout_s": SECONDS, "visibility_timeout_s": SECONDS,
                          "restore_interval_s": SECONDS, "registry_poll_s": SECONDS, "resend_after_s": [None, *SECONDS]}
 
@@ -47,6 +48,9 @@ class CelerySettings:
         registry_poll_s: Longest a worker goes without checking the registry (pub/sub tells it sooner).
         resend_after_s: The front sends a task again when it has no answer after this long (None: the
             visibility timeout + 2 restore intervals, when a task a dead worker held is back in the queue).
+        task_images: Most images the front gathers into one task: the requests that arrive within
+            `max_wait_ms` of the first (a larger request goes alone; 1 sends every request alone). Celery's
+            cost per task (message, Redis round trips, result) is then shared by the requests of a task.
     """
 
     broker: str
@@ -60,6 +64,7 @@ class CelerySettings:
     restore_interval_s: float = 10.0
     registry_poll_s: float = 2.0
     resend_after_s: float | None = None
+    task_images: int = 8
 
     def __post_init__(self) -> None:
         check_broker_url(self.broker)
@@ -96,7 +101,7 @@ def celery_config(settings: CelerySettings) -> dict:
 
 
 def make_celery(settings: CelerySettings) -> Celery:
-    """The app with the `winnow.predict` task; in a worker, `worker_init` loads the model (`WorkerRuntime`)."""
+    """The app with the `winnow.predict` and `winnow.predict_many` tasks; in a worker, `worker_init` loads the model (`WorkerRuntime`)."""
     app = Celery(f"winnow-{settings.name}")
     app.config_from_object(celery_config(settings))
     state: dict = {}
@@ -105,6 +110,11 @@ def make_celery(settings: CelerySettings) -> Celery:
     def predict(images: list[str], max_pixels: int) -> dict:
         """Base64 images of one request -> `{"predictions": [...]}` or `{"error", "status", "detail"}`."""
         return state["runtime"].predict(images, max_pixels)
+
+    @app.task(name=TASK_MANY)
+    def predict_many(requests: list[list[str]], max_pixels: list[int]) -> list[dict]:
+        """Several requests' base64 images -> one `predict` answer per request."""
+        return state["runtime"].predict_many(requests, max_pixels)
 
     @worker_init.connect(weak=False)
     def load(sender=None, **kwargs) -> None:

@@ -31,6 +31,8 @@ class ServeMetrics:
         self.swaps = Counter("winnow_model_swaps", "Model swaps since start", registry=self.registry)
         self.resends = Counter("winnow_resends", "Tasks the front sent again after no answer (--broker)",
                                registry=self.registry)
+        self.tasks = Counter("winnow_tasks", "Celery tasks the front sent, each with the requests it gathered "
+                             "(--broker)", registry=self.registry)
 
     def model_changed(self, model: ServedModel, *, swapped: bool) -> None:
         self.model.clear()

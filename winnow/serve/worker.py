@@ -1,6 +1,7 @@
 """`WorkerRuntime`: the model, batcher and registry watcher inside one `winnow worker` process.
 
-Celery's threads run the `winnow.predict` tasks; each decodes and validates its request's images
+Celery's threads run the `winnow.predict_many` tasks (a few requests the front gathered; `winnow.predict`,
+one request, is still answered); each decodes and validates every request's images
 exactly as the HTTP server does and submits them to the process's one `Batcher`, which gathers the
 concurrent tasks into device batches. A watcher thread follows the model registry (pub/sub, with a
 poll as a fallback) and swaps the `ModelHolder`'s model between batches, with no restart.
@@ -15,6 +16,7 @@ import logging
 import pickle
 import tempfile
 import threading
+import time
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -116,17 +118,37 @@ class WorkerRuntime:
 
     def predict(self, images: list[str], max_pixels: int = MAX_IMAGE_PIXELS) -> dict:
         """Base64 images of one request -> `{"predictions": [...]}` or an `error(...)` dict."""
+        return self.predict_many([images], [max_pixels])[0]
+
+    def predict_many(self, requests: list[list[str]], max_pixels: list[int]) -> list[dict]:
+        """Several requests' base64 images (one task from the front) -> one answer per request, as `predict`.
+
+        Each request is decoded and validated on its own (a bad image answers its request only) and submitted
+        to the batcher as its own job, so the requests of a task are scored in the same batches.
+        """
         if not self.loaded.wait(self.settings.task_timeout_s):
-            return error(503, "not_ready", f"no version of {self.settings.name!r} is deployed; run `winnow deploy`")
+            return [error(503, "not_ready", f"no version of {self.settings.name!r} is deployed; run `winnow deploy`")
+                    ] * len(requests)
         model = self.holder.current
+        submitted = [self._submit(images, limit, model) for images, limit in zip(requests, max_pixels)]
+        deadline = time.monotonic() + self.settings.task_timeout_s
+        return [self._answer(job, deadline) for job in submitted]
+
+    def _submit(self, images: list[str], max_pixels: int, model: ServedModel) -> concurrent.futures.Future | dict:
+        """One request's images decoded and submitted to the batcher: its future, or the error of a bad image."""
         try:
             batch = torch.stack([decode_image(_bytes(blob, i), i, dataset=model.make_dataset,
                                               max_pixels=max_pixels, scratch=self.scratch.name)
                                  for i, blob in enumerate(images)])
         except BadImage as bad:
             return error(bad.status, bad.reason, str(bad))
+        return self.batcher.submit(batch, model.input_key)
+
+    def _answer(self, job: concurrent.futures.Future | dict, deadline: float) -> dict:
+        if isinstance(job, dict):
+            return job
         try:
-            return {"predictions": self.batcher.submit(batch, model.input_key).result(self.settings.task_timeout_s)}
+            return {"predictions": job.result(max(0.0, deadline - time.monotonic()))}
         except ModelChanged as changed:
             return error(503, "model_changed", str(changed))
         except concurrent.futures.TimeoutError:
