@@ -106,7 +106,9 @@ class QueueFront:
         try:
             answers = self._call([r.images for r in group], [r.max_pixels for r in group],
                                  timeout=max(0.0, min(r.deadline for r in group) - time.monotonic()))
-        except Exception as failure:  # a task that raised in the worker: every request of it gets the error
+        # a task that raised in its worker, or a broker the task could not reach: each request of the group gets
+        # the error, as one request did before gathering (the app answers it), and no waiting thread is left hanging
+        except Exception as failure:
             for request in group:
                 request.answer.set_exception(failure)
             return
