@@ -1,8 +1,9 @@
 """Prediction jobs (predict, eval, calibrate, ensemble) skip unreadable images, list them and go on.
 
 Each labelled folder holds good 32 px images plus three bad files: a JPEG whose data is cut after a
-valid header (it passes the header scan and fails at the full decode, in the data loader), a zero-byte
-PNG (caught by the header scan) and a PNG deleted after the scan (it fails in the loader).
+valid header (it fails at the full decode, in the data loader), a zero-byte PNG and a PNG deleted after
+the job listed its inputs (it fails in the loader). Prediction jobs scan no header first: their decode
+makes the scan's checks and gives its reasons.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from winnow.data.dataset import ImageDataset
 from winnow.data.preprocess import Preprocess
 from winnow.data.unreadable import NothingRead, skipping_loader
 from winnow.inference.predictor import ScoringModel
+from winnow.inference.tta import ViewDataset, collate_views
 
 from conftest import draw, fast_config
+from data_factory import write_bomb_png
 from test_eval_cli import cli, read_rows, shape_folder
 
 BAD_NAMES = {"cut.jpg": "corrupt", "zero.png": "empty", "gone.png": "missing"}
@@ -95,6 +98,24 @@ def test_skipping_loader_drops_failed_items_even_when_a_whole_batch_fails(tmp_pa
     assert info.value.bad == reads.bad
 
 
+@pytest.mark.parametrize("workers, threads", [(0, False), (2, True)], ids=["main", "threads"])
+def test_a_batch_fetched_together_still_tells_its_bad_files_apart(tmp_path, workers, threads):
+    folder, good = with_bad_files(tmp_path / "data", per_class=2)
+    (folder / "good" / "gone.png").unlink()
+    paths = [good[0], str(folder / "good" / "cut.jpg"), good[1], str(folder / "good" / "gone.png"), good[2], good[3]]
+    base = ImageDataset(paths, [0] * 6, Preprocess(32, 1, 0, False, False), lambda x: x, read_hint="")
+    views = ViewDataset(base, [lambda image: image])
+    reads = skipping_loader(views, paths, batch_size=6, workers=workers, threads=threads, collate=collate_views)
+    (images, _), = list(reads)
+    assert reads.rows == [0, 2, 4, 5] and images.shape == (4, 1, 32, 32)
+    assert torch.equal(images[1], base[2][0])
+    assert [(Path(p).name, r.split(":")[0]) for p, r in reads.bad] == [("cut.jpg", "corrupt"), ("gone.png", "missing")]
+    clean = ViewDataset(ImageDataset(good[:4], [0] * 4, base.preprocess, lambda x: x, read_hint=""), views.views)
+    reads = skipping_loader(clean, good[:4], batch_size=4, workers=workers, threads=threads, collate=collate_views)
+    (together, _), = list(reads)
+    assert reads.rows == [0, 1, 2, 3] and not reads.bad and torch.equal(together[0], images[0])
+
+
 def test_training_datasets_still_raise_with_their_advice(tmp_path):
     path = str(cut_jpeg(tmp_path / "cut.jpg"))
     with pytest.raises(ValueError, match="cut.jpg: corrupt: .*--verify full"):
@@ -116,6 +137,18 @@ def test_predict_skips_unreadable_files_lists_them_and_exits_0(run, tmp_path, ca
     assert [row["path"] for row in rows] == good
     alone = winnow.load(run).predict(good)
     assert np.allclose([float(row["prob_good"]) for row in rows], alone.probabilities[:, 1], atol=1e-6)
+
+
+def test_predict_gives_the_header_scans_reasons_without_a_scan(run, tmp_path):
+    good = [str(p.resolve()) for p in sorted(shape_folder(tmp_path / "images", 2, seed=4).rglob("*.png"))]
+    text, bomb = tmp_path / "notes.png", write_bomb_png(tmp_path / "bomb.png")
+    text.write_text("not an image\n")
+    predictions = winnow.load(run).predict([good[0], str(text), str(bomb), good[1], good[0]])
+    assert list(predictions.source_index) == [0, 3]
+    reasons = {Path(path).name: reason.split(":")[0] for path, reason in predictions.bad}
+    assert reasons == {"notes.png": "not_an_image", "bomb.png": "too_large", Path(good[0]).name: "duplicate"}
+    alone = winnow.load(run).predict([good[0], good[1]])
+    assert np.allclose(predictions.probabilities, alone.probabilities, atol=1e-6)
 
 
 def test_predict_strict_refuses_unreadable_files(run, tmp_path, capsys, deleted_after_scan):

@@ -360,7 +360,27 @@ def test_probe_text_named_png(tmp_path):
     error = _reason(probe, path, max_pixels=BIG)
     assert error.reason == "not_an_image" and str(path) in str(error)
     assert f"cannot identify image file {str(path)!r}" in error.detail, "the detail names the file, not a handle"
-    assert _reason(read_image, path, in_chans=1).reason == "corrupt"
+    decoded = _reason(read_image, path, in_chans=1)
+    assert decoded.reason == "not_an_image", "the decode gives the scan's reason (prediction jobs scan nothing first)"
+    assert f"cannot identify image file {str(path)!r}" in decoded.detail
+
+
+def test_decode_checks_pixels_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (300, 200)).save(path)
+    error = _reason(read_image, path, in_chans=1, max_pixels=300 * 200 - 1)
+    assert error.reason == "too_large" and "300x200 pixels exceeds max_image_pixels=59999" in error.detail
+    assert read_image(path, in_chans=1, max_pixels=300 * 200).shape == (200, 300, 1)
+    assert read_image(path, in_chans=1).shape == (200, 300, 1), "no limit unless one is given"
+
+
+def test_decode_checks_pixels_of_tiff_read_by_tifffile(tmp_path):
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, np.zeros((3, 40, 50), dtype=np.uint16), photometric="rgb", planarconfig="separate")
+    error = _reason(read_image, path, in_chans=3, max_pixels=40 * 50 - 1)
+    assert error.reason == "too_large" and "50x40 pixels" in error.detail, "the size fields, not the planar shape"
+    assert _reason(probe, path, max_pixels=40 * 50 - 1).reason == "too_large"
+    assert read_image(path, in_chans=3, max_pixels=40 * 50).shape == (40, 50, 3)
 
 
 def test_probe_corrupt_tiff(tmp_path):

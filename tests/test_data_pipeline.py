@@ -12,7 +12,9 @@ from torch.utils.data import DataLoader
 
 from data_factory import save
 from winnow.data.cache import CachedRows, DecodedCache, cache_bytes, cache_key
+from winnow.data import dataset as dataset_module
 from winnow.data.dataset import ImageDataset
+from winnow.data.imageio import ImageReadError, read_image
 from winnow.data.preprocess import Preprocess, autolevel, automask, otsu_threshold, resize_pad
 from winnow.data.samplers import build_sampler
 from winnow.data.transforms import (channel_stats, eval_transform, imagenet_stats, train_transform)
@@ -248,6 +250,27 @@ def test_dataset_same_with_and_without_cache(tmp_path, files):
     sentinel = np.full((16, 16, 3), 1, np.uint8)
     cache.put(0, sentinel)
     np.testing.assert_array_equal(cached.load_uint8(0), sentinel)  # proves the cache is read
+
+
+@pytest.mark.parametrize("group_pixels", [1, 400, 1 << 24], ids=["one-per-group", "some", "all"])
+def test_load_uint8_many_matches_one_by_one(tmp_path, files, monkeypatch, group_pixels):
+    monkeypatch.setattr(dataset_module, "GROUP_PIXELS", group_pixels)
+    cache = DecodedCache(tmp_path / "cache", files, PRE)
+    dataset = _dataset(files, lambda x: x, cache)
+    cache.put(1, np.full((16, 16, 3), 7, np.uint8))  # a cached row is served as it is, not decoded
+    indices = [4, 1, 0, 4, 5, 2]
+    many = dataset.load_uint8_many(indices)
+    expected = [np.full((16, 16, 3), 7, np.uint8) if i == 1 else PRE(read_image(files[i], in_chans=3, fill=9))
+                for i in indices]
+    assert len(many) == len(indices) and all(np.array_equal(a, b) for a, b in zip(many, expected))
+    assert cache.filled_count() == 5, "the decoded images were put in the cache"
+
+
+def test_load_uint8_many_raises_the_first_bad_file(tmp_path, files):
+    (tmp_path / "text.png").write_text("not an image")
+    dataset = _dataset([files[0], str(tmp_path / "text.png")], lambda x: x)
+    with pytest.raises(ImageReadError, match="text.png: not_an_image"):
+        dataset.load_uint8_many([0, 1])
 
 
 def test_dataset_uint8_matches_preprocess(files):

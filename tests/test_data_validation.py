@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from data_factory import corrupt_tiff, read_csv, save, truncated_png, twelve_bit
 from winnow.config import Config
 from winnow.data.prepare import validate_samples
 from winnow.data.sources import Samples, read_source, read_sources
+from winnow.data import validation
 from winnow.data.validation import ScanReport, bad_input_message, check_labels, scan, write_bad_files
 
 MAX_PIXELS = 400
@@ -222,3 +224,42 @@ def test_validate_samples_checks_groups(tmp_path):
     samples.append(_img(tmp_path / "a2.png"), "a", "val", "g")
     with pytest.raises(ValueError, match="group 'g' appears in both"):
         validate_samples(samples, _config(tmp_path))
+
+
+@pytest.fixture
+def thread_counts(monkeypatch) -> list[int]:
+    """The `workers` of each `_probe_chunks` call of a scan."""
+    counts, probe_chunks = [], validation._probe_chunks
+
+    def recorded(paths, max_pixels, full, *, workers):
+        counts.append(workers)
+        return probe_chunks(paths, max_pixels, full, workers=workers)
+
+    monkeypatch.setattr(validation, "_probe_chunks", recorded)
+    return counts
+
+
+def _many(tmp_path: Path, count: int) -> Samples:
+    paths = [_img(tmp_path / f"{i}.png", i) for i in range(count)]
+    return Samples(paths, ["a"] * count, ["train"] * count, [None] * count)
+
+
+def test_header_scan_of_files_read_without_waiting_stays_in_one_thread(tmp_path, thread_counts):
+    samples = _many(tmp_path, validation.SCAN_CHUNK + 20)
+    report = scan(samples, max_pixels=MAX_PIXELS)
+    assert thread_counts == [1] and report.good == list(range(len(samples.paths)))
+    scan(samples, max_pixels=MAX_PIXELS, full=True)
+    assert thread_counts[1:] == [8], "a full scan decodes (the GIL is released): it keeps its threads"
+
+
+def test_header_scan_goes_on_in_threads_when_reads_wait(tmp_path, thread_counts, monkeypatch):
+    probe = validation.probe
+
+    def waiting(path, *, max_pixels):  # as on a network file system: the read waits, the CPU idles
+        time.sleep(0.002)
+        return probe(path, max_pixels=max_pixels)
+
+    monkeypatch.setattr(validation, "probe", waiting)
+    samples = _many(tmp_path, validation.SCAN_CHUNK + 20)
+    report = scan(samples, max_pixels=MAX_PIXELS, workers=4)
+    assert thread_counts == [4] and report.good == list(range(len(samples.paths)))

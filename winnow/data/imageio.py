@@ -130,13 +130,19 @@ def probe(path: str | Path, *, max_pixels: int) -> ImageHeader:
         except (UnidentifiedImageError, OSError) as error:
             header = _probe_tiff(path, error)
     _reject_16bit_color_png(path, head)
-    if header.width * header.height > max_pixels:
-        raise ImageReadError(
-            path, "too_large",
-            f"{header.width}x{header.height} pixels exceeds max_image_pixels={max_pixels} "
-            "(possible decompression bomb); raise max_image_pixels if the file is genuine",
-        )
+    check_pixels(path, header.width, header.height, max_pixels)
     return header
+
+
+def check_pixels(path: str | Path, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an image of more than `max_pixels` pixels (None: no limit) before it is decoded.
+
+    Raises:
+        ImageReadError: "too_large".
+    """
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(path, "too_large", f"{width}x{height} pixels exceeds max_image_pixels={max_pixels} "
+                             "(possible decompression bomb); raise max_image_pixels if the file is genuine")
 
 
 def _open_content(path: Path) -> BinaryIO:
@@ -193,14 +199,13 @@ def _probe_tiff(path: Path, pil_error: Exception) -> ImageHeader:
         raise ImageReadError(path, "not_an_image", f"cannot identify image ({pil_error})")
     try:
         with _decoding(path), tifffile.TiffFile(path) as tiff:
-            page = tiff.pages[0]
-            height, width = page.shape[:2]
-            return ImageHeader(int(width), int(height), f"tiff:{page.dtype}")
+            page = tiff.pages[0]  # its shape starts with the samples in a planar file: read the size fields
+            return ImageHeader(int(page.imagewidth), int(page.imagelength), f"tiff:{page.dtype}")
     except Exception as error:  # tifffile raises many types for broken files
         raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can read it ({error})")
 
 
-def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
+def read_image(path: str | Path, *, in_chans: int, fill: int = 0, max_pixels: int | None = None) -> np.ndarray:
     """Decode a file into uint8 `[H, W, in_chans]`.
 
     Handles 1-bit, L, P (with transparency), LA, RGB, RGBA, CMYK, 16-bit and float
@@ -208,10 +213,12 @@ def read_image(path: str | Path, *, in_chans: int, fill: int = 0) -> np.ndarray:
     rejects. Transparent pixels become the `fill` gray level; high-depth data is
     scaled by its real range (min..max), not clipped.
 
+    `max_pixels`: refuse larger images before decoding them (see `decode_file`).
+
     Raises:
-        ImageReadError: missing, empty, corrupt or unsupported file.
+        ImageReadError: missing, empty, not an image, too large, corrupt or unsupported file.
     """
-    return to_channels(decode_file(path, fill=fill).pixels, in_chans)
+    return to_channels(decode_file(path, fill=fill, max_pixels=max_pixels).pixels, in_chans)
 
 
 @dataclass
@@ -236,25 +243,36 @@ class DecodedFile:
         return Image.fromarray(pixels.squeeze(-1) if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
 
 
-def decode_file(path: str | Path, *, fill: int = 0) -> DecodedFile:
+def decode_file(path: str | Path, *, fill: int = 0, max_pixels: int | None = None) -> DecodedFile:
     """Decode a file completely, once (see `read_image`, which keeps only the pixels).
 
+    With `max_pixels` it makes every check of the header scan (`probe`) on the header it opens, with the
+    same reasons, so that a job that decodes each file anyway needs no scan before: missing, empty, not an
+    image, more than `max_pixels` pixels (refused before the pixels are decoded), 16-bit colour PNG.
+
     Raises:
-        ImageReadError: missing, empty, corrupt or unsupported file.
+        ImageReadError: missing, empty, not an image, too large, corrupt or unsupported file.
     """
     path = Path(path)
     with _open_content(path) as handle:  # a file may vanish or be emptied after the scan
         _reject_16bit_color_png(path, _read_head(handle))
         try:
             with _pil_open(path, handle) as image:
+                check_pixels(path, image.width, image.height, max_pixels)
                 if _pil_loses_depth(path, image):
-                    return DecodedFile(_read_tiff(path))
+                    return DecodedFile(_read_tiff(path, max_pixels=max_pixels))
                 image.load()  # the data stays after the block closes the file
                 return DecodedFile(_pil_to_array(_upright(image), fill), image)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as error:
+        except ImageReadError:
+            raise
+        except Image.DecompressionBombError as error:
+            raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
+        except (UnidentifiedImageError, OSError, ValueError) as error:
             if path.suffix.lower() not in TIFF_SUFFIXES:
+                if isinstance(error, UnidentifiedImageError):
+                    raise ImageReadError(path, "not_an_image", f"cannot identify image ({error})") from error
                 raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
-    return DecodedFile(_read_tiff(path))
+    return DecodedFile(_read_tiff(path, max_pixels=max_pixels))
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -295,11 +313,15 @@ def _composite(array: np.ndarray, fill: int) -> np.ndarray:
     return blended[..., 0] if blended.shape[-1] == 1 else blended
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
     _note_fallback(path)
     try:
-        with _decoding(path):
-            array = tifffile.imread(path)
+        with _decoding(path), tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]
+            check_pixels(path, int(page.imagewidth), int(page.imagelength), max_pixels)
+            array = tiff.asarray()
+    except ImageReadError:
+        raise
     except Exception as error:  # tifffile raises many types for broken files
         raise ImageReadError(path, "corrupt", f"neither PIL nor tifffile can decode it ({error})")
     if array.ndim == 3 and array.shape[0] in (1, 2, 3, 4) and array.shape[-1] not in (1, 2, 3, 4):

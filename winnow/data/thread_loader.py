@@ -52,4 +52,6 @@ class ThreadLoader:
 
     def _batch(self, start: int) -> Any:
         stop = min(start + self.batch_size, len(self.dataset))
-        return self.collate_fn([self.dataset[index] for index in range(start, stop)])
+        indices = list(range(start, stop))
+        fetch_many = getattr(self.dataset, "__getitems__", None)  # torch's batched-fetch protocol, as DataLoader
+        return self.collate_fn(fetch_many(indices) if fetch_many else [self.dataset[index] for index in indices])

@@ -80,6 +80,16 @@ class SkipUnreadable(Dataset):
         except READ_ERRORS as error:
             return FailedRead(index, self.paths[index], failure_reason(error))
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[int, Any] | FailedRead]:
+        """The items of a batch, fetched together where the dataset can (its `__getitems__`)."""
+        fetch_many = getattr(self.dataset, "__getitems__", None)
+        if fetch_many is None:
+            return [self[index] for index in indices]
+        try:
+            return list(zip(indices, fetch_many(indices)))
+        except READ_ERRORS:  # rare: read this batch item by item, to tell its bad files from its good ones
+            return [self[index] for index in indices]
+
 
 class LoadedBatch(NamedTuple):
     """One batch of a `SkipUnreadable` loader (a NamedTuple, so that pinned memory reaches `items`).

@@ -119,7 +119,14 @@ class ViewDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = torch.from_numpy(self.base.load_uint8(index)).permute(2, 0, 1)
+        return self._item(index, self.base.load_uint8(index))
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """The items of a batch (torch's batched-fetch protocol): its files decoded together (`load_uint8_many`)."""
+        return [self._item(index, image) for index, image in zip(indices, self.base.load_uint8_many(indices))]
+
+    def _item(self, index: int, image: np.ndarray) -> tuple[torch.Tensor, int]:
+        image = torch.from_numpy(image).permute(2, 0, 1)
         return torch.stack([self._view(image, index, v) for v in range(len(self.views))]), self.base.targets[index]
 
     def _view(self, image: torch.Tensor, index: int, v: int) -> torch.Tensor:
