@@ -3,8 +3,8 @@
 In one run, on a trained run folder and its images:
 1. offline: `winnow.load(RUN).predict(files)` images/s (batched, decode included);
 2. served at saturation: one-image requests through HTTP to a `winnow serve` subprocess from each client
-   count of `--saturation-clients` (saturation: the best of them); images/s and the ratio to offline
-   (target >= 0.9);
+   count of `--saturation-clients` (saturation: the best of them); then `--pairs` times offline and, right
+   after it, served at that count: the medians of the served images/s and of the ratios (target >= 0.9);
 3. latency at half the saturation rate (open loop): p50 / p99 (target p99 <= 2x p50);
 4. `--requests` requests with 1% malformed (truncated, not an image, empty, oversized body, pixel bomb):
    valid ones that failed (target 0) and malformed ones not answered with a 4xx (target 0);
@@ -29,6 +29,7 @@ import asyncio
 import io
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "kill phases")
     parser.add_argument("--saturation-clients", type=int, nargs="+", default=[32, 64, 128],
                         help="client counts tried at saturation; the best is the served figure")
+    parser.add_argument("--pairs", type=int, default=3, help="(offline, served) pairs behind the ratio")
     parser.add_argument("--batch-size", type=int, default=32, help="offline batch size and --max-batch-size")
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--swap-seconds", type=float, default=10.0, help="duration of the swap phase")
@@ -111,17 +113,26 @@ def other_weights_copy(run: Path, out: Path) -> Path:
     return copy
 
 
-def offline_rate(run: Path, images: list[bytes], total: int, scratch: Path, args) -> float:
-    """Images/s of `predict` over `total` distinct files (copies of `images`: predict skips repeated paths)."""
-    predictor = winnow.load(run, device=args.device)
-    files = []
-    for i in range(total):
-        files.append(scratch / f"offline{i:05d}.img")
-        files[-1].write_bytes(images[i % len(images)])
-    predictor.predict(files[: args.batch_size], batch_size=args.batch_size)  # warm-up
-    start = time.perf_counter()
-    predictor.predict(files, batch_size=args.batch_size)
-    return total / (time.perf_counter() - start)
+class OfflineRate:
+    """Images/s of `predict` over `total` distinct files (copies of `images`: predict skips repeated paths).
+
+    Set up once (files written, model loaded and warmed up); each call times one `predict` over the files, so
+    that the served figure can be paired with an offline figure taken just before it (this VM's speed drifts
+    by 10-30% over minutes, which a single offline figure at the start passed on to the ratio).
+    """
+
+    def __init__(self, run: Path, images: list[bytes], total: int, scratch: Path, args) -> None:
+        self.predictor, self.batch_size = winnow.load(run, device=args.device), args.batch_size
+        self.files = []
+        for i in range(total):
+            self.files.append(scratch / f"offline{i:05d}.img")
+            self.files[-1].write_bytes(images[i % len(images)])
+        self.predictor.predict(self.files[: args.batch_size], batch_size=args.batch_size)  # warm-up
+
+    def __call__(self) -> float:
+        start = time.perf_counter()
+        self.predictor.predict(self.files, batch_size=self.batch_size)
+        return len(self.files) / (time.perf_counter() - start)
 
 
 def model_only_rate(run: Path, total: int, args) -> float:
@@ -277,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = test_images(args.run, args.images)
     images = [p.read_bytes() for p in paths]
     with tempfile.TemporaryDirectory() as scratch:
-        offline = offline_rate(args.run, images, args.saturation_requests, Path(scratch), args)
+        offline = OfflineRate(args.run, images, args.saturation_requests, Path(scratch), args)
+        print(f"offline predict: {offline():.1f} img/s")
         print(f"model only (score() on decoded batches of {args.batch_size}): "
               f"{model_only_rate(args.run, args.saturation_requests, args):.1f} img/s")
         runs = [args.run, other_weights_copy(args.run, Path(scratch))]
@@ -295,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(url: str, images: list[bytes], offline: float, versions: set[str], runs: list[Path], args) -> None:
+def report(url: str, images: list[bytes], offline: OfflineRate, versions: set[str], runs: list[Path], args) -> None:
     served = saturation_row(url, images, offline, args, what="served (HTTP)")
     count = min(args.saturation_requests, max(50, args.saturation_requests // 2))
     bodies = [images[i % len(images)] for i in range(count)]
@@ -307,12 +319,14 @@ def report(url: str, images: list[bytes], offline: float, versions: set[str], ru
     swap_row(url, images, versions, swap_every_2s(runs, admin_swap), args, what="swap every 2 s under load")
 
 
-def saturation_row(url: str, images: list[bytes], offline: float, args, *, what: str) -> float:
-    """Images/s at saturation: the most that `--saturation-requests` one-image requests reach over the client
-    counts of `--saturation-clients` (more clients than a batch holds keep every model instance fed).
+def saturation_row(url: str, images: list[bytes], offline: OfflineRate, args, *, what: str) -> float:
+    """Images/s at saturation and its ratio to offline `predict`, measured in pairs.
 
-    Each count is measured with the lean client (`lean_http`, the figure compared with offline); at the best
-    count also with httpx. Each client's own CPU milliseconds per request are printed: it takes them from the
+    Saturation is the most that `--saturation-requests` one-image requests reach over the client counts of
+    `--saturation-clients` (more clients than a batch holds keep every model instance fed), with the lean
+    client (`lean_http`); at the best count also with httpx. Then `--pairs` times an offline `predict`
+    and, right after it, the served rate at that count: the served figure and the ratio are the medians
+    of those pairs. Each client's own CPU milliseconds per request are printed: it takes them from the
     server's cores here.
     """
     bodies = [images[i % len(images)] for i in range(args.saturation_requests)]
@@ -329,12 +343,28 @@ def saturation_row(url: str, images: list[bytes], offline: float, args, *, what:
     cpu = time.process_time()
     results, httpx_seconds = asyncio.run(closed_loop(url, bodies, clients))
     httpx_cpu = (time.process_time() - cpu) * 1000 / len(bodies)
-    served, with_httpx = rates[clients], len(bodies) / httpx_seconds
-    print(f"offline predict: {offline:.1f} img/s; {what} at saturation ({clients} clients): {served:.1f} img/s; "
-          f"ratio {served / offline:.2f} (target >= 0.9); with the httpx client {with_httpx:.1f} img/s "
-          f"({httpx_cpu:.2f} CPU ms per request), ratio {with_httpx / offline:.2f}, "
-          f"failed {sum(r.status != 200 for r in results)}")
+    with_httpx = len(bodies) / httpx_seconds
+    print(f"  with the httpx client at {clients} clients: {with_httpx:.1f} img/s ({httpx_cpu:.2f} CPU ms per "
+          f"request), failed {sum(r.status != 200 for r in results)}")
+    pairs = [paired_rates(url, bodies, offline, clients) for _ in range(args.pairs)]
+    for i, (offline_rate, served_rate) in enumerate(pairs, start=1):
+        print(f"  pair {i}: offline predict {offline_rate:.1f} img/s, {what} {served_rate:.1f} img/s, "
+              f"ratio {served_rate / offline_rate:.2f}")
+    ratios = [served_rate / offline_rate for offline_rate, served_rate in pairs]
+    served = statistics.median(served_rate for _, served_rate in pairs)
+    print(f"{what} at saturation ({clients} clients): {served:.1f} img/s; ratio to offline predict, median of "
+          f"{len(pairs)} pairs {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}; "
+          f"target >= 0.9)")
     return served
+
+
+def paired_rates(url: str, bodies: list[bytes], offline: OfflineRate, clients: int) -> tuple[float, float]:
+    """(offline img/s, served img/s at `clients` lean clients), the second measured right after the first."""
+    offline_rate = offline()
+    statuses, seconds = asyncio.run(lean_closed_loop(url, bodies, clients))
+    if any(status != 200 for status in statuses):
+        raise SystemExit(f"{sum(s != 200 for s in statuses)} requests failed at saturation; see the server log")
+    return offline_rate, len(bodies) / seconds
 
 
 def swap_row(url: str, images: list[bytes], versions: set[str], swapper: Side, args, *, what: str) -> None:

@@ -25,14 +25,14 @@ import redis
 from winnow.serve.registry import ModelRegistry, connect
 from winnow.serve.server import free_port
 
-from serve import (Answer, batching_flags, load_beside, log_tail, malformed_phase, saturation_row, start_http,
-                   stop, swap_every_2s, swap_row)
+from serve import (Answer, OfflineRate, batching_flags, load_beside, log_tail, malformed_phase, saturation_row,
+                   start_http, stop, swap_every_2s, swap_row)
 
 NAME = "bench"
 HOSTS = ("w1@bench", "w2@bench")  # w1 is the one killed
 
 
-def celery_rows(runs: list[Path], images: list[bytes], offline: float, versions: set[str], scratch: Path,
+def celery_rows(runs: list[Path], images: list[bytes], offline: OfflineRate, versions: set[str], scratch: Path,
                 args) -> None:
     """Rows 6-9 of bench/serve.py through 2 workers behind the front, on `runs[0]` (and `runs[1]` for swaps)."""
     with ExitStack() as stack:

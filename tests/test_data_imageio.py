@@ -13,8 +13,8 @@ from PIL import Image, UnidentifiedImageError
 
 from data_factory import (corrupt_tiff, gray, rgb, save, truncated_png, twelve_bit, write_bomb_png,
                           write_rgb16_png)
-from winnow.data.imageio import (ImageHeader, ImageReadError, decode_file, probe, read_image, scale_to_uint8,
-                                 to_channels)
+from winnow.data.imageio import (ImageHeader, ImageReadError, decode_bytes, decode_file, probe, read_bytes, read_image,
+                                 scale_to_uint8, to_channels)
 
 FILL = 77
 BIG = 10**6  # max_pixels that never triggers
@@ -431,3 +431,28 @@ def test_to_channels_rules():
     np.testing.assert_array_equal(to_channels(color, 3), color)
     with pytest.raises(ValueError, match="in_chans=4"):
         to_channels(color, 4)
+
+
+def _files_of_every_kind(tmp_path: Path) -> list[Path]:
+    rgb16 = tmp_path / "rgb16.tif"
+    tifffile.imwrite(rgb16, (rgb(12, 10).astype(np.uint16) * 257), photometric="rgb")
+    return [save(tmp_path / "gray.png", gray()), save(tmp_path / "rgb.jpg", rgb(16, 16)),
+            save(tmp_path / "palette.png", rgb(), mode="P"), save(tmp_path / "twelve.tif", twelve_bit()), rgb16]
+
+
+def test_decode_bytes_gives_the_pixels_of_the_file(tmp_path):
+    for path in _files_of_every_kind(tmp_path):
+        data = path.read_bytes()
+        assert np.array_equal(decode_bytes(data, name=path.name).pixels, decode_file(path).pixels), path.name
+        assert np.array_equal(read_bytes(data, name=path.name, in_chans=3, fill=FILL),
+                              read_image(path, in_chans=3, fill=FILL)), path.name
+
+
+def test_decode_bytes_gives_the_reasons_of_decode_file(tmp_path):
+    cut, bomb = truncated_png(tmp_path / "cut.png"), write_bomb_png(tmp_path / "bomb.png")
+    cases = {"empty": b"", "not_an_image": b"hello, not an image", "corrupt": cut.read_bytes(),
+             "too_large": bomb.read_bytes()}
+    for reason, data in cases.items():
+        error = _reason(decode_bytes, data, name="upload 3", max_pixels=BIG)
+        assert error.reason == reason and "upload 3" in str(error), (reason, str(error))
+    assert _reason(decode_bytes, corrupt_tiff(tmp_path / "bad.tif").read_bytes(), name="x.tif").reason == "corrupt"

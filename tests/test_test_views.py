@@ -82,6 +82,7 @@ def test_eval_folder_is_the_runs_own_views_and_other_views_are_named(tmp_path):
 def test_served_scores_use_the_runs_views_like_offline_predict(tmp_path):
     from PIL import Image
 
+    from winnow.serve.images import decode_image
     from winnow.serve.model import ServedModel
 
     data = make_image_folder(tmp_path / "data", per_class=6)
@@ -92,7 +93,8 @@ def test_served_scores_use_the_runs_views_like_offline_predict(tmp_path):
         paths.append(tmp_path / f"noise{i}.png")
         Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(paths[-1])
     served = ServedModel.load(run.path, device="cpu")
-    batch = torch.stack([served.make_dataset(str(path))[0][0] for path in paths])
+    batch = torch.stack([decode_image(path.read_bytes(), i, preprocess=served.preprocess, transform=served.transform,
+                                      max_pixels=10**8) for i, path in enumerate(paths)])
     scored = np.array([[row["probabilities"][c] for c in served.head.classes] for row in served.score(batch)])
     predictor = winnow.load(run.path, device="cpu")
     np.testing.assert_allclose(scored, predictor.predict(paths).probabilities, atol=1e-5)

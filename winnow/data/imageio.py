@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -221,6 +222,11 @@ def read_image(path: str | Path, *, in_chans: int, fill: int = 0, max_pixels: in
     return to_channels(decode_file(path, fill=fill, max_pixels=max_pixels).pixels, in_chans)
 
 
+def read_bytes(data: bytes, *, name: str, in_chans: int, fill: int = 0, max_pixels: int | None = None) -> np.ndarray:
+    """`read_image` of an image held in memory (see `decode_bytes`): uint8 `[H, W, in_chans]`."""
+    return to_channels(decode_bytes(data, name=name, fill=fill, max_pixels=max_pixels).pixels, in_chans)
+
+
 @dataclass
 class DecodedFile:
     """One file decoded once, for readers that need the pixels and PIL's own image of it.
@@ -255,24 +261,49 @@ def decode_file(path: str | Path, *, fill: int = 0, max_pixels: int | None = Non
     """
     path = Path(path)
     with _open_content(path) as handle:  # a file may vanish or be emptied after the scan
-        _reject_16bit_color_png(path, _read_head(handle))
-        try:
-            with _pil_open(path, handle) as image:
-                check_pixels(path, image.width, image.height, max_pixels)
-                if _pil_loses_depth(path, image):
-                    return DecodedFile(_read_tiff(path, max_pixels=max_pixels))
-                image.load()  # the data stays after the block closes the file
-                return DecodedFile(_pil_to_array(_upright(image), fill), image)
-        except ImageReadError:
-            raise
-        except Image.DecompressionBombError as error:
-            raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            if path.suffix.lower() not in TIFF_SUFFIXES:
-                if isinstance(error, UnidentifiedImageError):
-                    raise ImageReadError(path, "not_an_image", f"cannot identify image ({error})") from error
-                raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
-    return DecodedFile(_read_tiff(path, max_pixels=max_pixels))
+        return _decode_content(path, handle, fill=fill, max_pixels=max_pixels)
+
+
+def decode_bytes(data: bytes, *, name: str, fill: int = 0, max_pixels: int | None = None) -> DecodedFile:
+    """`decode_file` of an image held in memory (an upload), with the same checks and reasons.
+
+    Args:
+        data: The file's bytes.
+        name: Stands for the file in messages; a .tif/.tiff suffix lets tifffile read what PIL cannot.
+
+    Raises:
+        ImageReadError: empty, not an image, too large, corrupt or unsupported data.
+    """
+    if not data:
+        raise ImageReadError(name, "empty", "file has zero bytes")
+    return _decode_content(Path(name), io.BytesIO(data), fill=fill, max_pixels=max_pixels)
+
+
+def _decode_content(path: Path, handle: BinaryIO, *, fill: int, max_pixels: int | None) -> DecodedFile:
+    """Decode the image in `handle` (at its start); `path` names it and its suffix picks the TIFF fallback."""
+    _reject_16bit_color_png(path, _read_head(handle))
+    try:
+        with _pil_open(path, handle) as image:
+            check_pixels(path, image.width, image.height, max_pixels)
+            if _pil_loses_depth(path, image):
+                return DecodedFile(_read_tiff(path, _rewound(handle), max_pixels=max_pixels))
+            image.load()  # the data stays after the block closes the image
+            return DecodedFile(_pil_to_array(_upright(image), fill), image)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(path, "too_large", f"possible decompression bomb ({error})") from error
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            if isinstance(error, UnidentifiedImageError):
+                raise ImageReadError(path, "not_an_image", f"cannot identify image ({error})") from error
+            raise ImageReadError(path, "corrupt", f"cannot decode ({error})") from error
+    return DecodedFile(_read_tiff(path, _rewound(handle), max_pixels=max_pixels))
+
+
+def _rewound(handle: BinaryIO) -> BinaryIO:
+    handle.seek(0)
+    return handle
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -313,10 +344,11 @@ def _composite(array: np.ndarray, fill: int) -> np.ndarray:
     return blended[..., 0] if blended.shape[-1] == 1 else blended
 
 
-def _read_tiff(path: Path, *, max_pixels: int | None = None) -> np.ndarray:
+def _read_tiff(path: Path, handle: BinaryIO, *, max_pixels: int | None = None) -> np.ndarray:
+    """tifffile's decode of the TIFF in `handle` (named `path`) as uint8."""
     _note_fallback(path)
     try:
-        with _decoding(path), tifffile.TiffFile(path) as tiff:
+        with _decoding(path), tifffile.TiffFile(handle) as tiff:
             page = tiff.pages[0]
             check_pixels(path, int(page.imagewidth), int(page.imagelength), max_pixels)
             array = tiff.asarray()

@@ -14,7 +14,6 @@ import binascii
 import json
 import contextlib
 import secrets
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -106,7 +105,6 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
     if front is not None:
         front.check_timeout(settings.request_timeout_s)
         front.on_resend, front.on_task = metrics.resends.inc, metrics.tasks.inc
-    scratch = tempfile.TemporaryDirectory(prefix="winnow-serve-")
     state = {"ready": False}
 
     @contextlib.asynccontextmanager
@@ -118,7 +116,6 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
             state["ready"] = True
         yield
         await run_in_threadpool(batcher.stop)
-        scratch.cleanup()
 
     app = FastAPI(title="winnow serve", lifespan=lifespan)
     app.state.metrics, app.state.batcher = metrics, batcher
@@ -152,9 +149,9 @@ def create_app(settings: ServeSettings, holder: ModelHolder, front: QueueFront |
             raise RequestError(503, "not_ready", "no model is loaded and warmed up yet")
         blobs = await uploaded_images(request, settings)
         if settings.decode_in_batch:  # decoded by the batch thread, for the model that scores it
-            images = Undecoded(blobs, partial(_decode_all, settings=settings, scratch=scratch.name))
+            images = Undecoded(blobs, partial(_decode_all, settings=settings))
             return {"predictions": await _predict_batched(batcher, images, None, settings)}
-        images = await run_in_threadpool(partial(_decode_all, blobs, model, settings=settings, scratch=scratch.name))
+        images = await run_in_threadpool(partial(_decode_all, blobs, model, settings=settings))
         return {"predictions": await _predict_batched(batcher, images, model, settings)}
 
     @app.get("/healthz")
@@ -228,10 +225,10 @@ async def _predict_remote(front: QueueFront, blobs: list[bytes], settings: Serve
     return answer
 
 
-def _decode_all(blobs: list[bytes], model: ServedModel, *, settings: ServeSettings, scratch: str) -> torch.Tensor:
+def _decode_all(blobs: list[bytes], model: ServedModel, *, settings: ServeSettings) -> torch.Tensor:
     """Decode and validate every image of a request `[n, C, S, S]`; the first bad one answers the request."""
     try:
-        return torch.stack([decode_image(blob, i, dataset=model.make_dataset, max_pixels=settings.max_image_pixels,
-                                         scratch=scratch) for i, blob in enumerate(blobs)])
+        return torch.stack([decode_image(blob, i, preprocess=model.preprocess, transform=model.transform,
+                                         max_pixels=settings.max_image_pixels) for i, blob in enumerate(blobs)])
     except BadImage as error:
         raise RequestError(error.status, error.reason, str(error)) from error

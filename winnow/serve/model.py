@@ -9,14 +9,12 @@ test-time views (the run's `tta`, e.g. flips: each view calibrated, then their p
 from __future__ import annotations
 
 import hashlib
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from winnow.data.dataset import ImageDataset
 from winnow.data.transforms import eval_transform
 from winnow.data.views import view_ops
 from winnow.export.backend import load_backend
@@ -56,7 +54,7 @@ class ServedModel:
         self.name = name or Path(predictor.run_dir).name
         self.version = weights_version(predictor.checkpoint_path)
         spec = predictor.spec
-        self.make_dataset = partial(self._one_image, spec.preprocess(), eval_transform(spec.mean, spec.std))
+        self.preprocess, self.transform = spec.preprocess(), eval_transform(spec.mean, spec.std)
         self.input_shape = (spec.in_chans, spec.img_size, spec.img_size)
         self.views = view_ops(predictor.default_tta)  # what `winnow predict` scores with by default
         # images decoded for one model fit another only when this matches (checked by the batcher at a swap)
@@ -68,10 +66,6 @@ class ServedModel:
         """Load a run folder with its calibration.json and thresholds.json."""
         return cls(load_backend(run_dir, backend=backend, model_file=None, checkpoint=checkpoint, device=device),
                    name=name)
-
-    @staticmethod
-    def _one_image(preprocess, transform, path: str) -> ImageDataset:
-        return ImageDataset([path], [-1], preprocess, transform, read_hint="")
 
     @property
     def identity(self) -> dict[str, str]:

@@ -14,7 +14,6 @@ import binascii
 import concurrent.futures
 import logging
 import pickle
-import tempfile
 import threading
 import time
 from functools import partial
@@ -55,7 +54,6 @@ class WorkerRuntime:
         self.holder = ModelHolder()
         self.batcher = Batcher(self.holder, max_batch_size=settings.max_batch_size, max_wait_ms=settings.max_wait_ms,
                                max_queue=4 * settings.threads)
-        self.scratch = tempfile.TemporaryDirectory(prefix="winnow-worker-")
         self.loaded = threading.Event()
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="winnow-registry", daemon=True)
@@ -69,11 +67,7 @@ class WorkerRuntime:
         """
         entry = self.registry.live()
         if entry is not None:
-            try:
-                self._load(entry)
-            except BaseException:
-                self.scratch.cleanup()
-                raise
+            self._load(entry)
         self.batcher.start()
         self._watcher.start()
         return self
@@ -82,7 +76,6 @@ class WorkerRuntime:
         self._stop.set()
         self.batcher.stop()
         self.registry.client.hdel(self.registry.workers_key, self.hostname)
-        self.scratch.cleanup()
 
     def sync(self) -> None:
         """Swap to the registry's live version when it is not the one loaded (between batches)."""
@@ -137,8 +130,8 @@ class WorkerRuntime:
     def _submit(self, images: list[str], max_pixels: int, model: ServedModel) -> concurrent.futures.Future | dict:
         """One request's images decoded and submitted to the batcher: its future, or the error of a bad image."""
         try:
-            batch = torch.stack([decode_image(_bytes(blob, i), i, dataset=model.make_dataset,
-                                              max_pixels=max_pixels, scratch=self.scratch.name)
+            batch = torch.stack([decode_image(_bytes(blob, i), i, preprocess=model.preprocess,
+                                              transform=model.transform, max_pixels=max_pixels)
                                  for i, blob in enumerate(images)])
         except BadImage as bad:
             return error(bad.status, bad.reason, str(bad))
