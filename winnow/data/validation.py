@@ -20,7 +20,7 @@ from winnow.tasks.heads import label_parts
 log = logging.getLogger("winnow")
 SHOW_FIRST = 5
 SCAN_CHUNK = 64  # files per thread hand-off of the scan; a header takes tens of microseconds on a local disk
-IO_BOUND_SHARE = 0.5  # a header scan goes on in threads when its first reads spent less CPU than this share of wall time
+IO_WAIT_PER_FILE_S = 0.5e-3  # a header scan goes on in threads when its first reads waited longer than this each
 
 
 @dataclass
@@ -88,14 +88,18 @@ def _probe_all(paths: list[str], max_pixels: int, full: bool, *, workers: int) -
     A header read of a local, cached file is Python holding the GIL: threads only add hand-offs and GIL
     contention there (8 threads on 2 cores scanned 2-3x slower than 1). They pay where reads wait on the
     disk or the network, so a header scan first reads `SCAN_CHUNK` files in this thread and keeps going
-    alone unless those reads spent most of their time waiting (thread CPU time under `IO_BOUND_SHARE` of
-    the wall time). A full scan decodes, which releases the GIL: it always uses the threads.
+    alone unless those reads spent more than `IO_WAIT_PER_FILE_S` per file off the CPU. A local header
+    read takes tens of microseconds, and even on cores shared with other jobs the thread waits about as
+    long again for its turn; a network file system's round trips take a millisecond or more. A full scan
+    decodes, which releases the GIL: it always uses the threads.
     """
     if full or workers == 1 or len(paths) <= SCAN_CHUNK:
         return _probe_chunks(paths, max_pixels, full, workers=workers if full else 1)
+    first = [_safe_probe(paths[0], max_pixels, full)]  # untimed: the first open also imports PIL's plugins
     wall, cpu = time.perf_counter(), time.thread_time()
-    first = [_safe_probe(path, max_pixels, full) for path in paths[:SCAN_CHUNK]]
-    waited = time.thread_time() - cpu < IO_BOUND_SHARE * (time.perf_counter() - wall)
+    first += [_safe_probe(path, max_pixels, full) for path in paths[1:SCAN_CHUNK]]
+    off_cpu = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+    waited = off_cpu / (SCAN_CHUNK - 1) > IO_WAIT_PER_FILE_S
     return first + _probe_chunks(paths[SCAN_CHUNK:], max_pixels, full, workers=workers if waited else 1)
 
 
