@@ -44,6 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from winnow.active.pool import Pool
 from winnow.active.registry import STRATEGIES, make_strategy
 from winnow.config import Config
+from winnow.data.loader_workers import parse_workers
 from winnow.embeddings.extract import EmbeddingSet
 
 from harness import drawn_split, run_measured, winnow_test_metrics, winnow_train_command, write_rows
@@ -159,7 +160,7 @@ def split_flags(flags: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--epochs", type=int, default=Config.epochs)
-    parser.add_argument("--workers", type=int, default=Config.workers)
+    parser.add_argument("--workers", type=parse_workers, default=Config.workers)
     parser.add_argument("--device", default=Config.device)
     return parser.parse_known_args(flags)
 

@@ -45,6 +45,8 @@ import torch
 from PIL import Image
 
 from harness import METRICS, ROOT, SHARED, mean_std, run_measured, winnow_test_metrics, winnow_train_command
+from winnow.config import Config
+from winnow.data.loader_workers import parse_workers
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_CLASSES = ("T-shirt-top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -152,7 +154,7 @@ def run_timm(manifest: Path, cell: str, *, seed: int, epochs: int, work: Path, a
     classes = class_map.read_text().split()
     command = [sys.executable, str(args.timm_train), str(root), "--model", "resnet18", "--num-classes",
                str(len(classes)), "--img-size", "64", "-b", "64", "--epochs", str(epochs), "--seed", str(seed),
-               "--device", "cpu", "-j", str(args.workers), "--class-map", str(class_map), "--output", str(out),
+               "--device", "cpu", "-j", str(args.timm_workers), "--class-map", str(class_map), "--output", str(out),
                "--experiment", cell]
     measured = check(run_measured(command, log=work / "logs" / f"{cell}.log"), cell, work)
     metrics = score_timm(out / cell / "model_best.pth.tar", root / "test", class_map)
@@ -323,7 +325,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              'light="--rotate 0 --scale-jitter 0"')
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--workers", type=int, default=2, help="data-loader workers of winnow and timm")
+    parser.add_argument("--workers", type=parse_workers, default=Config.workers,
+                        help="winnow's --workers (default: %(default)s, winnow's default)")
+    parser.add_argument("--timm-workers", type=int, default=2, help="timm's -j (default: 2, one per core here)")
     parser.add_argument("--timm-train", help="timm's train.py (from a pytorch-image-models checkout)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from the results")
     return parser.parse_args(argv)

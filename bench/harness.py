@@ -32,7 +32,7 @@ class Measured:
 
 
 def winnow_train_command(data: str, extra: list[str], *, seed: int, epochs: int, out: Path, name: str,
-                         workers: int, device: str) -> list[str]:
+                         workers: int | str, device: str) -> list[str]:
     """The `winnow train` command line of one bench run (progress off, run folder `out/name`)."""
     return [sys.executable, "-m", "winnow.cli.main", "train", data, *extra,
             "--seed", str(seed), "--epochs", str(epochs), "--out", str(out), "--name", name,

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from winnow.config import Config
+from winnow.data.loader_workers import parse_workers
 from winnow.data.prepare import build_spec, make_dataset, resolve_samples, train_loader, validate_samples
 from winnow.losses import create_loss
 from winnow.models.registry import create_model
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--img-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=Config.workers, help="as `winnow train` (default: %(default)s)")
+    parser.add_argument("--workers", type=parse_workers, default=Config.workers, help="as `winnow train` (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")

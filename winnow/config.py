@@ -52,7 +52,7 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "cache": [None, bool],
     "cache_memory_mb": [_POSITIVE_INT],
     "cache_dir": [None, str],
-    "workers": [_COUNT],
+    "workers": [Options(("auto",)), _COUNT],
     # preprocessing and augmentation
     "img_size": [_POSITIVE_INT],
     "in_chans": [Options(CHANNEL_MODES)],
@@ -143,7 +143,7 @@ PARAMETER_HINTS: dict[str, str] = {
     "positive_class": "class names are strings; quote a numeric one in YAML, e.g. positive_class: '1'",
     "mixup": "it is the Beta distribution's alpha, 0 disables it",
     "cutmix": "it is the Beta distribution's alpha, 0 disables it",
-    "workers": "0 loads images in the main process",
+    "workers": "'auto' picks from the cores and the device (winnow.data.loader_workers), 0 loads images in the main process",
     "unfreeze_at": "it is the epoch (as the log counts) at which the frozen layers start training",
     "sampler_epoch": "it is the epoch (as the log counts) from which the sampler replaces random sampling",
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
@@ -175,7 +175,7 @@ class Config:
     cache: bool | None = None
     cache_memory_mb: int = 2048
     cache_dir: str | None = None
-    workers: int = 2
+    workers: int | str = "auto"  # loader processes; auto: winnow.data.loader_workers
     # preprocessing and augmentation
     img_size: int = 64
     in_chans: int | str = "auto"

@@ -32,6 +32,7 @@ from winnow.active.pseudo import DEFAULT_LEVELS
 from winnow.active.pseudo_label import PseudoResult, pseudo_label, pu_refusal, write_pseudo_labels
 from winnow.active.scoring import PSEUDO_MARK
 from winnow.config import Config, from_dict
+from winnow.data.loader_workers import resolve_workers
 from winnow.data.splits import load_splits
 from winnow.runs.files import read_json, read_metrics, write_json
 from winnow.runs.layout import (LOOP_FILE, LOOP_PREFIX, LOOP_TABLE_CSV, LOOP_TABLE_MD, PSEUDO_PREFIX, ROUND_PREFIX,
@@ -243,7 +244,8 @@ def _pseudo_labels(k: int, folder: Path, settings: LoopSettings, config: Config)
         return read_json(record_path, what="pseudo-label record")
     result = pseudo_label(run_dir(folder, k - 1), settings.unlabelled, levels=settings.levels,
                           max_tilt=settings.max_tilt, min_keep=settings.min_keep, device=config.device,
-                          batch_size=config.batch_size, workers=config.workers)
+                          batch_size=config.batch_size,
+                          workers=resolve_workers(config.workers, cuda=str(config.device).startswith("cuda")))
     write_pseudo_labels(result, pseudo_file(folder, k))
     record = pseudo_record(result, from_run=run_dir(folder, k - 1).name)
     write_json(record_path, record)

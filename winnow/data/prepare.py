@@ -14,6 +14,7 @@ from winnow.data.augment_policy import preset_name, resolve_augment
 from winnow.data.batch_augment import keep_uint8, uses_batch_augment
 from winnow.data.cache import DecodedCache, cache_bytes
 from winnow.data.dataset import ImageDataset
+from winnow.data.loader_workers import resolve_workers
 from winnow.data.preprocess import Preprocess
 from winnow.data.sample_weights import sample_weights
 from winnow.data.samplers import (AUTO, IMBALANCE_THRESHOLD, build_sampler, class_imbalance, describe_mix,
@@ -206,8 +207,11 @@ def eval_loader(dataset: ImageDataset, config: Config, *, pin_memory: bool = Fal
 
 
 def make_loader(dataset: ImageDataset, config: Config, *, sampler, pin_memory: bool, drop_last: bool) -> DataLoader:
-    """A DataLoader with the config's batch size and workers over `sampler`'s keys (indices or (index, seed))."""
-    workers = config.workers
+    """A DataLoader with the config's batch size and workers over `sampler`'s keys (indices or (index, seed)).
+
+    `pin_memory` is set for a CUDA model, which also decides what `workers: auto` means.
+    """
+    workers = resolve_workers(config.workers, cuda=pin_memory)
     return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, shuffle=False,
                       num_workers=workers, pin_memory=pin_memory, drop_last=drop_last,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)

@@ -20,6 +20,7 @@ from winnow.config import Config, save_yaml, tta_views
 from winnow.data.prepare import (DataSpec, build_spec, cache_folder, eval_loader, make_dataset, resolve_augmentation,
                                  resolve_samples, train_loader, validate_samples)
 from winnow.data.batch_augment import BatchAugment, batch_augmentation
+from winnow.data.loader_workers import resolve_workers
 from winnow.data.sources import Samples
 from winnow.data.splits import load_splits, save_splits
 from winnow.data.validation import write_bad_files
@@ -492,7 +493,7 @@ def _write_profile(ctx: FitContext) -> None:
     """--profile: profile.json in the run folder and the table in the log."""
     if not isinstance(ctx.clock, StepClock):
         return
-    report = profile_report(ctx.clock, workers=ctx.config.workers, threads=torch.get_num_threads(),
+    report = profile_report(ctx.clock, workers=resolve_workers(ctx.config.workers, cuda=ctx.accel.is_cuda), threads=torch.get_num_threads(),
                             device=str(ctx.accel.device))
     write_json(ctx.paths.root / PROFILE_FILE, report)
     log.info(format_profile(report))
