@@ -35,6 +35,7 @@ _PROBABILITY = Interval(Real, 0, 1, closed="both")
 _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 _POSITIVE = Interval(Real, 0, None, closed="neither")
 _OPEN_UNIT = Interval(Real, 0, 1, closed="neither")
+_SHARE = Interval(Real, 0, 1, closed="right")  # (0, 1]: a share that is not nothing
 _POSITIVE_NUMBER = r"(\d*[1-9]\d*(\.\d+)?|0*\.\d*[1-9]\d*)"  # a decimal number > 0
 _PERCENT = r"(100(\.0+)?|0*[1-9]\d?(\.\d+)?|0*\.\d*[1-9]\d*)"  # in (0, 100]
 DEFAULT_PROGRESS_EVERY = "30s"
@@ -114,6 +115,8 @@ PARAMETER_CONSTRAINTS: dict[str, list] = {
     "ema": [bool],
     "ema_decay": [_OPEN_UNIT],
     "swa_epochs": [None, _POSITIVE_INT],
+    "progressive_resize": [None, _SHARE],
+    "progressive_resize_until": [_SHARE],
     "swa_lr": [None, _POSITIVE],
     "amp": [Options(AMP_MODES)],
     "channels_last": [bool],
@@ -148,6 +151,8 @@ PARAMETER_HINTS: dict[str, str] = {
     "sampler_epoch": "it is the epoch (as the log counts) from which the sampler replaces random sampling",
     "class_weights_epoch": "it is the epoch (as the log counts) from which class weights apply",
     "swa_epochs": "it is how many final epochs' weights are averaged (null: no weight averaging)",
+    "progressive_resize": "it is the first epochs' image side as a share of img_size (null: every epoch at img_size)",
+    "progressive_resize_until": "it is the share of the epochs after which training uses the full img_size",
     "swa_lr": "it is the constant learning rate of the swa_epochs epochs (null: the schedule runs on)",
     "prior": "it is the fraction of positives among the unlabelled images, strictly between 0 and 1; "
              "`winnow train --prior auto` estimates it",
@@ -238,6 +243,8 @@ class Config:
     ema_decay: float = 0.999
     swa_epochs: int | None = None  # average the weights of the last N epochs into checkpoints/swa.pt
     swa_lr: float | None = None  # constant LR during those epochs (None: keep the schedule)
+    progressive_resize: float | None = None  # first epochs at this share of img_size (winnow.training.progressive_resize)
+    progressive_resize_until: float = 0.75  # share of the epochs after which the full size is used
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False

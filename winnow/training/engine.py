@@ -44,6 +44,7 @@ class StepOptions:
     mixer: Callable | None = None
     clock: StepClock | NullClock = NULL_CLOCK
     augment: Callable | None = None  # `winnow.data.batch_augment.BatchAugment`: uint8 batch -> augmented float
+    resize: Callable | None = None  # `winnow.training.progressive_resize.ResizeSchedule`: the epoch's image size
 
 
 def to_device(targets, device: torch.device):
@@ -108,6 +109,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable, loss_fn: nn.Module, opti
                 images = accel.to_device(options.augment(images, epoch=epoch, step=step))  # memory format again
             if options.mixer is not None:
                 images, targets = options.mixer(images, targets)
+            if options.resize is not None:
+                images = accel.to_device(options.resize(images, epoch=epoch))  # memory format again
             clock.mark("augment")
             with accel.autocast():
                 logits, embeddings = forward_outputs(model, images, loss_fn)

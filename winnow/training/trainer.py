@@ -46,6 +46,7 @@ from winnow.training.mixing import BatchMixer
 from winnow.training.optim import create_optimizer, create_schedule, current_lr
 from winnow.training.profiling import NULL_CLOCK, NullClock, StepClock, format_profile, profile_report
 from winnow.training.progress import Progress, summary_line
+from winnow.training.progressive_resize import resize_schedule
 from winnow.training.run_folder import open_run, restore
 from winnow.training.state import TrainState, unwrap
 from winnow.training.swa import SwaSchedule, WeightAverage, swa_summary
@@ -281,8 +282,11 @@ def _build_state(model: torch.nn.Module, loss_fn: torch.nn.Module, config: Confi
 def _fit(state: TrainState, loss_fn, loaders: Loaders, ctx: FitContext) -> str:
     """Epoch loop; returns the run status (finished, interrupted, diverged, or a callback's)."""
     writer = _tensorboard(ctx.paths) if ctx.dist_info.is_main else None
+    resize = resize_schedule(ctx.config)
+    if resize is not None:
+        log.info("progressive resizing: training image side per epoch %s", resize.sizes())
     options = StepOptions(ctx.config.accumulate, ctx.config.grad_clip, state.scaler, state.ema, ctx.mixer,
-                          clock=ctx.clock, augment=ctx.augment)
+                          clock=ctx.clock, augment=ctx.augment, resize=resize)
     ctx.clock.mark("setup")
     epoch_started = state.epoch
     try:
