@@ -256,10 +256,14 @@ def run_cell(dataset: str, method: str, seed: int, args) -> None:
 
 
 def collect(results: Path) -> dict[tuple[str, str, int], list[dict]]:
-    """(set, method, base epochs) -> the seeds' results."""
+    """(set, method, base epochs) -> the seeds' results, each with `img_per_s` (training images x epochs / wall s)."""
     cells: dict[tuple[str, str, int], list[dict]] = {}
     for file in sorted(results.glob("*.json")):
         result = json.loads(file.read_text())
+        split = results.parent / "splits" / f"{result['dataset']}-s{result['seed']}.csv"
+        if split.exists():
+            n_train = sum(row["split"] == "train" for row in read_rows(split))
+            result["img_per_s"] = n_train * result["epochs"] / result["wall_s"]
         cells.setdefault((result["dataset"], result["method"], result["base_epochs"]), []).append(result)
     return cells
 
@@ -278,15 +282,16 @@ def method_order(method: str) -> int:
 
 def markdown(cells: dict[tuple[str, str, int], list[dict]], header: str) -> str:
     """The results table (mean ± std over seeds) and the mean balanced accuracy per method."""
-    lines = [header, "", "| data | method | seeds | accuracy | balanced acc. | macro-F1 | CPU s | wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [header, "", "| data | method | seeds | accuracy | balanced acc. | macro-F1 | CPU s | wall s | img/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     order = {name: i for i, name in enumerate(DATASETS)}
     for (dataset, method, epochs), runs in sorted(cells.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][2],
                                                                                 method_order(kv[0][1]))):
         metrics = " | ".join(mean_std([r[k] for r in runs]) for k in METRICS)
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
-        cpu, wall = (np.mean([r[k] for r in runs]) for k in ("cpu_s", "wall_s"))
-        lines.append(f"| {dataset} | {method_label(method, epochs, runs)} | {seeds} | {metrics} | {cpu:.0f} | {wall:.0f} |")
+        cpu, wall, rate = (np.mean([r.get(k, np.nan) for r in runs]) for k in ("cpu_s", "wall_s", "img_per_s"))
+        lines.append(f"| {dataset} | {method_label(method, epochs, runs)} | {seeds} | {metrics} | {cpu:.0f} | {wall:.0f} "
+                     f"| {rate:.0f} |")
     return "\n".join(lines + ["", *summary_lines(cells)]) + "\n"
 
 
@@ -310,7 +315,8 @@ def header(args) -> str:
     return (f"Generalization benchmark: resnet18 from scratch, 64 px, batch 64, CPU only "
             f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads), "
             f"torch {torch.__version__}, timm {timm.__version__}; mean ± std over the seeds listed; "
-            f"CPU s = user + sys of the run and its data-loader workers.")
+            f"CPU s = user + sys of the run and its data-loader workers; img/s = training images x epochs / wall s "
+            f"(the whole command: start-up, evaluation and test included).")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
