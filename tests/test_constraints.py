@@ -184,7 +184,7 @@ def test_the_defaults_validate():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"workers": -1}, "workers must be an integer >= 0, got -1"),
+    ({"workers": -1}, r"workers must be one of \['auto'\] or an integer >= 0, got -1"),
     ({"seed": 1.5}, "seed must be an integer >= 0, got 1.5"),
     ({"split_seed": "0"}, "split_seed must be None or an integer >= 0, got '0'"),
     ({"ema_decay": 1.0}, r"ema_decay must be a number in \(0, 1\), got 1.0"),
